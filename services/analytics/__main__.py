@@ -1,0 +1,6 @@
+from services.analytics.app import create_app
+from services.analytics.settings import AnalyticsSettings
+from shared.http import serve
+
+settings = AnalyticsSettings()
+serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level)

@@ -1,0 +1,6 @@
+from services.routing.app import create_app
+from services.routing.settings import RoutingSettings
+from shared.http import serve
+
+settings = RoutingSettings()
+serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level)

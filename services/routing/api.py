@@ -1,0 +1,46 @@
+"""The admin API of routing: agents, their skills, capacity and presence."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from services.routing.domain import Agent, AgentProfile, Presence
+from services.routing.service import RoutingService
+from services.routing.store import RoutingStore
+from shared.http import ApiError
+
+
+class PresenceRequest(BaseModel):
+    status: Presence
+
+
+def agent_view(agent: Agent) -> dict[str, Any]:
+    data = agent.model_dump(mode="json")
+    data["load"] = agent.load
+    return data
+
+
+def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["agents"], dependencies=[auth])
+
+    @router.put("/agents/{agent_id}", summary="Create or update an agent")
+    async def put_agent(agent_id: str, profile: AgentProfile) -> dict[str, Any]:
+        if not agent_id or len(agent_id) > 200:
+            raise ApiError(400, "invalid_agent_id", "agent ids are 1 to 200 characters")
+        return agent_view(await service.put_agent(agent_id, profile))
+
+    @router.put("/agents/{agent_id}/presence", summary="Set an agent online, away or offline")
+    async def put_presence(agent_id: str, body: PresenceRequest) -> dict[str, Any]:
+        agent = await service.set_presence(agent_id, body.status)
+        if agent is None:
+            raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
+        return agent_view(agent)
+
+    @router.get("/agents", summary="Every agent with skills, presence and current load")
+    async def list_agents() -> dict[str, Any]:
+        return {"items": [agent_view(a) for a in await store.all_agents()],
+                "queue_length": await store.queue_length()}
+
+    return router

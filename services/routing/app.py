@@ -1,0 +1,27 @@
+"""Routing: assigns tickets to agents by skill, language, channel and free capacity."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.routing import api, handlers
+from services.routing.service import RoutingService
+from services.routing.settings import RoutingSettings
+from services.routing.store import RoutingStore
+from shared import topics
+from shared.events import CloudEvent
+from shared.http import create_http_app, require_token
+from shared.runtime import Runtime
+
+
+def create_app(settings: RoutingSettings | None = None) -> FastAPI:
+    settings = settings or RoutingSettings()
+    rt = Runtime("routing", settings)
+    rt.publisher(topics.TICKETS_COMMANDS, schema=CloudEvent,
+                 description="deskstream.command.assign_ticket: put an agent on a ticket, key = ticket id")
+    store = RoutingStore(rt.mongo)
+    service = RoutingService(store=store, publish=rt.publish, source=rt.source)
+    rt.broker.include_router(handlers.build_router(service))
+    rt.on_start.append(store.ensure_indexes)
+    return create_http_app(rt, title="deskstream routing",
+                           description="Agents, skills, capacity, presence and assignment.",
+                           routers=[api.build_router(service, store, require_token(rt))])

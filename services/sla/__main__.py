@@ -1,0 +1,6 @@
+from services.sla.app import create_app
+from services.sla.settings import SlaSettings
+from shared.http import serve
+
+settings = SlaSettings()
+serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level)

@@ -1,0 +1,6 @@
+from services.tickets.app import create_app
+from services.tickets.settings import TicketsSettings
+from shared.http import serve
+
+settings = TicketsSettings()
+serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level)

@@ -1,0 +1,101 @@
+"""The agent and admin HTTP API of the tickets service."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, Field
+
+from services.tickets.domain import LifecycleError, Status
+from services.tickets.service import NotFound, TicketService
+from services.tickets.store import TicketStore, VersionConflict
+from shared.events import Channel
+from shared.http import ApiError
+
+
+class ReplyRequest(BaseModel):
+    agent_id: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class StatusRequest(BaseModel):
+    status: Status
+    until: datetime | None = None
+    actor: str | None = Field(None, max_length=200)
+
+
+def ticket_view(doc: dict[str, Any]) -> dict[str, Any]:
+    view = {k: v for k, v in doc.items() if k != "_id"}
+    view["id"] = doc["_id"]
+    return view
+
+
+def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["tickets"], dependencies=[auth])
+
+    @router.get("/messages/{message_id}", summary="Which ticket a message was filed into")
+    async def get_message(message_id: str) -> dict[str, str]:
+        ticket_id = await store.ticket_of_message(message_id)
+        if ticket_id is None:
+            raise ApiError(404, "not_found", f"message {message_id} has not been filed (yet)")
+        return {"message_id": message_id, "ticket_id": ticket_id}
+
+    @router.get("/tickets/{ticket_id}", summary="One ticket with its messages and timeline")
+    async def get_ticket(ticket_id: str) -> dict[str, Any]:
+        doc = await store.get_view(ticket_id)
+        if doc is None:
+            raise ApiError(404, "not_found", f"ticket {ticket_id} does not exist")
+        return ticket_view(doc)
+
+    @router.get("/tickets", summary="Tickets, newest first, with filters and cursor pagination")
+    async def list_tickets(
+        status: Status | None = None, assignee: str | None = Query(None, max_length=200),
+        customer: str | None = Query(None, max_length=200), channel: Channel | None = None,
+        tag: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=500),
+        cursor: str | None = Query(None, max_length=500),
+    ) -> dict[str, Any]:
+        # every value is a plain string by validation, so no operator can be injected
+        filters: dict[str, Any] = {}
+        for field, value in (("status", status), ("assignee", assignee), ("customer.id", customer),
+                             ("channel", channel), ("tags", tag)):
+            if value is not None:
+                filters[field] = str(value)
+        try:
+            docs, next_cursor = await store.list_view(filters=filters, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_cursor", str(exc)) from exc
+        return {"items": [ticket_view(d) for d in docs], "next_cursor": next_cursor}
+
+    @router.post("/tickets/{ticket_id}/replies", status_code=201, summary="An agent answers the customer")
+    async def reply(ticket_id: str, body: ReplyRequest,
+                    idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
+        ticket = await _act(service.reply(ticket_id, agent_id=body.agent_id, text=body.text,
+                                          request_id=idempotency_key))
+        return {"ticket_id": ticket.id, "status": ticket.status, "message": ticket.messages[-1].model_dump(mode="json")}
+
+    @router.post("/tickets/{ticket_id}/status", summary="Change a ticket's status")
+    async def change_status(ticket_id: str, body: StatusRequest) -> dict[str, Any]:
+        ticket = await _act(service.change_status(ticket_id, status=body.status, actor=body.actor or "agent",
+                                                  until=body.until))
+        return {"ticket_id": ticket.id, "status": ticket.status}
+
+    @router.get("/customers/{customer_id}", summary="A customer with every identity and every ticket")
+    async def get_customer(customer_id: str) -> dict[str, Any]:
+        view = await store.customer_view(customer_id)
+        if view is None:
+            raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
+        return view
+
+    return router
+
+
+async def _act(action):
+    try:
+        return await action
+    except NotFound as exc:
+        raise ApiError(404, "not_found", f"ticket {exc} does not exist") from exc
+    except LifecycleError as exc:
+        raise ApiError(409, "invalid_transition", str(exc)) from exc
+    except VersionConflict as exc:
+        raise ApiError(409, "conflict", "the ticket changed meanwhile; try again") from exc

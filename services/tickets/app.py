@@ -1,0 +1,30 @@
+"""Tickets: owns ticket lifecycle state in MongoDB and publishes every change on `tickets.events`."""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.tickets import api, handlers
+from services.tickets.service import TicketService
+from services.tickets.settings import TicketsSettings
+from services.tickets.store import TicketStore
+from shared import topics
+from shared.events import CloudEvent
+from shared.http import create_http_app, require_token
+from shared.outbox import Outbox
+from shared.runtime import Runtime
+
+
+def create_app(settings: TicketsSettings | None = None) -> FastAPI:
+    settings = settings or TicketsSettings()
+    rt = Runtime("tickets", settings)
+    rt.publisher(topics.TICKETS_EVENTS, schema=CloudEvent,
+                 description="Every ticket change as a CloudEvent (deskstream.ticket.*), key = ticket id")
+    store = TicketStore(rt.mongo)
+    outbox = Outbox(store.tickets, rt.publish)
+    service = TicketService(store=store, outbox=outbox, source=rt.source)
+    rt.broker.include_router(handlers.build_router(service))
+    rt.on_start.append(store.ensure_indexes)
+    rt.loops.append(outbox.sweep_forever)
+    return create_http_app(rt, title="deskstream tickets",
+                           description="Ticket lifecycle, timeline, customers and the agent API.",
+                           routers=[api.build_router(service, store, require_token(rt))])

@@ -1,0 +1,205 @@
+"""The ticket aggregate and its lifecycle rules. Pure: no I/O, no framework.
+
+Each method changes the ticket and returns the events it caused, as
+(event type, payload) pairs; the service layer stores both in one write."""
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from shared.events import (
+    Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
+    TicketMessageAdded, TicketReplied, TicketSnapshot, TicketStatusChanged, stable_id,
+)
+
+
+class Status(StrEnum):
+    new = "new"
+    open = "open"
+    answered = "answered"
+    postponed = "postponed"
+    resolved = "resolved"
+    closed = "closed"
+    spam = "spam"
+    deleted = "deleted"
+
+
+S = Status
+# Which status an agent or admin may set from which. Customer messages and agent replies
+# move tickets by the rules in `receive` and `reply` below.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.new:       frozenset({S.open, S.postponed, S.resolved, S.spam, S.deleted}),
+    S.open:      frozenset({S.postponed, S.resolved, S.spam, S.deleted}),
+    S.answered:  frozenset({S.open, S.postponed, S.resolved, S.spam, S.deleted}),
+    S.postponed: frozenset({S.open, S.resolved, S.spam, S.deleted}),
+    S.resolved:  frozenset({S.open, S.closed, S.deleted}),
+    S.closed:    frozenset({S.deleted}),
+    S.spam:      frozenset({S.open, S.deleted}),
+    S.deleted:   frozenset({S.open}),  # restore
+}
+# a customer message moves the ticket to...
+ON_CUSTOMER_MESSAGE: dict[Status, Status] = {
+    S.new: S.new, S.open: S.open, S.answered: S.open, S.postponed: S.open,
+    S.resolved: S.open, S.spam: S.spam, S.deleted: S.deleted,
+}
+# tickets in these statuses take no more messages: the next one starts a new ticket
+FINISHED = frozenset({S.closed})
+REPLYABLE = frozenset({S.new, S.open, S.answered, S.postponed, S.resolved})
+
+
+class LifecycleError(Exception):
+    """The change is not allowed in the ticket's current state (HTTP 409)."""
+
+
+class Message(BaseModel):
+    message_id: str
+    direction: Direction
+    channel: Channel
+    text: str
+    at: datetime
+    author: str | None = None
+    subject: str | None = None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    type: str
+    actor: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerInfo(BaseModel):
+    id: str
+    name: str | None = None
+    identities: list[str] = Field(default_factory=list)
+
+
+Event = tuple[str, BaseModel]
+
+
+class Ticket(BaseModel):
+    id: str
+    status: Status = Status.new
+    priority: str = "normal"
+    channel: Channel
+    customer: CustomerInfo
+    subject: str | None = None
+    thread_key: str
+    assignee: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    language: str | None = None
+    postponed_until: datetime | None = None
+    messages: list[Message] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+
+    # ------------------------------------------------------------ creation and messages
+    @classmethod
+    def open_from(cls, msg: MessageReceived, *, ticket_id: str, customer: CustomerInfo,
+                  now: datetime) -> tuple[Ticket, list[Event]]:
+        ticket = cls(id=ticket_id, channel=msg.channel, customer=customer, subject=msg.subject,
+                     thread_key=msg.thread_key, language=msg.language, created_at=now, updated_at=now)
+        ticket._log(now, "created", actor=customer.id, channel=msg.channel.value)
+        message = ticket._append_inbound(msg)
+        return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=message))]
+
+    def has_message(self, message_id: str) -> bool:
+        return any(m.message_id == message_id for m in self.messages)
+
+    def accepts_messages(self) -> bool:
+        return self.status not in FINISHED
+
+    def receive(self, msg: MessageReceived, *, now: datetime) -> list[Event]:
+        """A customer message joins the ticket; a waiting or resolved ticket reopens."""
+        if self.has_message(msg.message_id):
+            return []
+        message = self._append_inbound(msg)
+        self.updated_at = now
+        events: list[Event] = [(EventType.TICKET_MESSAGE_ADDED,
+                                TicketMessageAdded(ticket=self.snapshot(), message=message))]
+        target = ON_CUSTOMER_MESSAGE.get(self.status, self.status)
+        if target != self.status:
+            events.append(self._set_status(target, actor=self.customer.id, now=now))
+        return events
+
+    def reply(self, *, agent_id: str, text: str, message_id: str, now: datetime) -> list[Event]:
+        if self.has_message(message_id):
+            return []
+        if self.status not in REPLYABLE:
+            raise LifecycleError(f"a {self.status} ticket cannot be answered")
+        message = Message(message_id=message_id, direction=Direction.outbound, channel=self.channel,
+                          text=text, at=now, author=agent_id)
+        self.messages.append(message)
+        self._log(now, "reply_sent", actor=agent_id, message_id=message_id)
+        self.updated_at = now
+        events: list[Event] = []
+        if self.status != S.answered:
+            events.append(self._set_status(S.answered, actor=agent_id, now=now))
+        events.insert(0, (EventType.TICKET_REPLIED, TicketReplied(
+            ticket=self.snapshot(), message=MessageSummary(**message.model_dump()), agent_id=agent_id)))
+        return events
+
+    # ------------------------------------------------------------ assignment and status
+    def assign(self, agent_id: str, *, actor: str, now: datetime) -> list[Event]:
+        if self.assignee == agent_id:
+            return []
+        if self.status in (S.closed, S.deleted, S.spam):
+            raise LifecycleError(f"a {self.status} ticket cannot be assigned")
+        previous, self.assignee = self.assignee, agent_id
+        self._log(now, "assigned", actor=actor, agent_id=agent_id, previous=previous)
+        self.updated_at = now
+        return [(EventType.TICKET_ASSIGNED,
+                 TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous))]
+
+    def change_status(self, to: Status, *, actor: str, now: datetime,
+                      until: datetime | None = None) -> list[Event]:
+        if to == self.status and to != S.postponed:
+            return []
+        if to not in TRANSITIONS[self.status] and not (to == S.postponed == self.status):
+            raise LifecycleError(f"cannot go from {self.status} to {to}")
+        if to == S.postponed and until is None:
+            raise LifecycleError("postponing needs 'until'")
+        return [self._set_status(to, actor=actor, now=now, until=until)]
+
+    # ------------------------------------------------------------ views
+    def snapshot(self) -> TicketSnapshot:
+        return TicketSnapshot(id=self.id, status=self.status.value, priority=self.priority,
+                              channel=self.channel, customer_id=self.customer.id, assignee=self.assignee,
+                              tags=list(self.tags), language=self.language, created_at=self.created_at,
+                              version=self.version + 1)
+
+    # ------------------------------------------------------------ internals
+    def _append_inbound(self, msg: MessageReceived) -> MessageSummary:
+        message = Message(message_id=msg.message_id, direction=Direction.inbound, channel=msg.channel,
+                          text=msg.text, at=msg.sent_at, author=self.customer.id, subject=msg.subject)
+        self.messages.append(message)
+        self._log(msg.received_at, "message_received", actor=self.customer.id,
+                  message_id=msg.message_id, channel=msg.channel.value)
+        return MessageSummary(**message.model_dump())
+
+    def _set_status(self, to: Status, *, actor: str | None, now: datetime,
+                    until: datetime | None = None) -> Event:
+        previous, self.status = self.status, to
+        self.postponed_until = until if to == S.postponed else None
+        self._log(now, "status_changed", actor=actor, **{"from": previous.value, "to": to.value},
+                  **({"until": until.isoformat()} if until else {}))
+        self.updated_at = now
+        return (EventType.TICKET_STATUS_CHANGED, TicketStatusChanged(
+            ticket=self.snapshot(), from_status=previous.value, to_status=to.value, actor=actor, until=until))
+
+    def _log(self, at: datetime, type_: str, *, actor: str | None, **details: Any) -> None:
+        self.timeline.append(TimelineEntry(at=at, type=type_, actor=actor, details=details))
+
+
+def ticket_id_for(first_message_id: str) -> str:
+    """Deterministic, so filing the same first message twice names the same ticket."""
+    return "TK-" + stable_id("ticket", first_message_id, size=12).upper()
+
+
+def customer_id_for(identity_key: str) -> str:
+    return "CU-" + stable_id("customer", identity_key, size=12).upper()

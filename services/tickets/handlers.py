@@ -1,0 +1,27 @@
+"""Kafka subscribers of the tickets service: a record in, one service call."""
+from __future__ import annotations
+
+from faststream.kafka import KafkaRouter
+
+from services.tickets.service import TicketService
+from shared import topics
+from shared.broker import at_least_once
+from shared.events import AssignTicket, CloudEvent, EventType, MessageReceived
+
+
+def build_router(service: TicketService) -> KafkaRouter:
+    router = KafkaRouter()
+
+    @router.subscriber(topics.INGEST_MESSAGES, **at_least_once(topics.GROUP_TICKETS),
+                       description="File each normalised channel message into exactly one ticket")
+    async def file_message(event: CloudEvent) -> None:
+        if event.type == EventType.MESSAGE_RECEIVED:
+            await service.file_message(MessageReceived.model_validate(event.data))
+
+    @router.subscriber(topics.TICKETS_COMMANDS, **at_least_once(topics.GROUP_TICKETS),
+                       description="Apply commands other services send (assignments)")
+    async def apply_command(event: CloudEvent) -> None:
+        if event.type == EventType.ASSIGN_TICKET:
+            await service.apply_command(AssignTicket.model_validate(event.data))
+
+    return router

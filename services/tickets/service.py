@@ -1,0 +1,126 @@
+"""Ticket use cases: load → decide in the domain → save with events → publish."""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from services.tickets.domain import (
+    Event, LifecycleError, Status, Ticket, ticket_id_for,
+)
+from services.tickets.store import TicketStore, VersionConflict
+from shared import topics
+from shared.broker import PoisonMessage
+from shared.events import AssignTicket, CloudEvent, MessageReceived, make_event, stable_id, utcnow
+from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+
+
+class NotFound(Exception):
+    pass
+
+
+class TicketService:
+    def __init__(self, *, store: TicketStore, outbox: Outbox, source: str,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.source = source
+        self.clock = clock
+
+    # ------------------------------------------------------------ inbound messages
+    async def file_message(self, msg: MessageReceived) -> str:
+        """File a customer message into exactly one ticket (idempotent)."""
+        known = await self.store.ticket_of_message(msg.message_id)
+        if known:
+            await self._relay(known)  # a crash may have left its events unsent
+            return known
+        now = self.clock()
+        customer = await self.store.resolve_customer(msg.customer.name, msg.customer.identities, now)
+        for _ in range(MAX_ATTEMPTS):
+            ticket_id = await self._ticket_for_thread(msg)
+            ticket = await self.store.load(ticket_id)
+            try:
+                if ticket is None:
+                    ticket, events = Ticket.open_from(msg, ticket_id=ticket_id, customer=customer, now=now)
+                    await self._save(ticket, events, expected_version=None)
+                elif not ticket.accepts_messages() and not ticket.has_message(msg.message_id):
+                    # a closed ticket: the conversation continues in a new one
+                    new_id = ticket_id_for(msg.message_id)
+                    await self.store.claim_thread(msg.thread_key, candidate=new_id, replacing=ticket.id)
+                    continue
+                else:
+                    version = ticket.version
+                    events = ticket.receive(msg, now=now)
+                    if events:
+                        await self._save(ticket, events, expected_version=version)
+            except VersionConflict:
+                continue
+            await self.store.index_message(msg.message_id, ticket.id)
+            return ticket.id
+        raise RuntimeError(f"could not file {msg.message_id}: too much contention on its ticket")
+
+    async def _ticket_for_thread(self, msg: MessageReceived) -> str:
+        current = await self.store.thread_ticket(msg.thread_key)
+        if current:
+            return current
+        return await self.store.claim_thread(msg.thread_key, candidate=ticket_id_for(msg.message_id),
+                                             replacing=None)
+
+    # ------------------------------------------------------------ commands and agent actions
+    async def apply_command(self, command: AssignTicket) -> None:
+        if await self.store.command_applied(command.ticket_id, command.command_id):
+            await self._relay(command.ticket_id)
+            return
+        try:
+            await self._change(command.ticket_id, lambda t, now: t.assign(command.agent_id, actor="routing", now=now),
+                               command_id=command.command_id)
+        except NotFound as exc:
+            raise PoisonMessage(f"ticket {command.ticket_id} does not exist") from exc
+        except LifecycleError as exc:
+            log.info("assignment of %s skipped: %s", command.ticket_id, exc)
+
+    async def reply(self, ticket_id: str, *, agent_id: str, text: str, request_id: str | None) -> Ticket:
+        message_id = "out_" + stable_id(ticket_id, request_id or uuid.uuid4().hex, agent_id, size=24)
+        return await self._change(ticket_id, lambda t, now: t.reply(
+            agent_id=agent_id, text=text, message_id=message_id, now=now))
+
+    async def change_status(self, ticket_id: str, *, status: Status, actor: str,
+                            until: datetime | None) -> Ticket:
+        return await self._change(ticket_id, lambda t, now: t.change_status(status, actor=actor, now=now, until=until))
+
+    async def _change(self, ticket_id: str, decide: Callable[[Ticket, datetime], list[Event]], *,
+                      command_id: str | None = None) -> Ticket:
+        for _ in range(MAX_ATTEMPTS):
+            ticket = await self.store.load(ticket_id)
+            if ticket is None:
+                raise NotFound(ticket_id)
+            version = ticket.version
+            events = decide(ticket, self.clock())
+            if not events and not command_id:
+                return ticket
+            try:
+                await self._save(ticket, events, expected_version=version, command_id=command_id)
+            except VersionConflict:
+                continue
+            return ticket
+        raise VersionConflict(ticket_id)
+
+    # ------------------------------------------------------------ persistence + publishing
+    async def _save(self, ticket: Ticket, events: list[Event], *, expected_version: int | None,
+                    command_id: str | None = None) -> None:
+        cloud = [(topics.TICKETS_EVENTS, self._cloud_event(ticket.id, type_, payload)) for type_, payload in events]
+        doc = await self.store.save(ticket, cloud, expected_version=expected_version, command_id=command_id)
+        await self.outbox.relay(doc)
+
+    async def _relay(self, ticket_id: str) -> None:
+        doc = await self.store.pending_of(ticket_id)
+        if doc:
+            await self.outbox.relay(doc)
+
+    def _cloud_event(self, ticket_id: str, type_: str, payload) -> CloudEvent:
+        return make_event(type_, payload, source=self.source, subject=ticket_id, time=self.clock())
+

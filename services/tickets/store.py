@@ -1,0 +1,162 @@
+"""The collections the tickets service owns: tickets (with their outbox), the message
+index, conversation threads, customers and their identities."""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from services.tickets.domain import CustomerInfo, Ticket, customer_id_for
+from shared.events import CloudEvent, Identity
+from shared.mongo import DESCENDING, DuplicateKeyError, Mongo, ReturnDocument
+from shared.outbox import FIELD as OUTBOX_FIELD, Outbox, entry
+
+SUMMARY_FIELDS = {"messages": 0, "timeline": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
+
+
+class VersionConflict(Exception):
+    """Someone else changed the ticket since it was loaded; reload and decide again."""
+
+
+class TicketStore:
+    def __init__(self, mongo: Mongo) -> None:
+        self.tickets = mongo.collection("tickets")
+        self.message_index = mongo.collection("ticket_messages")
+        self.threads = mongo.collection("ticket_threads")
+        self.customers = mongo.collection("customers")
+        self.identities = mongo.collection("customer_identities")
+
+    async def ensure_indexes(self) -> None:
+        await self.tickets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        await self.tickets.create_index([("status", 1), ("created_at", DESCENDING)])
+        await self.tickets.create_index([("customer.id", 1)])
+        await self.tickets.create_index([("assignee", 1)])
+        await self.message_index.create_index([("ticket_id", 1)])
+
+    # ------------------------------------------------------------ tickets
+    async def load(self, ticket_id: str) -> Ticket | None:
+        doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
+        return Ticket.model_validate(doc) if doc else None
+
+    async def save(self, ticket: Ticket, events: list[tuple[str, CloudEvent]], *,
+                   expected_version: int | None, command_id: str | None = None) -> dict[str, Any]:
+        """Write the ticket and its events in one atomic step. `expected_version` None
+        means a new ticket. Returns the stored document (with every pending event)."""
+        pending = [entry(topic, ticket.id, event) for topic, event in events]
+        body = ticket.model_dump(mode="python", exclude={"version"})
+        if expected_version is None:
+            doc = {"_id": ticket.id, **body, "version": 1, OUTBOX_FIELD: pending,
+                   "applied_commands": [command_id] if command_id else []}
+            try:
+                await self.tickets.insert_one(doc)
+            except DuplicateKeyError as exc:
+                raise VersionConflict(ticket.id) from exc
+            ticket.version = 1
+            return doc
+        update: dict[str, Any] = {"$set": {**body, "version": expected_version + 1}}
+        push: dict[str, Any] = {}
+        if pending:
+            push[OUTBOX_FIELD] = {"$each": pending}
+        if command_id:
+            push["applied_commands"] = command_id
+        if push:
+            update["$push"] = push
+        doc = await self.tickets.find_one_and_update(
+            {"_id": ticket.id, "version": expected_version}, update,
+            return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise VersionConflict(ticket.id)
+        ticket.version = expected_version + 1
+        return doc
+
+    async def command_applied(self, ticket_id: str, command_id: str) -> bool:
+        return await self.tickets.count_documents({"_id": ticket_id, "applied_commands": command_id}) > 0
+
+    async def pending_of(self, ticket_id: str) -> dict[str, Any] | None:
+        return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 1})
+
+    async def get_view(self, ticket_id: str) -> dict[str, Any] | None:
+        return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
+
+    async def list_view(self, *, filters: dict[str, Any], limit: int,
+                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        query: dict[str, Any] = dict(filters)
+        if cursor:
+            at, last_id = decode_cursor(cursor)
+            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]
+        docs = [d async for d in self.tickets.find(query, SUMMARY_FIELDS)
+                .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)]
+        more = len(docs) > limit
+        docs = docs[:limit]
+        next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"]) if more and docs else None
+        return docs, next_cursor
+
+    # ------------------------------------------------------------ message index and threads
+    async def ticket_of_message(self, message_id: str) -> str | None:
+        doc = await self.message_index.find_one({"_id": message_id})
+        return doc["ticket_id"] if doc else None
+
+    async def index_message(self, message_id: str, ticket_id: str) -> None:
+        await self.message_index.update_one({"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}},
+                                            upsert=True)
+
+    async def thread_ticket(self, thread_key: str) -> str | None:
+        doc = await self.threads.find_one({"_id": thread_key})
+        return doc["ticket_id"] if doc else None
+
+    async def claim_thread(self, thread_key: str, *, candidate: str, replacing: str | None) -> str:
+        """Point the conversation at a ticket; returns the ticket it points at now
+        (someone else's claim wins a race, so both file into one ticket)."""
+        if replacing is None:
+            doc = await self.threads.find_one_and_update(
+                {"_id": thread_key}, {"$setOnInsert": {"ticket_id": candidate}},
+                upsert=True, return_document=ReturnDocument.AFTER)
+            return doc["ticket_id"]
+        doc = await self.threads.find_one_and_update(
+            {"_id": thread_key, "ticket_id": replacing}, {"$set": {"ticket_id": candidate}},
+            return_document=ReturnDocument.AFTER)
+        return doc["ticket_id"] if doc else (await self.thread_ticket(thread_key) or candidate)
+
+    # ------------------------------------------------------------ customers
+    async def resolve_customer(self, name: str | None, identities: list[Identity],
+                               now: datetime) -> CustomerInfo:
+        """One customer across identities: a known identity names the customer; unknown
+        identities are linked to it. Idempotent, so a redelivered message changes nothing."""
+        keys = [i.key for i in identities]
+        known = {d["_id"]: d["customer_id"] async for d in self.identities.find({"_id": {"$in": keys}})}
+        customer_id = next((known[k] for k in keys if k in known), None) or customer_id_for(keys[0])
+        for key in keys:
+            if key not in known:
+                await self.identities.update_one({"_id": key}, {"$setOnInsert": {"customer_id": customer_id}},
+                                                 upsert=True)
+        update: dict[str, Any] = {"$setOnInsert": {"created_at": now}, "$addToSet": {"identities": {"$each": keys}}}
+        if name:
+            update["$set"] = {"name": name}
+        doc = await self.customers.find_one_and_update({"_id": customer_id}, update, upsert=True,
+                                                       return_document=ReturnDocument.AFTER)
+        return CustomerInfo(id=customer_id, name=doc.get("name"), identities=doc.get("identities", keys))
+
+    async def customer_view(self, customer_id: str) -> dict[str, Any] | None:
+        doc = await self.customers.find_one({"_id": customer_id})
+        if doc is None:
+            return None
+        tickets = [t async for t in self.tickets.find(
+            {"customer.id": customer_id}, {"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1})
+            .sort([("created_at", DESCENDING)])]
+        return {"id": customer_id, "name": doc.get("name"), "identities": doc.get("identities", []),
+                "created_at": doc.get("created_at"),
+                "tickets": [{"id": t["_id"], **{k: v for k, v in t.items() if k != "_id"}} for t in tickets]}
+
+
+
+def encode_cursor(at: datetime, ticket_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), ticket_id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(at), str(ticket_id)
+    except Exception as exc:
+        raise ValueError("invalid cursor") from exc

@@ -1,0 +1,1 @@
+"""Code every deskstream service shares: settings, topics, events, broker, storage, HTTP, telemetry."""

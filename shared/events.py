@@ -1,0 +1,239 @@
+"""The CloudEvents 1.0 envelope and every event and command payload deskstream sends.
+
+Commands are named as imperatives (`AssignTicket`), events in the past tense
+(`TicketAssigned`). Every record on every topic is a structured-mode CloudEvent whose
+`data` is one of the payloads below; `EVENT_TYPES` maps each `type` to its payload.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPECVERSION = "1.0"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stable_id(*parts: str, size: int = 20) -> str:
+    """A deterministic id from its parts: the same input always gives the same id."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return digest[:size]
+
+
+class CloudEvent(BaseModel):
+    """CloudEvents 1.0, structured JSON mode. `data` stays a plain dict here so a
+    consumer can skip types it does not know; `payload()` parses the known ones."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = SPECVERSION
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str | None = None
+    time: datetime
+    datacontenttype: str = "application/json"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def payload(self) -> BaseModel | None:
+        model = EVENT_TYPES.get(self.type)
+        return model.model_validate(self.data) if model else None
+
+
+def make_event(
+    type_: str, data: BaseModel, *, source: str, subject: str | None,
+    id_: str | None = None, time: datetime | None = None,
+) -> CloudEvent:
+    return CloudEvent(
+        id=id_ or uuid.uuid4().hex, source=source, type=type_, subject=subject,
+        time=time or utcnow(), data=data.model_dump(mode="json"),
+    )
+
+
+# ---------------------------------------------------------------- vocabulary
+
+class Channel(StrEnum):
+    email = "email"
+    chat = "chat"
+    sms = "sms"
+    whatsapp = "whatsapp"
+    social = "social"
+    voice = "voice"
+    webform = "webform"
+
+
+class Direction(StrEnum):
+    inbound = "inbound"
+    outbound = "outbound"
+
+
+class Identity(BaseModel):
+    """One way to reach a customer: `email:ana@example.com`, `chat:<visitor id>`, `phone:+9665...`."""
+
+    kind: str
+    value: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class CustomerRef(BaseModel):
+    name: str | None = None
+    identities: list[Identity] = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- ingest → tickets
+
+class MessageReceived(BaseModel):
+    """A channel message, normalised by ingest (topic `ingest.messages`)."""
+
+    message_id: str
+    channel: Channel
+    external_id: str
+    # messages sharing a thread key belong to one conversation (a chat session, a mail thread)
+    thread_key: str
+    customer: CustomerRef
+    subject: str | None = None
+    text: str
+    language: str | None = None
+    sent_at: datetime
+    received_at: datetime
+
+
+# ---------------------------------------------------------------- tickets → everyone
+
+class TicketSnapshot(BaseModel):
+    """The facts of a ticket every consumer needs, carried on each ticket event."""
+
+    id: str
+    status: str
+    priority: str
+    channel: Channel
+    customer_id: str
+    assignee: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    language: str | None = None
+    created_at: datetime
+    version: int
+
+
+class MessageSummary(BaseModel):
+    message_id: str
+    direction: Direction
+    channel: Channel
+    text: str
+    at: datetime
+    author: str | None = None
+
+
+class TicketCreated(BaseModel):
+    ticket: TicketSnapshot
+    message: MessageSummary
+
+
+class TicketMessageAdded(BaseModel):
+    ticket: TicketSnapshot
+    message: MessageSummary
+
+
+class TicketReplied(BaseModel):
+    """An agent answered the customer (an outbound message)."""
+
+    ticket: TicketSnapshot
+    message: MessageSummary
+    agent_id: str
+
+
+class TicketAssigned(BaseModel):
+    ticket: TicketSnapshot
+    agent_id: str
+    previous_agent_id: str | None = None
+
+
+class TicketStatusChanged(BaseModel):
+    ticket: TicketSnapshot
+    from_status: str
+    to_status: str
+    actor: str | None = None
+    until: datetime | None = None
+
+
+# ---------------------------------------------------------------- commands
+
+class AssignTicket(BaseModel):
+    """Routing asks tickets to put an agent on a ticket (topic `tickets.commands`)."""
+
+    command_id: str
+    ticket_id: str
+    agent_id: str
+
+
+# ---------------------------------------------------------------- sla
+
+class SlaTarget(StrEnum):
+    first_response = "first_response"
+    next_response = "next_response"
+    resolution = "resolution"
+
+
+class SlaTargetEvent(BaseModel):
+    ticket_id: str
+    target: SlaTarget
+    policy_id: str
+    due_at: datetime
+    at: datetime = Field(description="when it happened: the warning, the breach or the answer")
+
+
+# ---------------------------------------------------------------- dead letters
+
+class DeadLetter(BaseModel):
+    """A record that could not be processed, kept whole with where it came from and why."""
+
+    service: str
+    reason: str
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    source_key: str | None = None
+    original_base64: str
+    original_text: str | None = None
+    at: datetime
+
+
+# ---------------------------------------------------------------- the type registry
+
+class EventType:
+    MESSAGE_RECEIVED = "deskstream.message.received"
+    TICKET_CREATED = "deskstream.ticket.created"
+    TICKET_MESSAGE_ADDED = "deskstream.ticket.message_added"
+    TICKET_REPLIED = "deskstream.ticket.replied"
+    TICKET_ASSIGNED = "deskstream.ticket.assigned"
+    TICKET_STATUS_CHANGED = "deskstream.ticket.status_changed"
+    ASSIGN_TICKET = "deskstream.command.assign_ticket"
+    SLA_WARNING = "deskstream.sla.warning"
+    SLA_BREACHED = "deskstream.sla.breached"
+    SLA_MET = "deskstream.sla.met"
+    DEAD_LETTER = "deskstream.deadletter"
+
+
+EVENT_TYPES: dict[str, type[BaseModel]] = {
+    EventType.MESSAGE_RECEIVED: MessageReceived,
+    EventType.TICKET_CREATED: TicketCreated,
+    EventType.TICKET_MESSAGE_ADDED: TicketMessageAdded,
+    EventType.TICKET_REPLIED: TicketReplied,
+    EventType.TICKET_ASSIGNED: TicketAssigned,
+    EventType.TICKET_STATUS_CHANGED: TicketStatusChanged,
+    EventType.ASSIGN_TICKET: AssignTicket,
+    EventType.SLA_WARNING: SlaTargetEvent,
+    EventType.SLA_BREACHED: SlaTargetEvent,
+    EventType.SLA_MET: SlaTargetEvent,
+    EventType.DEAD_LETTER: DeadLetter,
+}

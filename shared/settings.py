@@ -1,0 +1,38 @@
+"""Settings every service reads from the environment (names as in CONTRACT.md)."""
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Common settings; each service subclasses it and adds its own port and knobs."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str = "deskstream"
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
+    )
+    mongodb_url: str = Field(
+        "mongodb://127.0.0.1:27017", validation_alias=AliasChoices("MONGODB_URL", "mongodb_url")
+    )
+    mongodb_database: str = Field(
+        "deskstream", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database")
+    )
+    # Unset means development mode: agent/admin endpoints are open (a warning is logged).
+    api_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DESKSTREAM_API_TOKEN", "api_token")
+    )
+    http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
+    http_port: int = 8000
+    log_level: str = Field("INFO", validation_alias=AliasChoices("DESKSTREAM_LOG_LEVEL", "log_level"))
+    # How long an unprocessable record is retried before it is dead-lettered is not a
+    # setting: decoding failures go to `deadletter` at once, infrastructure errors retry.
+    retry_backoff_s: float = 1.0
+
+
+def port_field(service: str, default: int):
+    """`<SERVICE>_HTTP_PORT`, e.g. TICKETS_HTTP_PORT; the defaults are CONTRACT.md's ports."""
+    env = f"{service.upper()}_HTTP_PORT"
+    return Field(default, validation_alias=AliasChoices(env, "http_port"))
