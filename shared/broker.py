@@ -100,7 +100,8 @@ async def dead_letter(broker: KafkaBroker, *, service: str, raw: Any, reason: st
     event = make_event(EventType.DEAD_LETTER, letter, source=f"deskstream/{service}",
                        subject=key, id_=f"dl-{raw.topic}-{raw.partition}-{raw.offset}-{service}")
     log.warning("dead-lettered %s[%s]@%s: %s", raw.topic, raw.partition, raw.offset, reason)
-    await broker.publish(event.model_dump(mode="json"), topics.DEADLETTER, key=(key or "").encode() or None)
+    await broker.publish(event.model_dump(mode="json"), topics.DEADLETTER, key=(key or "").encode() or None,
+                         headers={"content-type": "application/cloudevents+json"})
 
 
 async def ensure_topics(bootstrap_servers: str, names: tuple[str, ...] = topics.ALL,

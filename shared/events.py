@@ -10,9 +10,9 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 SPECVERSION = "1.0"
 
@@ -237,3 +237,29 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.SLA_MET: SlaTargetEvent,
     EventType.DEAD_LETTER: DeadLetter,
 }
+
+
+# ---------------------------------------------------------------- records per topic (for the AsyncAPI document)
+
+def _record(name: str, doc: str, types: tuple[str, ...]) -> type[CloudEvent]:
+    models = tuple(dict.fromkeys(EVENT_TYPES[t] for t in types))
+    data_type = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
+    return create_model(name, __base__=CloudEvent, __doc__=doc,
+                        type=(Literal[types], ...), data=(data_type, ...))  # type: ignore[valid-type]
+
+
+MessageReceivedRecord = _record(
+    "MessageReceivedRecord", "A normalised inbound channel message on `ingest.messages`.",
+    (EventType.MESSAGE_RECEIVED,))
+TicketEventRecord = _record(
+    "TicketEventRecord", "A ticket change on `tickets.events`; `subject` is the ticket id.",
+    (EventType.TICKET_CREATED, EventType.TICKET_MESSAGE_ADDED, EventType.TICKET_REPLIED,
+     EventType.TICKET_ASSIGNED, EventType.TICKET_STATUS_CHANGED))
+TicketCommandRecord = _record(
+    "TicketCommandRecord", "A command for the tickets service on `tickets.commands`.",
+    (EventType.ASSIGN_TICKET,))
+SlaEventRecord = _record(
+    "SlaEventRecord", "An SLA warning, breach or met target on `sla.events`; `subject` is the ticket id.",
+    (EventType.SLA_WARNING, EventType.SLA_BREACHED, EventType.SLA_MET))
+DeadLetterRecord = _record(
+    "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,))

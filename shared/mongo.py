@@ -48,3 +48,19 @@ def without_id(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None
     return {k: v for k, v in doc.items() if k != "_id"}
+
+
+async def upsert(collection: Collection, query: dict[str, Any], update: dict[str, Any], *,
+                 returning: bool = False) -> Any:
+    """An upsert that survives a racing upsert of the same key: concurrent upserts may both
+    try to insert, and the loser gets a duplicate-key error; retried, it matches the winner."""
+    for attempt in range(3):
+        try:
+            if returning:
+                return await collection.find_one_and_update(query, update, upsert=True,
+                                                            return_document=ReturnDocument.AFTER)
+            return await collection.update_one(query, update, upsert=True)
+        except DuplicateKeyError:
+            if attempt == 2:
+                raise
+    return None

@@ -10,7 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from shared.events import CloudEvent, utcnow
-from shared.mongo import Collection
+from shared.locks import KeyedLock
+from shared.mongo import Collection, DuplicateKeyError
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,15 @@ def entry(topic: str, key: str, event: CloudEvent) -> dict[str, Any]:
 
 
 class Outbox:
-    def __init__(self, collection: Collection, publish: Publish) -> None:
+    def __init__(self, collection: Collection, publish: Publish, locks: KeyedLock | None = None) -> None:
         self.collection = collection
         self.publish = publish
+        # the same locks the owning service holds while it changes a document
+        self.locks = locks or KeyedLock()
 
     async def relay(self, doc: dict[str, Any]) -> int:
-        """Publish every pending event of `doc` in order, then remove exactly those."""
+        """Publish every pending event of `doc` in order, then remove exactly those.
+        The caller holds `self.locks` for the document."""
         pending = doc.get(FIELD) or []
         for item in pending:
             await self.publish(item["topic"], item["event"], item["key"])
@@ -41,9 +45,13 @@ class Outbox:
         """Relay events left behind by a crash between a write and its publish."""
         cutoff = (utcnow() - older_than).isoformat()
         sent = 0
-        async for doc in self.collection.find({FIELD: {"$ne": []}, f"{FIELD}.at": {"$lt": cutoff}},
-                                              {FIELD: 1}).limit(limit):
-            sent += await self.relay(doc)
+        stale = [d["_id"] async for d in self.collection.find(
+            {FIELD: {"$ne": []}, f"{FIELD}.at": {"$lt": cutoff}}, {"_id": 1}).limit(limit)]
+        for doc_id in stale:
+            async with self.locks.hold(doc_id):
+                doc = await self.collection.find_one({"_id": doc_id}, {FIELD: 1})
+                if doc:
+                    sent += await self.relay(doc)
         return sent
 
     async def sweep_forever(self, interval_s: float = 2.0) -> None:
@@ -56,4 +64,51 @@ class Outbox:
                 raise
             except Exception:
                 log.exception("outbox sweep failed; retrying")
+            await asyncio.sleep(interval_s)
+
+
+class EventClaims:
+    """An insert-only outbox for events that are decisions in themselves ("this target was
+    breached"). The event is stored under a claim key (`_id`); the insert is atomic on
+    FerretDB and MongoDB alike, so among racing processes exactly one makes the decision,
+    and the stored event is published until it is marked sent."""
+
+    def __init__(self, collection: Collection, publish: Publish) -> None:
+        self.collection = collection
+        self.publish = publish
+
+    async def claim(self, claim_id: str, *, topic: str, key: str, event: CloudEvent,
+                    **facts: Any) -> tuple[dict[str, Any], bool]:
+        """Store the decision unless one exists. Returns the stored decision and whether it
+        is ours; only the winner publishes at once (the sweeper covers a winner that died)."""
+        doc = {"_id": claim_id, "topic": topic, "key": key, "event": event.model_dump(mode="json"),
+               "sent": False, "at": utcnow().isoformat(), **facts}
+        try:
+            await self.collection.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            return await self.collection.find_one({"_id": claim_id}), False
+
+    async def relay(self, doc: dict[str, Any]) -> None:
+        if doc.get("sent"):
+            return
+        await self.publish(doc["topic"], doc["event"], doc["key"])
+        await self.collection.update_one({"_id": doc["_id"]}, {"$set": {"sent": True}})
+
+    async def sweep_once(self, older_than: timedelta = timedelta(seconds=3), limit: int = 200) -> int:
+        cutoff = (utcnow() - older_than).isoformat()
+        docs = [d async for d in self.collection.find({"sent": False, "at": {"$lt": cutoff}}).limit(limit)]
+        for doc in docs:
+            await self.relay(doc)
+        return len(docs)
+
+    async def sweep_forever(self, interval_s: float = 2.0) -> None:
+        while True:
+            try:
+                if sent := await self.sweep_once():
+                    log.info("re-sent %d claimed event(s) left by an earlier crash", sent)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event sweep failed; retrying")
             await asyncio.sleep(interval_s)

@@ -11,6 +11,8 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 
 from shared.broker import create_broker, ensure_topics
+from shared import topics
+from shared.events import DeadLetterRecord
 from shared.mongo import Mongo
 from shared.settings import ServiceSettings
 from shared.telemetry import Telemetry, configure_logging
@@ -35,6 +37,8 @@ class Runtime:
         self.broker_started = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._publishers: dict[str, Any] = {}
+        self.publisher(topics.DEADLETTER, schema=DeadLetterRecord,
+                       description="Records this service could not process, whole, with where they came from and why")
 
     def publisher(self, topic: str, *, schema: Any, description: str):
         """A declared publisher: it is what publishes, and what the AsyncAPI document shows."""

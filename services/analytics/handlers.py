@@ -14,12 +14,12 @@ def build_router(service: AnalyticsService) -> KafkaRouter:
 
     @router.subscriber(topics.TICKETS_EVENTS, **at_least_once(topics.GROUP_ANALYTICS),
                        description="Ticket facts for the read model")
-    async def on_ticket_event(event: CloudEvent) -> None:
+    async def count_ticket_event(event: CloudEvent) -> None:
         await service.apply(event)
 
     @router.subscriber(topics.SLA_EVENTS, **at_least_once(topics.GROUP_ANALYTICS),
                        description="SLA facts for the read model")
-    async def on_sla_event(event: CloudEvent) -> None:
+    async def count_sla_event(event: CloudEvent) -> None:
         await service.apply(event)
 
     return router

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.mongo import Mongo
+from shared.mongo import DuplicateKeyError, Mongo
 
 
 class AnalyticsStore:
@@ -18,8 +18,10 @@ class AnalyticsStore:
     async def record(self, collection_name: str, fact: dict[str, Any]) -> None:
         """Insert a fact once: its `_id` is its natural key."""
         collection = self.tickets if collection_name == "tickets" else self.sla
-        body = {k: v for k, v in fact.items() if k != "_id"}
-        await collection.update_one({"_id": fact["_id"]}, {"$setOnInsert": body}, upsert=True)
+        try:
+            await collection.insert_one(fact)
+        except DuplicateKeyError:
+            pass  # a redelivered or replayed event: the fact is already counted
 
     async def tickets_by_channel(self) -> dict[str, int]:
         pipeline = [{"$group": {"_id": "$channel", "n": {"$sum": 1}}}]

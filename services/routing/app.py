@@ -8,7 +8,7 @@ from services.routing.service import RoutingService
 from services.routing.settings import RoutingSettings
 from services.routing.store import RoutingStore
 from shared import topics
-from shared.events import CloudEvent
+from shared.events import TicketCommandRecord
 from shared.http import create_http_app, require_token
 from shared.runtime import Runtime
 
@@ -16,7 +16,7 @@ from shared.runtime import Runtime
 def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     settings = settings or RoutingSettings()
     rt = Runtime("routing", settings)
-    rt.publisher(topics.TICKETS_COMMANDS, schema=CloudEvent,
+    rt.publisher(topics.TICKETS_COMMANDS, schema=TicketCommandRecord,
                  description="deskstream.command.assign_ticket: put an agent on a ticket, key = ticket id")
     store = RoutingStore(rt.mongo)
     service = RoutingService(store=store, publish=rt.publish, source=rt.source)

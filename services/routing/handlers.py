@@ -15,7 +15,7 @@ def build_router(service: RoutingService) -> KafkaRouter:
 
     @router.subscriber(topics.TICKETS_EVENTS, **at_least_once(topics.GROUP_ROUTING),
                        description="Assign new tickets; free capacity when tickets are finished")
-    async def on_ticket_event(event: CloudEvent) -> None:
+    async def route_on_ticket_event(event: CloudEvent) -> None:
         if event.type == EventType.TICKET_CREATED:
             await service.route(TicketCreated.model_validate(event.data).ticket)
         elif event.type == EventType.TICKET_STATUS_CHANGED:

@@ -30,9 +30,9 @@ class RoutingService:
             return None
         holder = await self.store.holder_of(ticket.id)
         if holder is None:
-            for agent in rank(await self.store.available_agents(), needs_of(ticket)):
-                if await self.store.reserve(agent.id, ticket.id, self.clock()):
-                    holder = agent.id
+            for agent in rank(await self.store.all_agents(online_only=True), needs_of(ticket)):
+                if await self.store.reserve(agent, ticket.id, self.clock()):
+                    holder = await self.store.claim(ticket.id, agent.id)
                     break
         if holder is None:
             await self.store.enqueue(ticket, self.clock())
@@ -52,7 +52,7 @@ class RoutingService:
         async with self._drain_lock:
             assigned = 0
             for ticket in await self.store.waiting():
-                if not await self.store.available_agents():
+                if not any(a.load < a.capacity for a in await self.store.all_agents(online_only=True)):
                     break
                 if await self.route(ticket):
                     assigned += 1

@@ -1,16 +1,20 @@
-"""The collections routing owns: agents (with the tickets they carry) and the waiting queue.
+"""The collections routing owns: agents, capacity slots, assignments and the waiting queue.
 
-Capacity is kept exact without transactions: `free` is decremented only by an update
-whose filter requires `free > 0` and the ticket not yet on the agent, so two racing
-reservations for the last slot cannot both match, and a repeated one matches nothing."""
+Capacity is enforced with unique keys, the one write both FerretDB and MongoDB make
+atomic: an agent with capacity N has slots `<agent>#0` … `<agent>#N-1`, and taking a
+ticket means inserting one of those slot documents. Two routers racing for the last
+slot insert the same key; exactly one succeeds. A ticket is claimed the same way
+(`routing_assignments._id` = ticket id), so it is never given to two agents."""
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
 from services.routing.domain import Agent, AgentProfile, Presence
 from shared.events import TicketSnapshot
-from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, ReturnDocument
+from shared.locks import KeyedLock
+from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, upsert
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
@@ -18,76 +22,93 @@ PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 class RoutingStore:
     def __init__(self, mongo: Mongo) -> None:
         self.agents = mongo.collection("routing_agents")
+        self.slots = mongo.collection("routing_slots")
+        self.assignments = mongo.collection("routing_assignments")
         self.queue = mongo.collection("routing_queue")
+        self.locks = KeyedLock()  # agent documents are changed by one writer at a time
 
     async def ensure_indexes(self) -> None:
-        await self.agents.create_index([("presence", ASCENDING), ("free", ASCENDING)])
-        await self.agents.create_index([("tickets", ASCENDING)])
+        await self.slots.create_index([("ticket_id", ASCENDING)])
+        await self.slots.create_index([("agent_id", ASCENDING)])
         await self.queue.create_index([("rank", ASCENDING), ("enqueued_at", ASCENDING)])
 
     # ------------------------------------------------------------ agents
     async def upsert_agent(self, agent_id: str, profile: AgentProfile, now: datetime) -> Agent:
-        for _ in range(20):
-            doc = await self.agents.find_one({"_id": agent_id})
-            if doc is None:
-                new = {"_id": agent_id, **profile.model_dump(), "presence": Presence.offline.value,
-                       "tickets": [], "free": profile.capacity, "version": 1, "updated_at": now}
-                try:
-                    await self.agents.insert_one(new)
-                    return to_agent(new)
-                except DuplicateKeyError:
-                    continue
-            free = profile.capacity - len(doc.get("tickets", []))
-            updated = await self.agents.find_one_and_update(
-                {"_id": agent_id, "version": doc["version"]},
-                {"$set": {**profile.model_dump(), "free": free, "updated_at": now}, "$inc": {"version": 1}},
-                return_document=ReturnDocument.AFTER)
-            if updated is not None:
-                return to_agent(updated)
-        raise RuntimeError(f"agent {agent_id} is changing too fast to update")
+        async with self.locks.hold(agent_id):
+            await upsert(self.agents, {"_id": agent_id}, {
+                "$set": {**profile.model_dump(), "updated_at": now},
+                "$setOnInsert": {"presence": Presence.offline.value, "created_at": now}})
+        return await self.get_agent(agent_id)
 
     async def set_presence(self, agent_id: str, presence: Presence, now: datetime) -> Agent | None:
-        doc = await self.agents.find_one_and_update(
-            {"_id": agent_id}, {"$set": {"presence": presence.value, "updated_at": now}, "$inc": {"version": 1}},
-            return_document=ReturnDocument.AFTER)
-        return to_agent(doc) if doc else None
+        async with self.locks.hold(agent_id):
+            result = await self.agents.update_one({"_id": agent_id},
+                                                  {"$set": {"presence": presence.value, "updated_at": now}})
+        return await self.get_agent(agent_id) if result.matched_count else None
 
     async def get_agent(self, agent_id: str) -> Agent | None:
         doc = await self.agents.find_one({"_id": agent_id})
-        return to_agent(doc) if doc else None
+        if doc is None:
+            return None
+        held = [s["ticket_id"] async for s in self.slots.find({"agent_id": agent_id})]
+        return to_agent(doc, held)
 
-    async def all_agents(self) -> list[Agent]:
-        return [to_agent(d) async for d in self.agents.find({}).sort([("_id", ASCENDING)])]
+    async def all_agents(self, *, online_only: bool = False) -> list[Agent]:
+        held: dict[str, list[str]] = defaultdict(list)
+        async for slot in self.slots.find({}, {"agent_id": 1, "ticket_id": 1}):
+            held[slot["agent_id"]].append(slot["ticket_id"])
+        query = {"presence": Presence.online.value} if online_only else {}
+        return [to_agent(d, held[d["_id"]]) async for d in self.agents.find(query).sort([("_id", ASCENDING)])]
 
-    async def available_agents(self) -> list[Agent]:
-        return [to_agent(d) async for d in self.agents.find({"presence": Presence.online.value, "free": {"$gt": 0}})]
-
+    # ------------------------------------------------------------ slots and assignments
     async def holder_of(self, ticket_id: str) -> str | None:
-        doc = await self.agents.find_one({"tickets": ticket_id}, {"_id": 1})
-        return doc["_id"] if doc else None
+        claim = await self.assignments.find_one({"_id": ticket_id})
+        if claim:
+            return claim["agent_id"]
+        slot = await self.slots.find_one({"ticket_id": ticket_id})  # reserved, claim not yet written
+        if slot:
+            return await self.claim(ticket_id, slot["agent_id"])
+        return None
 
-    async def reserve(self, agent_id: str, ticket_id: str, now: datetime) -> bool:
-        doc = await self.agents.find_one_and_update(
-            {"_id": agent_id, "presence": Presence.online.value, "free": {"$gt": 0}, "tickets": {"$ne": ticket_id}},
-            {"$inc": {"free": -1, "version": 1}, "$push": {"tickets": ticket_id},
-             "$set": {"last_assigned_at": now}})
-        return doc is not None
+    async def reserve(self, agent: Agent, ticket_id: str, now: datetime) -> bool:
+        """Take one free slot of `agent` for the ticket; False when none is left."""
+        taken = {int(s["_id"].rsplit("#", 1)[1]) async for s in self.slots.find({"agent_id": agent.id}, {"_id": 1})}
+        for n in range(agent.capacity):
+            if n in taken:
+                continue
+            try:
+                await self.slots.insert_one({"_id": f"{agent.id}#{n}", "agent_id": agent.id,
+                                             "ticket_id": ticket_id, "at": now})
+            except DuplicateKeyError:
+                continue  # someone took this slot a moment ago; try the next
+            async with self.locks.hold(agent.id):
+                await self.agents.update_one({"_id": agent.id}, {"$set": {"last_assigned_at": now}})
+            return True
+        return False
+
+    async def claim(self, ticket_id: str, agent_id: str) -> str:
+        """Record who has the ticket; if another router got there first, theirs stands."""
+        try:
+            await self.assignments.insert_one({"_id": ticket_id, "agent_id": agent_id})
+            return agent_id
+        except DuplicateKeyError:
+            winner = (await self.assignments.find_one({"_id": ticket_id}))["agent_id"]
+            if winner != agent_id:
+                await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": agent_id})
+            return winner
 
     async def release(self, ticket_id: str) -> list[str]:
         """Free the slot a ticket holds; a second call finds nothing to free."""
-        released = []
-        while True:
-            doc = await self.agents.find_one_and_update(
-                {"tickets": ticket_id}, {"$pull": {"tickets": ticket_id}, "$inc": {"free": 1, "version": 1}})
-            if doc is None:
-                return released
-            released.append(doc["_id"])
+        agents = [s["agent_id"] async for s in self.slots.find({"ticket_id": ticket_id})]
+        await self.slots.delete_many({"ticket_id": ticket_id})
+        await self.assignments.delete_many({"_id": ticket_id})
+        return agents
 
     # ------------------------------------------------------------ the waiting queue
     async def enqueue(self, ticket: TicketSnapshot, now: datetime) -> None:
-        await self.queue.update_one({"_id": ticket.id}, {"$setOnInsert": {
+        await upsert(self.queue, {"_id": ticket.id}, {"$setOnInsert": {
             "ticket": ticket.model_dump(mode="json"), "rank": PRIORITY_RANK.get(ticket.priority, 2),
-            "enqueued_at": now}}, upsert=True)
+            "enqueued_at": now}})
 
     async def dequeue(self, ticket_id: str) -> None:
         await self.queue.delete_one({"_id": ticket_id})
@@ -100,5 +121,5 @@ class RoutingStore:
         return await self.queue.count_documents({})
 
 
-def to_agent(doc: dict[str, Any]) -> Agent:
-    return Agent.model_validate({**doc, "id": doc["_id"]})
+def to_agent(doc: dict[str, Any], tickets: list[str]) -> Agent:
+    return Agent.model_validate({**doc, "id": doc["_id"], "tickets": sorted(tickets)})

@@ -99,11 +99,16 @@ class Clock(BaseModel):
             return "warning"
         return None
 
-    def meet(self, at: datetime) -> bool:
+    def answer(self, at: datetime) -> str | None:
+        """The awaited answer came at `at`: "met" in time, "breached" if late and not yet
+        reported, None when the clock already has its outcome."""
         if self.state in (ClockState.met, ClockState.breached):
-            return False
+            return None
+        if at > self.due_at:
+            self.state, self.breached_at = ClockState.breached, self.due_at
+            return "breached"
         self.state, self.met_at = ClockState.met, at
-        return True
+        return "met"
 
     def used_s(self, now: datetime) -> float:
         end = self.met_at or self.breached_at or now

@@ -14,7 +14,7 @@ def build_router(service: SlaService) -> KafkaRouter:
 
     @router.subscriber(topics.TICKETS_EVENTS, **at_least_once(topics.GROUP_SLA),
                        description="Start SLA clocks for new tickets, stop them when an agent answers")
-    async def on_ticket_event(event: CloudEvent) -> None:
+    async def clock_on_ticket_event(event: CloudEvent) -> None:
         if event.type == EventType.TICKET_CREATED:
             await service.ticket_created(TicketCreated.model_validate(event.data).ticket)
         elif event.type == EventType.TICKET_REPLIED:

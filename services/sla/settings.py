@@ -11,4 +11,3 @@ class SlaSettings(ServiceSettings):
     default_first_response_s: int = Field(6 * 3600, validation_alias="SLA_DEFAULT_FIRST_RESPONSE_S")
     default_warn_before_s: int = Field(30 * 60, validation_alias="SLA_DEFAULT_WARN_BEFORE_S")
     scheduler_max_sleep_s: float = 1.0
-    lease_s: float = 30.0

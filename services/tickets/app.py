@@ -8,7 +8,7 @@ from services.tickets.service import TicketService
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import topics
-from shared.events import CloudEvent
+from shared.events import TicketEventRecord
 from shared.http import create_http_app, require_token
 from shared.outbox import Outbox
 from shared.runtime import Runtime
@@ -17,7 +17,7 @@ from shared.runtime import Runtime
 def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     settings = settings or TicketsSettings()
     rt = Runtime("tickets", settings)
-    rt.publisher(topics.TICKETS_EVENTS, schema=CloudEvent,
+    rt.publisher(topics.TICKETS_EVENTS, schema=TicketEventRecord,
                  description="Every ticket change as a CloudEvent (deskstream.ticket.*), key = ticket id")
     store = TicketStore(rt.mongo)
     outbox = Outbox(store.tickets, rt.publish)

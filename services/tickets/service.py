@@ -28,6 +28,7 @@ class TicketService:
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.outbox = outbox
+        self.locks = outbox.locks  # one writer per ticket (see shared/locks.py)
         self.source = source
         self.clock = clock
 
@@ -36,32 +37,45 @@ class TicketService:
         """File a customer message into exactly one ticket (idempotent)."""
         known = await self.store.ticket_of_message(msg.message_id)
         if known:
-            await self._relay(known)  # a crash may have left its events unsent
+            async with self.locks.hold(known):
+                await self._relay(known)  # a crash may have left its events unsent
             return known
         now = self.clock()
-        customer = await self.store.resolve_customer(msg.customer.name, msg.customer.identities, now)
+        customer = await self.store.resolve_customer(msg.customer.name, msg.customer.identities, now,
+                                                     locks=self.locks)
+        async with self.locks.hold(msg.thread_key):
+            return await self._file(msg, customer, now)
+
+    async def _file(self, msg: MessageReceived, customer, now: datetime) -> str:
         for _ in range(MAX_ATTEMPTS):
             ticket_id = await self._ticket_for_thread(msg)
-            ticket = await self.store.load(ticket_id)
-            try:
-                if ticket is None:
-                    ticket, events = Ticket.open_from(msg, ticket_id=ticket_id, customer=customer, now=now)
-                    await self._save(ticket, events, expected_version=None)
-                elif not ticket.accepts_messages() and not ticket.has_message(msg.message_id):
-                    # a closed ticket: the conversation continues in a new one
-                    new_id = ticket_id_for(msg.message_id)
-                    await self.store.claim_thread(msg.thread_key, candidate=new_id, replacing=ticket.id)
-                    continue
-                else:
-                    version = ticket.version
-                    events = ticket.receive(msg, now=now)
-                    if events:
-                        await self._save(ticket, events, expected_version=version)
-            except VersionConflict:
-                continue
-            await self.store.index_message(msg.message_id, ticket.id)
-            return ticket.id
+            async with self.locks.hold(ticket_id):
+                filed = await self._file_into(msg, ticket_id, customer, now)
+            if filed:
+                await self.store.index_message(msg.message_id, filed)
+                return filed
         raise RuntimeError(f"could not file {msg.message_id}: too much contention on its ticket")
+
+    async def _file_into(self, msg: MessageReceived, ticket_id: str, customer, now: datetime) -> str | None:
+        """File into `ticket_id`; None means "look up the conversation's ticket again"."""
+        ticket = await self.store.load(ticket_id)
+        try:
+            if ticket is None:
+                ticket, events = Ticket.open_from(msg, ticket_id=ticket_id, customer=customer, now=now)
+                await self._save(ticket, events, expected_version=None)
+            elif not ticket.accepts_messages() and not ticket.has_message(msg.message_id):
+                # a closed ticket: the conversation continues in a new one
+                await self.store.claim_thread(msg.thread_key, candidate=ticket_id_for(msg.message_id),
+                                              replacing=ticket.id)
+                return None
+            else:
+                version = ticket.version
+                events = ticket.receive(msg, now=now)
+                if events:
+                    await self._save(ticket, events, expected_version=version)
+        except VersionConflict:
+            return None
+        return ticket.id
 
     async def _ticket_for_thread(self, msg: MessageReceived) -> str:
         current = await self.store.thread_ticket(msg.thread_key)
@@ -73,7 +87,8 @@ class TicketService:
     # ------------------------------------------------------------ commands and agent actions
     async def apply_command(self, command: AssignTicket) -> None:
         if await self.store.command_applied(command.ticket_id, command.command_id):
-            await self._relay(command.ticket_id)
+            async with self.locks.hold(command.ticket_id):
+                await self._relay(command.ticket_id)
             return
         try:
             await self._change(command.ticket_id, lambda t, now: t.assign(command.agent_id, actor="routing", now=now),
@@ -95,18 +110,19 @@ class TicketService:
     async def _change(self, ticket_id: str, decide: Callable[[Ticket, datetime], list[Event]], *,
                       command_id: str | None = None) -> Ticket:
         for _ in range(MAX_ATTEMPTS):
-            ticket = await self.store.load(ticket_id)
-            if ticket is None:
-                raise NotFound(ticket_id)
-            version = ticket.version
-            events = decide(ticket, self.clock())
-            if not events and not command_id:
+            async with self.locks.hold(ticket_id):
+                ticket = await self.store.load(ticket_id)
+                if ticket is None:
+                    raise NotFound(ticket_id)
+                version = ticket.version
+                events = decide(ticket, self.clock())
+                if not events and not command_id:
+                    return ticket
+                try:
+                    await self._save(ticket, events, expected_version=version, command_id=command_id)
+                except VersionConflict:  # another process changed it (MongoDB); decide again
+                    continue
                 return ticket
-            try:
-                await self._save(ticket, events, expected_version=version, command_id=command_id)
-            except VersionConflict:
-                continue
-            return ticket
         raise VersionConflict(ticket_id)
 
     # ------------------------------------------------------------ persistence + publishing

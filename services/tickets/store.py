@@ -9,7 +9,8 @@ from typing import Any
 
 from services.tickets.domain import CustomerInfo, Ticket, customer_id_for
 from shared.events import CloudEvent, Identity
-from shared.mongo import DESCENDING, DuplicateKeyError, Mongo, ReturnDocument
+from shared.locks import KeyedLock
+from shared.mongo import DESCENDING, DuplicateKeyError, Mongo, ReturnDocument, upsert
 from shared.outbox import FIELD as OUTBOX_FIELD, Outbox, entry
 
 SUMMARY_FIELDS = {"messages": 0, "timeline": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
@@ -98,8 +99,7 @@ class TicketStore:
         return doc["ticket_id"] if doc else None
 
     async def index_message(self, message_id: str, ticket_id: str) -> None:
-        await self.message_index.update_one({"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}},
-                                            upsert=True)
+        await upsert(self.message_index, {"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}})
 
     async def thread_ticket(self, thread_key: str) -> str | None:
         doc = await self.threads.find_one({"_id": thread_key})
@@ -109,9 +109,8 @@ class TicketStore:
         """Point the conversation at a ticket; returns the ticket it points at now
         (someone else's claim wins a race, so both file into one ticket)."""
         if replacing is None:
-            doc = await self.threads.find_one_and_update(
-                {"_id": thread_key}, {"$setOnInsert": {"ticket_id": candidate}},
-                upsert=True, return_document=ReturnDocument.AFTER)
+            doc = await upsert(self.threads, {"_id": thread_key}, {"$setOnInsert": {"ticket_id": candidate}},
+                               returning=True)
             return doc["ticket_id"]
         doc = await self.threads.find_one_and_update(
             {"_id": thread_key, "ticket_id": replacing}, {"$set": {"ticket_id": candidate}},
@@ -120,7 +119,7 @@ class TicketStore:
 
     # ------------------------------------------------------------ customers
     async def resolve_customer(self, name: str | None, identities: list[Identity],
-                               now: datetime) -> CustomerInfo:
+                               now: datetime, *, locks: KeyedLock) -> CustomerInfo:
         """One customer across identities: a known identity names the customer; unknown
         identities are linked to it. Idempotent, so a redelivered message changes nothing."""
         keys = [i.key for i in identities]
@@ -128,13 +127,12 @@ class TicketStore:
         customer_id = next((known[k] for k in keys if k in known), None) or customer_id_for(keys[0])
         for key in keys:
             if key not in known:
-                await self.identities.update_one({"_id": key}, {"$setOnInsert": {"customer_id": customer_id}},
-                                                 upsert=True)
+                await upsert(self.identities, {"_id": key}, {"$setOnInsert": {"customer_id": customer_id}})
         update: dict[str, Any] = {"$setOnInsert": {"created_at": now}, "$addToSet": {"identities": {"$each": keys}}}
         if name:
             update["$set"] = {"name": name}
-        doc = await self.customers.find_one_and_update({"_id": customer_id}, update, upsert=True,
-                                                       return_document=ReturnDocument.AFTER)
+        async with locks.hold(customer_id):
+            doc = await upsert(self.customers, {"_id": customer_id}, update, returning=True)
         return CustomerInfo(id=customer_id, name=doc.get("name"), identities=doc.get("identities", keys))
 
     async def customer_view(self, customer_id: str) -> dict[str, Any] | None:

@@ -1,0 +1,66 @@
+# deskstream — every command a user or CI needs. Run `make help`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) deploy/local/stackctl.py
+STAMP := $(VENV)/.installed
+# the test suite runs its own stack beside a `make run` one: other ports, other state
+TEST_STACK := --state-dir .state/test --kafka-port 19092 --controller-port 19093 --mongo-port 27019
+PYTEST_WORKERS ?= 2
+
+.PHONY: help venv provision up down status run demo test test-unit test-integration test-e2e docs lint clean
+
+help:
+	@echo "make run      start Kafka, FerretDB and the five services, load a demo retailer, play traffic (Ctrl-C stops)"
+	@echo "make test     install what is missing, start a test stack, run the whole suite"
+	@echo "make up/down  start everything in the background (returns when every /healthz is 200) / stop it"
+	@echo "make status   what is running"
+	@echo "make docs     regenerate docs/asyncapi.json and docs/openapi/*.json from the code"
+	@echo "make clean    stop and delete local data (keeps the download cache)"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is not installed (Python >= 3.11 is needed)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: Python >= 3.11 is needed"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	@touch $@
+
+venv: $(STAMP)
+
+provision: $(STAMP)
+	@$(STACK) provision
+
+up: $(STAMP)
+	@$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; fi
+
+status: $(STAMP)
+	@$(STACK) status
+
+run: $(STAMP)
+	@$(PY) -m deploy.demo
+
+demo: $(STAMP)
+	@$(PY) -m deploy.demo --no-wait
+
+docs: $(STAMP)
+	@$(PY) -m docs.generate
+
+test-unit: $(STAMP)
+	@$(PY) -m pytest tests/unit -q
+
+# the whole suite against real Kafka and FerretDB (or KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL,
+# or testcontainers with DESKSTREAM_INFRA=containers); the test stack is stopped afterwards
+test: $(STAMP)
+	@$(STACK) provision
+	@set -o pipefail; rc=0; \
+	DESKSTREAM_TEST_STACK="$(TEST_STACK)" $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider tests || rc=$$?; \
+	$(STACK) clean --state-dir .state/test >/dev/null 2>&1 || true; \
+	exit $$rc
+
+clean:
+	@if [ -x $(PY) ]; then $(STACK) clean; $(STACK) clean --state-dir .state/test; fi

@@ -1,0 +1,78 @@
+"""Where the tests find real infrastructure.
+
+In order: `KAFKA_BOOTSTRAP_SERVERS` / `MONGODB_URL` when both are set; testcontainers
+(real Kafka and MongoDB images) when `DESKSTREAM_INFRA=containers` and a Docker engine
+answers; otherwise the project's own local stack (deploy/local/stackctl.py) on test
+ports, so it can run beside a `make run` stack."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_STATE = ROOT / ".state" / "test"
+TEST_PORTS = {"kafka_port": 19092, "controller_port": 19093, "mongo_port": 27019}
+SERVICE_PORT_OFFSET = 10000  # services on 18001..18005
+
+
+def load_stackctl():
+    spec = importlib.util.spec_from_file_location("stackctl", ROOT / "deploy" / "local" / "stackctl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclasses.dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    mongodb_url: str
+    kind: str
+
+
+def _containers() -> Infra | None:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:
+        return None
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
+
+    kafka = KafkaContainer().with_kraft()
+    mongo = MongoDbContainer("mongo:7")
+    kafka.start()
+    mongo.start()
+    return Infra(kafka.get_bootstrap_server(), mongo.get_connection_url(), "containers")
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGODB_URL")
+    if kafka and mongo:
+        return Infra(kafka, mongo, "external")
+    if os.environ.get("DESKSTREAM_INFRA") == "containers":
+        found = _containers()
+        if found is None:
+            pytest.exit("DESKSTREAM_INFRA=containers but no Docker engine answers", returncode=2)
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URL"] = found.kafka_bootstrap, found.mongodb_url
+        return found
+    stack = load_stackctl().infra_up(state_dir=TEST_STATE, quiet=True, **TEST_PORTS)
+    return Infra(stack.kafka_bootstrap, stack.mongodb_url, "local")
+
+
+@pytest.fixture
+async def mongo(infra):
+    """A connected `shared.mongo.Mongo` on a database of its own, dropped afterwards."""
+    from shared.mongo import Mongo
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    handle = Mongo(infra.mongodb_url, name, app_name="deskstream-tests")
+    yield handle
+    await handle.client.drop_database(name)
+    handle.close()

@@ -1,0 +1,55 @@
+"""The five services as separate processes on the test stack (ports 18001..18005)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+
+import httpx
+import pytest
+
+from tests.conftest import SERVICE_PORT_OFFSET, TEST_PORTS, TEST_STATE, load_stackctl
+
+SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
+TOKEN = "e2e-" + uuid.uuid4().hex
+
+
+@dataclasses.dataclass
+class Stack:
+    kafka_bootstrap: str
+    database: str
+    urls: dict[str, str]
+    token: str
+
+    def client(self, service: str, *, auth: bool = True) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if auth else {}
+        return httpx.Client(base_url=self.urls[service], headers=headers, timeout=10)
+
+    def restart(self, *names: str) -> None:
+        load_stackctl().up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, only=list(names) or None,
+                           quiet=True, **TEST_PORTS)
+
+    def kill(self, name: str) -> None:
+        load_stackctl().kill(name, state_dir=TEST_STATE, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def stack(infra):
+    database = f"e2e_{uuid.uuid4().hex[:10]}"
+    os.environ.update({"MONGODB_DATABASE": database, "DESKSTREAM_API_TOKEN": TOKEN,
+                       "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "MONGODB_URL": infra.mongodb_url,
+                       # short SLA targets so breaches happen within a test
+                       "SLA_DEFAULT_FIRST_RESPONSE_S": "3", "SLA_DEFAULT_WARN_BEFORE_S": "1"})
+    ctl = load_stackctl()
+    ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)  # services of an earlier run
+    started = ctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, quiet=True, **TEST_PORTS)
+    yield Stack(kafka_bootstrap=infra.kafka_bootstrap, database=database,
+                urls={name: started.service_urls[name] for name in SERVICES}, token=TOKEN)
+    ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)
+
+
+def pytest_collection_modifyitems(items):
+    # the e2e tests share one stack: keep them on one xdist worker
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))

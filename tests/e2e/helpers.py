@@ -1,0 +1,57 @@
+"""Small helpers for driving the running stack like a client would."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+
+def poll(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = fn()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def chat_message(session: str | None = None, text: str = "Hello, where is my order #1042?") -> dict[str, Any]:
+    session = session or uuid.uuid4().hex[:12]
+    return {"session_id": session, "message_id": f"m-{uuid.uuid4().hex[:8]}", "text": text,
+            "customer": {"name": "Noura Al-Harbi", "email": f"{session}@example.com", "visitor_id": f"v-{session}"},
+            "sent_at": "2026-11-23T10:00:00Z"}
+
+
+async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict]], bool],
+                     timeout: float = 30.0) -> list[dict]:
+    """Read a topic from the beginning with a plain Kafka consumer (no group) until `until` holds."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not until(records):
+            batch = await consumer.getmany(timeout_ms=500)
+            for part in batch.values():
+                for record in part:
+                    try:
+                        body = json.loads(record.value)
+                    except ValueError:
+                        body = {"_raw": record.value}
+                    body["_key"] = record.key.decode() if record.key else None
+                    body["_partition"] = record.partition
+                    records.append(body)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def run(coro):
+    return asyncio.run(coro)

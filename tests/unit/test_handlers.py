@@ -1,0 +1,71 @@
+"""Subscribers in memory (FastStream's TestKafkaBroker): thin handlers, poison records dead-lettered.
+The real-broker proof of the same paths is in tests/e2e."""
+import base64
+import json
+
+import pytest
+from faststream.kafka import TestKafkaBroker
+
+from services.tickets import handlers
+from shared import topics
+from shared.broker import create_broker
+from shared.events import EventType, make_event
+from shared.telemetry import Telemetry
+from tests.unit.test_ticket_lifecycle import chat
+
+
+class RecordingService:
+    def __init__(self):
+        self.filed = []
+
+    async def file_message(self, msg):
+        self.filed.append(msg.message_id)
+
+    async def apply_command(self, command):
+        raise AssertionError("not expected")
+
+
+@pytest.fixture
+def broker_and_service():
+    broker = create_broker(bootstrap_servers="127.0.0.1:1", service="tickets", telemetry=Telemetry("tickets"))
+    service = RecordingService()
+    broker.include_router(handlers.build_router(service))
+    letters = []
+
+    @broker.subscriber(topics.DEADLETTER, group_id="test")
+    async def collect(body: dict) -> None:
+        letters.append(body)
+
+    return broker, service, letters
+
+
+async def test_a_normalised_message_is_filed(broker_and_service):
+    broker, service, letters = broker_and_service
+    event = make_event(EventType.MESSAGE_RECEIVED, chat("m1"), source="test", subject="m1", id_="m1")
+    async with TestKafkaBroker(broker) as br:
+        await br.publish(event.model_dump(mode="json"), topics.INGEST_MESSAGES, key=b"chat:s1")
+    assert service.filed == ["m1"] and letters == []
+
+
+@pytest.mark.parametrize("raw", [b"not json at all", b'{"specversion": "1.0"}', b"\xff\xfe"])
+async def test_a_record_that_cannot_be_read_goes_to_deadletter_with_its_bytes_and_reason(broker_and_service, raw):
+    broker, service, letters = broker_and_service
+    async with TestKafkaBroker(broker) as br:
+        await br.publish(raw, topics.INGEST_MESSAGES, key=b"k1")
+    assert service.filed == []
+    assert len(letters) == 1
+    letter = letters[0]
+    assert letter["type"] == "deskstream.deadletter"
+    assert base64.b64decode(letter["data"]["original_base64"]) == raw
+    assert letter["data"]["source_topic"] == topics.INGEST_MESSAGES
+    assert letter["data"]["source_key"] == "k1"
+    assert letter["data"]["reason"]
+
+
+async def test_a_message_event_with_a_broken_payload_is_dead_lettered(broker_and_service):
+    broker, service, letters = broker_and_service
+    event = make_event(EventType.MESSAGE_RECEIVED, chat("m1"), source="test", subject="m1").model_dump(mode="json")
+    event["data"]["channel"] = "carrier-pigeon"
+    async with TestKafkaBroker(broker) as br:
+        await br.publish(json.dumps(event).encode(), topics.INGEST_MESSAGES)
+    assert service.filed == [] and "channel" in letters[0]["data"]["reason"]
