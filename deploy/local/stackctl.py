@@ -522,8 +522,20 @@ def provision(
 # --------------------------------------------------------------------------------------
 # processes
 
-# Popen objects of processes started by this interpreter: keeps them from being
-# reported as leaked and lets us reap them (a dead child is a zombie until reaped).
+
+class _DaemonPopen(subprocess.Popen):
+    """A Popen for a daemon that is meant to outlive this object (it has a pid file).
+
+    Only difference: no "subprocess N is still running" ResourceWarning when the
+    object goes away (e.g. at the end of a pytest session that leaves the stack up).
+    """
+
+    def __del__(self, _maxsize: int = sys.maxsize, _warn: Callable[..., None] = lambda *a, **k: None) -> None:
+        super().__del__(_maxsize, _warn)
+
+
+# Daemons started by this interpreter, so that we can reap them: when a library
+# caller (a test fixture) outlives a daemon, the dead daemon stays a zombie until reaped.
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -535,16 +547,17 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    proc = _CHILDREN.get(pid)
-    if proc is not None and proc.poll() is not None:
-        _CHILDREN.pop(pid, None)
-        return False
+    """True for a live process; a zombie counts as dead (and is reaped if it is our child)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        state = "X"
+    if state in ("Z", "X", "x"):
+        proc = _CHILDREN.pop(pid, None)
+        if proc is not None:
+            proc.poll()
         return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X", "x")
+    return True
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -602,7 +615,7 @@ def _spawn(paths: StatePaths, name: str, cmd: list[str], *, cwd: Path, env: dict
         log.write(f"\n===== stackctl {time.strftime('%Y-%m-%d %H:%M:%S')}: starting {name}: {' '.join(cmd)}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(
+            proc = _DaemonPopen(
                 cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True,
             )
