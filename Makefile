@@ -5,9 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) deploy/local/stackctl.py
 STAMP := $(VENV)/.installed
-# the test suite runs its own stack beside a `make run` one: other ports, other state
-TEST_STACK := --state-dir .state/test --kafka-port 19092 --controller-port 19093 --mongo-port 27019
-PYTEST_WORKERS ?= 2
 
 .PHONY: help venv provision up down status run demo test test-unit test-integration test-e2e docs lint clean
 
@@ -58,7 +55,7 @@ test-unit: $(STAMP)
 test: $(STAMP)
 	@$(STACK) provision
 	@set -o pipefail; rc=0; \
-	DESKSTREAM_TEST_STACK="$(TEST_STACK)" $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider tests || rc=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider tests || rc=$$?; \
 	$(STACK) clean --state-dir .state/test >/dev/null 2>&1 || true; \
 	exit $$rc
 

@@ -4,6 +4,7 @@ the committed ones drift from the code."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,12 +18,18 @@ from services.tickets.app import create_app as tickets_app
 from shared.http import VERSION
 
 DOCS = Path(__file__).resolve().parent
+CONTRACT_ENV = {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "MONGODB_DATABASE", "DESKSTREAM_API_TOKEN"}
 APPS = {"ingest": ingest_app, "tickets": tickets_app, "routing": routing_app, "sla": sla_app,
         "analytics": analytics_app}
 
 
 def render() -> dict[Path, str]:
-    apps = {name: factory() for name, factory in APPS.items()}
+    # the documents describe the contract's defaults, whatever this shell points at
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k in CONTRACT_ENV}
+    try:
+        apps = {name: factory() for name, factory in APPS.items()}
+    finally:
+        os.environ.update(saved)
     spec = AsyncAPI(*(app.state.runtime.broker for app in apps.values()), title="deskstream events",
                     version=VERSION,
                     description="Every Kafka topic of deskstream and the CloudEvents records on it. "

@@ -47,9 +47,3 @@ def stack(infra):
                 urls={name: started.service_urls[name] for name in SERVICES}, token=TOKEN)
     ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)
 
-
-def pytest_collection_modifyitems(items):
-    # the e2e tests share one stack: keep them on one xdist worker
-    for item in items:
-        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
