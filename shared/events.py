@@ -92,18 +92,39 @@ class CustomerRef(BaseModel):
 
 # ---------------------------------------------------------------- ingest → tickets
 
+class Attachment(BaseModel):
+    """A file that came with a message. Its bytes are kept by ingest (`content_ref`) or,
+    for providers that host media, referenced by the provider's URL."""
+
+    filename: str | None = None
+    media_type: str
+    size: int | None = None
+    sha256: str | None = None
+    content_ref: str | None = None
+    inline: bool = False
+
+
 class MessageReceived(BaseModel):
     """A channel message, normalised by ingest (topic `ingest.messages`)."""
 
     message_id: str
     channel: Channel
     external_id: str
-    # messages sharing a thread key belong to one conversation (a chat session, a mail thread)
+    # messages sharing a thread key belong to one conversation: a chat session, a mail
+    # thread, a phone number on SMS; tickets decides how long a conversation stays open
     thread_key: str
     customer: CustomerRef
     subject: str | None = None
-    text: str
+    text: str  # what agents read: plain text, quoted history and signatures left out
+    html: str | None = None  # sanitised
+    attachments: list[Attachment] = Field(default_factory=list)
     language: str | None = None
+    # threading hints: the ids this message answers (mail Message-IDs, a social post id)
+    in_reply_to: str | None = None
+    references: list[str] = Field(default_factory=list)
+    ticket_ref: str | None = None  # a ticket reference the customer quoted, e.g. from a subject
+    recipient: str | None = None  # the address or number the customer wrote to
+    raw_ref: str | None = None  # where ingest keeps the original, byte for byte
     sent_at: datetime
     received_at: datetime
 
