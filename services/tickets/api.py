@@ -10,13 +10,17 @@ from pydantic import BaseModel, Field
 from services.tickets.domain import LifecycleError, Status
 from services.tickets.service import NotFound, TicketService
 from services.tickets.store import TicketStore, VersionConflict
-from shared.events import Channel
+from shared.events import Channel, utcnow
 from shared.http import ApiError
 
 
 class ReplyRequest(BaseModel):
     agent_id: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=100_000)
+
+
+class MergeRequest(BaseModel):
+    customer_id: str = Field(min_length=1, max_length=200, description="the customer folded into this one")
 
 
 class StatusRequest(BaseModel):
@@ -57,10 +61,13 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
     ) -> dict[str, Any]:
         # every value is a plain string by validation, so no operator can be injected
         filters: dict[str, Any] = {}
-        for field, value in (("status", status), ("assignee", assignee), ("customer.id", customer),
-                             ("channel", channel), ("tags", tag)):
+        for field, value in (("status", status), ("assignee", assignee), ("channel", channel), ("tags", tag)):
             if value is not None:
                 filters[field] = str(value)
+        if customer is not None:
+            profile = await store.current_customer(customer)
+            ids = [profile["_id"], *profile.get("merged_ids", [])] if profile else [customer]
+            filters["customer.id"] = {"$in": [str(i) for i in ids]}
         try:
             docs, next_cursor = await store.list_view(filters=filters, limit=limit, cursor=cursor)
         except ValueError as exc:
@@ -86,6 +93,18 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
         if view is None:
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         return view
+
+    @router.post("/customers/{customer_id}/merge", summary="Merge another customer profile into this one")
+    async def merge_customer(customer_id: str, body: MergeRequest) -> dict[str, Any]:
+        if body.customer_id == customer_id:
+            raise ApiError(409, "same_customer", "a customer cannot be merged into itself")
+        for cid in (customer_id, body.customer_id):
+            if await store.current_customer(cid) is None:
+                raise ApiError(404, "not_found", f"customer {cid} does not exist")
+        survivor = (await store.current_customer(customer_id))["_id"]
+        other = (await store.current_customer(body.customer_id))["_id"]
+        await store.merge_customers(survivor, other, now=utcnow(), locks=service.locks)
+        return await store.customer_view(survivor)
 
     return router
 

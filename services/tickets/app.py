@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.tickets import api, handlers
+from services.tickets.domain import ThreadingPolicy
 from services.tickets.service import TicketService
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
@@ -21,7 +22,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                  description="Every ticket change as a CloudEvent (deskstream.ticket.*), key = ticket id")
     store = TicketStore(rt.mongo)
     outbox = Outbox(store.tickets, rt.publish)
-    service = TicketService(store=store, outbox=outbox, source=rt.source)
+    threading = ThreadingPolicy(window_s=settings.thread_window_s, reopen_window_s=settings.reopen_window_s)
+    service = TicketService(store=store, outbox=outbox, source=rt.source, threading=threading)
     rt.broker.include_router(handlers.build_router(service))
     rt.on_start.append(store.ensure_indexes)
     rt.loops.append(outbox.sweep_forever)

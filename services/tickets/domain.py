@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.events import (
-    Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
+    Attachment, Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
     TicketMessageAdded, TicketReplied, TicketSnapshot, TicketStatusChanged, stable_id,
 )
 
@@ -62,6 +62,10 @@ class Message(BaseModel):
     at: datetime
     author: str | None = None
     subject: str | None = None
+    html: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    external_id: str | None = None
+    raw_ref: str | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -92,6 +96,7 @@ class Ticket(BaseModel):
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
     postponed_until: datetime | None = None
+    follows: str | None = None  # the earlier ticket this conversation continues
     messages: list[Message] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     created_at: datetime
@@ -101,10 +106,12 @@ class Ticket(BaseModel):
     # ------------------------------------------------------------ creation and messages
     @classmethod
     def open_from(cls, msg: MessageReceived, *, ticket_id: str, customer: CustomerInfo,
-                  now: datetime) -> tuple[Ticket, list[Event]]:
+                  now: datetime, follows: str | None = None) -> tuple[Ticket, list[Event]]:
         ticket = cls(id=ticket_id, channel=msg.channel, customer=customer, subject=msg.subject,
-                     thread_key=msg.thread_key, language=msg.language, created_at=now, updated_at=now)
-        ticket._log(now, "created", actor=customer.id, channel=msg.channel.value)
+                     thread_key=msg.thread_key, language=msg.language, created_at=now, updated_at=now,
+                     follows=follows)
+        ticket._log(now, "created", actor=customer.id, channel=msg.channel.value,
+                    **({"follows": follows} if follows else {}))
         message = ticket._append_inbound(msg)
         return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=message))]
 
@@ -141,7 +148,7 @@ class Ticket(BaseModel):
         if self.status != S.answered:
             events.append(self._set_status(S.answered, actor=agent_id, now=now))
         events.insert(0, (EventType.TICKET_REPLIED, TicketReplied(
-            ticket=self.snapshot(), message=MessageSummary(**message.model_dump()), agent_id=agent_id)))
+            ticket=self.snapshot(), message=summary(message), agent_id=agent_id)))
         return events
 
     # ------------------------------------------------------------ assignment and status
@@ -176,11 +183,13 @@ class Ticket(BaseModel):
     # ------------------------------------------------------------ internals
     def _append_inbound(self, msg: MessageReceived) -> MessageSummary:
         message = Message(message_id=msg.message_id, direction=Direction.inbound, channel=msg.channel,
-                          text=msg.text, at=msg.sent_at, author=self.customer.id, subject=msg.subject)
+                          text=msg.text, at=msg.sent_at, author=self.customer.id, subject=msg.subject,
+                          html=msg.html, attachments=msg.attachments, external_id=msg.external_id,
+                          raw_ref=msg.raw_ref)
         self.messages.append(message)
         self._log(msg.received_at, "message_received", actor=self.customer.id,
                   message_id=msg.message_id, channel=msg.channel.value)
-        return MessageSummary(**message.model_dump())
+        return summary(message)
 
     def _set_status(self, to: Status, *, actor: str | None, now: datetime,
                     until: datetime | None = None) -> Event:
@@ -194,6 +203,38 @@ class Ticket(BaseModel):
 
     def _log(self, at: datetime, type_: str, *, actor: str | None, **details: Any) -> None:
         self.timeline.append(TimelineEntry(at=at, type=type_, actor=actor, details=details))
+
+
+class ThreadingPolicy(BaseModel):
+    """How long a conversation stays one ticket."""
+
+    # SMS, WhatsApp, social and phone have no thread of their own: a message joins the
+    # customer's ticket on that channel if the ticket saw activity within this window
+    window_s: int = 7 * 24 * 3600
+    # a customer writing to a resolved ticket reopens it within this time, else starts a new one
+    reopen_window_s: int = 14 * 24 * 3600
+
+
+WINDOWED_CHANNELS = frozenset({Channel.sms, Channel.whatsapp, Channel.social, Channel.voice})
+
+
+def continues(ticket: Ticket, msg: MessageReceived, *, now: datetime, policy: ThreadingPolicy) -> bool:
+    """Does `msg` continue `ticket`, or start a new one?"""
+    if ticket.has_message(msg.message_id):
+        return True  # a redelivery: it is already here
+    if not ticket.accepts_messages():
+        return False
+    idle = (now - ticket.updated_at).total_seconds()
+    if ticket.status == S.resolved and idle > policy.reopen_window_s:
+        return False
+    if msg.channel in WINDOWED_CHANNELS and idle > policy.window_s:
+        return False
+    return True
+
+
+def summary(message: Message) -> MessageSummary:
+    return MessageSummary(message_id=message.message_id, direction=message.direction, channel=message.channel,
+                          text=message.text, at=message.at, author=message.author)
 
 
 def ticket_id_for(first_message_id: str) -> str:

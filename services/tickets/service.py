@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from services.tickets.domain import (
-    Event, LifecycleError, Status, Ticket, ticket_id_for,
+    CustomerInfo, Event, LifecycleError, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
 )
 from services.tickets.store import TicketStore, VersionConflict
 from shared import topics
@@ -25,7 +25,8 @@ class NotFound(Exception):
 
 class TicketService:
     def __init__(self, *, store: TicketStore, outbox: Outbox, source: str,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 threading: ThreadingPolicy | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.threading = threading or ThreadingPolicy()
         self.store = store
         self.outbox = outbox
         self.locks = outbox.locks  # one writer per ticket (see shared/locks.py)
@@ -46,43 +47,56 @@ class TicketService:
         async with self.locks.hold(msg.thread_key):
             return await self._file(msg, customer, now)
 
-    async def _file(self, msg: MessageReceived, customer, now: datetime) -> str:
+    async def _file(self, msg: MessageReceived, customer: CustomerInfo, now: datetime) -> str:
         for _ in range(MAX_ATTEMPTS):
-            ticket_id = await self._ticket_for_thread(msg)
-            async with self.locks.hold(ticket_id):
-                filed = await self._file_into(msg, ticket_id, customer, now)
+            target = await self._find_ticket(msg, customer) or await self.store.claim_thread(
+                msg.thread_key, candidate=ticket_id_for(msg.message_id), replacing=None)
+            follows = None
+            async with self.locks.hold(target):
+                ticket = await self.store.load(target)
+                if ticket is None or continues(ticket, msg, now=now, policy=self.threading):
+                    filed = await self._file_into(msg, target, ticket, customer, now)
+                else:  # closed, or quiet for too long: the conversation goes on in a new ticket
+                    filed, follows = None, ticket.id
+            if follows:
+                new_id = ticket_id_for(msg.message_id)
+                async with self.locks.hold(new_id):
+                    filed = await self._file_into(msg, new_id, await self.store.load(new_id), customer, now,
+                                                  follows=follows)
+                await self.store.claim_thread(msg.thread_key, candidate=new_id, replacing=follows)
             if filed:
+                await self.store.index_external(msg.channel.value, msg.external_id, filed)
                 await self.store.index_message(msg.message_id, filed)
                 return filed
         raise RuntimeError(f"could not file {msg.message_id}: too much contention on its ticket")
 
-    async def _file_into(self, msg: MessageReceived, ticket_id: str, customer, now: datetime) -> str | None:
-        """File into `ticket_id`; None means "look up the conversation's ticket again"."""
-        ticket = await self.store.load(ticket_id)
+    async def _find_ticket(self, msg: MessageReceived, customer: CustomerInfo) -> str | None:
+        """The ticket a message names or answers: a quoted ticket reference (only the
+        customer's own), a message it replies to, or its conversation's current ticket."""
+        if msg.ticket_ref:
+            quoted = await self.store.load(msg.ticket_ref)
+            if quoted and quoted.customer.id == customer.id:
+                return quoted.id
+        for ref in [msg.in_reply_to, *reversed(msg.references)]:
+            if ref and (found := await self.store.ticket_of_external(msg.channel.value, ref)):
+                return found
+        return await self.store.thread_ticket(msg.thread_key)
+
+    async def _file_into(self, msg: MessageReceived, ticket_id: str, ticket: Ticket | None,
+                         customer: CustomerInfo, now: datetime, follows: str | None = None) -> str | None:
+        """Create the ticket or add the message to it; None when another writer got in first."""
         try:
             if ticket is None:
-                ticket, events = Ticket.open_from(msg, ticket_id=ticket_id, customer=customer, now=now)
+                ticket, events = Ticket.open_from(msg, ticket_id=ticket_id, customer=customer, now=now,
+                                                  follows=follows)
                 await self._save(ticket, events, expected_version=None)
-            elif not ticket.accepts_messages() and not ticket.has_message(msg.message_id):
-                # a closed ticket: the conversation continues in a new one
-                await self.store.claim_thread(msg.thread_key, candidate=ticket_id_for(msg.message_id),
-                                              replacing=ticket.id)
-                return None
             else:
                 version = ticket.version
-                events = ticket.receive(msg, now=now)
-                if events:
+                if events := ticket.receive(msg, now=now):
                     await self._save(ticket, events, expected_version=version)
         except VersionConflict:
             return None
         return ticket.id
-
-    async def _ticket_for_thread(self, msg: MessageReceived) -> str:
-        current = await self.store.thread_ticket(msg.thread_key)
-        if current:
-            return current
-        return await self.store.claim_thread(msg.thread_key, candidate=ticket_id_for(msg.message_id),
-                                             replacing=None)
 
     # ------------------------------------------------------------ commands and agent actions
     async def apply_command(self, command: AssignTicket) -> None:

@@ -1,7 +1,13 @@
 """Tickets settings."""
+from pydantic import Field
+
 from shared.settings import ServiceSettings, port_field
 
 
 class TicketsSettings(ServiceSettings):
     service_name: str = "tickets"
     http_port: int = port_field("tickets", 8002)
+    # SMS/WhatsApp/social/phone messages join the customer's ticket on that channel if it
+    # saw activity within this window; resolved tickets reopen within the reopen window
+    thread_window_s: int = Field(7 * 24 * 3600, validation_alias="TICKETS_THREAD_WINDOW_S")
+    reopen_window_s: int = Field(14 * 24 * 3600, validation_alias="TICKETS_REOPEN_WINDOW_S")

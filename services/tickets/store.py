@@ -25,6 +25,7 @@ class TicketStore:
         self.tickets = mongo.collection("tickets")
         self.message_index = mongo.collection("ticket_messages")
         self.threads = mongo.collection("ticket_threads")
+        self.external_refs = mongo.collection("ticket_external_refs")
         self.customers = mongo.collection("customers")
         self.identities = mongo.collection("customer_identities")
 
@@ -78,7 +79,13 @@ class TicketStore:
         return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 1})
 
     async def get_view(self, ticket_id: str) -> dict[str, Any] | None:
-        return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
+        doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
+        if doc is not None:  # show who the customer is now: identities added or merged since
+            customer = await self.current_customer(doc["customer"]["id"])
+            if customer:
+                doc["customer"] = {"id": customer["_id"], "name": customer.get("name") or doc["customer"].get("name"),
+                                   "identities": customer.get("identities", [])}
+        return doc
 
     async def list_view(self, *, filters: dict[str, Any], limit: int,
                         cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -101,6 +108,15 @@ class TicketStore:
     async def index_message(self, message_id: str, ticket_id: str) -> None:
         await upsert(self.message_index, {"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}})
 
+    async def index_external(self, channel: str, external_id: str, ticket_id: str) -> None:
+        """Remember which ticket a channel's own message id landed in, so replies to it
+        (mail In-Reply-To/References, social replies) find the ticket."""
+        await upsert(self.external_refs, {"_id": f"{channel}:{external_id}"}, {"$setOnInsert": {"ticket_id": ticket_id}})
+
+    async def ticket_of_external(self, channel: str, external_id: str) -> str | None:
+        doc = await self.external_refs.find_one({"_id": f"{channel}:{external_id}"})
+        return doc["ticket_id"] if doc else None
+
     async def thread_ticket(self, thread_key: str) -> str | None:
         doc = await self.threads.find_one({"_id": thread_key})
         return doc["ticket_id"] if doc else None
@@ -120,11 +136,16 @@ class TicketStore:
     # ------------------------------------------------------------ customers
     async def resolve_customer(self, name: str | None, identities: list[Identity],
                                now: datetime, *, locks: KeyedLock) -> CustomerInfo:
-        """One customer across identities: a known identity names the customer; unknown
-        identities are linked to it. Idempotent, so a redelivered message changes nothing."""
-        keys = [i.key for i in identities]
+        """One customer across identities: a known identity names the customer, unknown
+        identities are linked to it, and a message that links two customers merges them
+        (the older one stays). Idempotent, so a redelivered message changes nothing."""
+        keys = list(dict.fromkeys(i.key for i in identities))
         known = {d["_id"]: d["customer_id"] async for d in self.identities.find({"_id": {"$in": keys}})}
-        customer_id = next((known[k] for k in keys if k in known), None) or customer_id_for(keys[0])
+        found = list(dict.fromkeys(known[k] for k in keys if k in known))
+        customer_id = await self._oldest(found) if found else customer_id_for(keys[0])
+        for other in found:
+            if other != customer_id:
+                await self.merge_customers(customer_id, other, now=now, locks=locks)
         for key in keys:
             if key not in known:
                 await upsert(self.identities, {"_id": key}, {"$setOnInsert": {"customer_id": customer_id}})
@@ -135,17 +156,50 @@ class TicketStore:
             doc = await upsert(self.customers, {"_id": customer_id}, update, returning=True)
         return CustomerInfo(id=customer_id, name=doc.get("name"), identities=doc.get("identities", keys))
 
+    async def _oldest(self, customer_ids: list[str]) -> str:
+        docs = [d async for d in self.customers.find({"_id": {"$in": customer_ids}}, {"created_at": 1})]
+        if not docs:
+            return customer_ids[0]
+        return min(docs, key=lambda d: (d.get("created_at"), d["_id"]))["_id"]
+
+    async def merge_customers(self, survivor: str, other: str, *, now: datetime, locks: KeyedLock) -> None:
+        """Fold `other` into `survivor`: identities, tickets and later lookups all lead to
+        the survivor; the merged profile points at it."""
+        if survivor == other:
+            return
+        first, second = sorted((survivor, other))
+        async with locks.hold(first), locks.hold(second):
+            gone = await self.customers.find_one({"_id": other})
+            if gone is None or gone.get("merged_into") == survivor:
+                return
+            moved = list(gone.get("identities", []))
+            await self.identities.update_many({"customer_id": other}, {"$set": {"customer_id": survivor}})
+            await self.customers.update_one({"_id": survivor}, {
+                "$addToSet": {"identities": {"$each": moved},
+                              "merged_ids": {"$each": [other, *gone.get("merged_ids", [])]}},
+                "$set": {"updated_at": now}})
+            await self.customers.update_one({"_id": other}, {"$set": {"merged_into": survivor, "updated_at": now}})
+
+    async def current_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's live profile, following merges."""
+        for _ in range(10):
+            doc = await self.customers.find_one({"_id": customer_id})
+            if doc is None or not doc.get("merged_into"):
+                return doc
+            customer_id = doc["merged_into"]
+        return doc
+
     async def customer_view(self, customer_id: str) -> dict[str, Any] | None:
-        doc = await self.customers.find_one({"_id": customer_id})
+        doc = await self.current_customer(customer_id)
         if doc is None:
             return None
+        ids = [doc["_id"], *doc.get("merged_ids", [])]
         tickets = [t async for t in self.tickets.find(
-            {"customer.id": customer_id}, {"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1})
+            {"customer.id": {"$in": ids}}, {"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1})
             .sort([("created_at", DESCENDING)])]
-        return {"id": customer_id, "name": doc.get("name"), "identities": doc.get("identities", []),
-                "created_at": doc.get("created_at"),
+        return {"id": doc["_id"], "name": doc.get("name"), "identities": doc.get("identities", []),
+                "merged_ids": doc.get("merged_ids", []), "created_at": doc.get("created_at"),
                 "tickets": [{"id": t["_id"], **{k: v for k, v in t.items() if k != "_id"}} for t in tickets]}
-
 
 
 def encode_cursor(at: datetime, ticket_id: str) -> str:

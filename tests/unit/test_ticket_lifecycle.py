@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.tickets.domain import (
-    TRANSITIONS, CustomerInfo, LifecycleError, Status, Ticket, ticket_id_for,
+    TRANSITIONS, CustomerInfo, LifecycleError, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
 )
 from shared.events import Channel, CustomerRef, EventType, Identity, MessageReceived
 
@@ -119,3 +119,29 @@ def test_every_action_is_on_the_timeline_with_its_time():
 def test_ticket_id_is_deterministic_per_first_message():
     assert ticket_id_for("msg_a") == ticket_id_for("msg_a") != ticket_id_for("msg_b")
     assert ticket_id_for("msg_a").startswith("TK-")
+
+
+def sms(message_id: str, at: datetime) -> MessageReceived:
+    return MessageReceived(
+        message_id=message_id, channel=Channel.sms, external_id=message_id, thread_key="sms:+966500000001",
+        customer=CustomerRef(identities=[Identity(kind="phone", value="+966500000001")]),
+        text="any update?", sent_at=at, received_at=at)
+
+
+def test_a_quiet_sms_conversation_starts_a_new_ticket_after_the_window():
+    policy = ThreadingPolicy(window_s=3600, reopen_window_s=7200)
+    ticket, _ = Ticket.open_from(sms("s1", T0), ticket_id="TK-1", customer=CustomerInfo(id="CU-1"), now=T0)
+    assert continues(ticket, sms("s2", T0), now=T0 + timedelta(minutes=59), policy=policy)
+    assert not continues(ticket, sms("s3", T0), now=T0 + timedelta(minutes=61), policy=policy)
+    assert continues(ticket, sms("s1", T0), now=T0 + timedelta(days=30), policy=policy)  # a redelivery
+
+
+def test_a_chat_session_continues_until_the_ticket_is_closed():
+    policy = ThreadingPolicy(window_s=60, reopen_window_s=60)
+    ticket = new_ticket()
+    assert continues(ticket, chat("m2"), now=T0 + timedelta(days=3), policy=policy)
+    ticket.change_status(Status.resolved, actor="a1", now=T0)
+    assert continues(ticket, chat("m3"), now=T0 + timedelta(seconds=30), policy=policy)
+    assert not continues(ticket, chat("m4"), now=T0 + timedelta(hours=1), policy=policy)
+    ticket.change_status(Status.closed, actor="a1", now=T0)
+    assert not continues(ticket, chat("m5"), now=T0, policy=policy)
