@@ -187,6 +187,45 @@ class TicketStatusChanged(BaseModel):
     until: datetime | None = None
 
 
+class TicketNoteAdded(BaseModel):
+    """An internal note: agents see it, the customer never does."""
+
+    ticket: TicketSnapshot
+    note_id: str
+    author: str
+    text: str
+    at: datetime
+
+
+class TicketPriorityChanged(BaseModel):
+    ticket: TicketSnapshot
+    from_priority: str
+    to_priority: str
+    actor: str | None = None
+
+
+class TicketTagsChanged(BaseModel):
+    ticket: TicketSnapshot
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    actor: str | None = None
+
+
+class TicketUnassigned(BaseModel):
+    ticket: TicketSnapshot
+    agent_id: str
+    actor: str | None = None
+
+
+class TicketPurged(BaseModel):
+    """The ticket's data is gone; only this record of it remains."""
+
+    ticket_id: str
+    customer_id: str
+    actor: str | None = None
+    at: datetime
+
+
 # ---------------------------------------------------------------- commands
 
 class AssignTicket(BaseModel):
@@ -209,7 +248,8 @@ class SlaTargetEvent(BaseModel):
     ticket_id: str
     target: SlaTarget
     policy_id: str
-    due_at: datetime
+    cycle: str = Field("", description="next_response only: the customer message that started the wait")
+    due_at: datetime | None = Field(None, description="when the target was due (None if met while paused)")
     at: datetime = Field(description="when it happened: the warning, the breach or the answer")
 
 
@@ -238,6 +278,14 @@ class EventType:
     TICKET_REPLIED = "deskstream.ticket.replied"
     TICKET_ASSIGNED = "deskstream.ticket.assigned"
     TICKET_STATUS_CHANGED = "deskstream.ticket.status_changed"
+    TICKET_REOPENED = "deskstream.ticket.reopened"
+    TICKET_DELETED = "deskstream.ticket.deleted"
+    TICKET_RESTORED = "deskstream.ticket.restored"
+    TICKET_NOTE_ADDED = "deskstream.ticket.note_added"
+    TICKET_PRIORITY_CHANGED = "deskstream.ticket.priority_changed"
+    TICKET_TAGS_CHANGED = "deskstream.ticket.tags_changed"
+    TICKET_UNASSIGNED = "deskstream.ticket.unassigned"
+    TICKET_PURGED = "deskstream.ticket.purged"
     ASSIGN_TICKET = "deskstream.command.assign_ticket"
     SLA_WARNING = "deskstream.sla.warning"
     SLA_BREACHED = "deskstream.sla.breached"
@@ -252,6 +300,14 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_REPLIED: TicketReplied,
     EventType.TICKET_ASSIGNED: TicketAssigned,
     EventType.TICKET_STATUS_CHANGED: TicketStatusChanged,
+    EventType.TICKET_REOPENED: TicketStatusChanged,
+    EventType.TICKET_DELETED: TicketStatusChanged,
+    EventType.TICKET_RESTORED: TicketStatusChanged,
+    EventType.TICKET_NOTE_ADDED: TicketNoteAdded,
+    EventType.TICKET_PRIORITY_CHANGED: TicketPriorityChanged,
+    EventType.TICKET_TAGS_CHANGED: TicketTagsChanged,
+    EventType.TICKET_UNASSIGNED: TicketUnassigned,
+    EventType.TICKET_PURGED: TicketPurged,
     EventType.ASSIGN_TICKET: AssignTicket,
     EventType.SLA_WARNING: SlaTargetEvent,
     EventType.SLA_BREACHED: SlaTargetEvent,
@@ -274,8 +330,7 @@ MessageReceivedRecord = _record(
     (EventType.MESSAGE_RECEIVED,))
 TicketEventRecord = _record(
     "TicketEventRecord", "A ticket change on `tickets.events`; `subject` is the ticket id.",
-    (EventType.TICKET_CREATED, EventType.TICKET_MESSAGE_ADDED, EventType.TICKET_REPLIED,
-     EventType.TICKET_ASSIGNED, EventType.TICKET_STATUS_CHANGED))
+    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.ticket.")))
 TicketCommandRecord = _record(
     "TicketCommandRecord", "A command for the tickets service on `tickets.commands`.",
     (EventType.ASSIGN_TICKET,))

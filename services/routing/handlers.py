@@ -7,7 +7,7 @@ from services.routing.domain import RELEASING_STATUSES
 from services.routing.service import RoutingService
 from shared import topics
 from shared.broker import at_least_once
-from shared.events import CloudEvent, EventType, TicketCreated, TicketStatusChanged
+from shared.events import CloudEvent, EventType, TicketAssigned, TicketSnapshot
 
 
 def build_router(service: RoutingService) -> KafkaRouter:
@@ -16,11 +16,18 @@ def build_router(service: RoutingService) -> KafkaRouter:
     @router.subscriber(topics.TICKETS_EVENTS, **at_least_once(topics.GROUP_ROUTING),
                        description="Assign new tickets; free capacity when tickets are finished")
     async def route_on_ticket_event(event: CloudEvent) -> None:
-        if event.type == EventType.TICKET_CREATED:
-            await service.route(TicketCreated.model_validate(event.data).ticket)
-        elif event.type == EventType.TICKET_STATUS_CHANGED:
-            change = TicketStatusChanged.model_validate(event.data)
-            if change.to_status in RELEASING_STATUSES:
-                await service.ticket_finished(change.ticket.id)
+        if not event.type.startswith("deskstream.ticket.") or event.type == EventType.TICKET_PURGED:
+            return
+        ticket = TicketSnapshot.model_validate(event.data.get("ticket"))
+        if ticket.status in RELEASING_STATUSES:
+            await service.ticket_finished(ticket.id)
+        elif event.type == EventType.TICKET_CREATED:
+            await service.route(ticket)
+        elif event.type == EventType.TICKET_ASSIGNED:
+            await service.assigned_elsewhere(ticket.id, TicketAssigned.model_validate(event.data).agent_id)
+        elif event.type == EventType.TICKET_UNASSIGNED:
+            await service.unassigned(ticket)
+        elif event.type == EventType.TICKET_REOPENED:
+            await service.route(ticket)
 
     return router

@@ -28,6 +28,9 @@ class RoutingService:
         """Assign `ticket` (idempotent: a ticket already reserved keeps its agent)."""
         if ticket.status in RELEASING_STATUSES:
             return None
+        if ticket.assignee:  # already on someone (a reopened ticket keeps its agent)
+            await self.store.take(ticket.assignee, ticket.id, self.clock())
+            return ticket.assignee
         holder = await self.store.holder_of(ticket.id)
         if holder is None:
             for agent in rank(await self.store.all_agents(online_only=True), needs_of(ticket)):
@@ -41,6 +44,22 @@ class RoutingService:
         await self._send_assign(ticket.id, holder)
         await self.store.dequeue(ticket.id)
         return holder
+
+    async def assigned_elsewhere(self, ticket_id: str, agent_id: str) -> None:
+        """Someone put the ticket on an agent by hand: move its slot there (even past
+        capacity — a person decided), freeing the slot it held."""
+        if await self.store.holder_of(ticket_id) == agent_id:
+            return
+        if await self.store.release(ticket_id):
+            await self.drain()
+        await self.store.take(agent_id, ticket_id, self.clock())
+        await self.store.dequeue(ticket_id)
+
+    async def unassigned(self, ticket: TicketSnapshot) -> None:
+        """Taken off its agent: free the slot and find it someone new."""
+        await self.store.release(ticket.id)
+        await self.route(ticket)
+        await self.drain()
 
     async def ticket_finished(self, ticket_id: str) -> None:
         if await self.store.release(ticket_id):

@@ -72,9 +72,9 @@ class RoutingStore:
 
     async def reserve(self, agent: Agent, ticket_id: str, now: datetime) -> bool:
         """Take one free slot of `agent` for the ticket; False when none is left."""
-        taken = {int(s["_id"].rsplit("#", 1)[1]) async for s in self.slots.find({"agent_id": agent.id}, {"_id": 1})}
+        taken = {s["_id"].rsplit("#", 1)[1] async for s in self.slots.find({"agent_id": agent.id}, {"_id": 1})}
         for n in range(agent.capacity):
-            if n in taken:
+            if str(n) in taken:
                 continue
             try:
                 await self.slots.insert_one({"_id": f"{agent.id}#{n}", "agent_id": agent.id,
@@ -85,6 +85,16 @@ class RoutingStore:
                 await self.agents.update_one({"_id": agent.id}, {"$set": {"last_assigned_at": now}})
             return True
         return False
+
+    async def take(self, agent_id: str, ticket_id: str, now: datetime) -> None:
+        """Record a ticket on an agent regardless of capacity (a manual assignment)."""
+        if await self.holder_of(ticket_id) == agent_id:
+            return
+        agent = await self.get_agent(agent_id)
+        if agent is None or not await self.reserve(agent.model_copy(update={"presence": "online"}), ticket_id, now):
+            await upsert(self.slots, {"_id": f"{agent_id}#extra-{ticket_id}"},
+                         {"$setOnInsert": {"agent_id": agent_id, "ticket_id": ticket_id, "at": now}})
+        await self.claim(ticket_id, agent_id)
 
     async def claim(self, ticket_id: str, agent_id: str) -> str:
         """Record who has the ticket; if another router got there first, theirs stands."""

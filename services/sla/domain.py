@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from services.sla.calendar import Calendar, add_business_seconds, business_seconds_between
 from shared.events import SlaTarget, TicketSnapshot
 
 DEFAULT_POLICY_ID = "default"
@@ -56,19 +57,36 @@ def choose_policy(policies: dict[str, Policy], ticket: TicketSnapshot) -> tuple[
     return pid, policy
 
 
-def due_after(start: datetime, seconds: int) -> datetime:
-    """Around-the-clock arithmetic (business-hours calendars come with their own module)."""
-    return start + timedelta(seconds=seconds)
+def due_after(start: datetime, seconds: int, calendar: Calendar | None = None) -> datetime:
+    """`seconds` after `start`: around the clock, or of business time when the policy runs on a
+    calendar (raises `CalendarError` when the calendar has not that much time within its horizon)."""
+    if calendar is None:
+        return start + timedelta(seconds=seconds)
+    return add_business_seconds(calendar, start, seconds)
+
+
+# ticket statuses in which the clocks stop because the ticket waits on the customer
+WAITING_STATUSES = frozenset({"answered", "postponed"})
+# statuses in which no clock is of any use any more (nothing is owed to anyone)
+DORMANT_STATUSES = frozenset({"spam", "deleted"})
+DONE_STATUSES = frozenset({"resolved", "closed"})
 
 
 class Clock(BaseModel):
-    """One target of one ticket."""
+    """One target of one ticket: a budget of seconds (business seconds on a calendar) that is
+    spent while the clock runs and not while it is paused."""
 
     ticket_id: str
     target: SlaTarget
+    cycle: str = ""  # next_response clocks: the customer message that started this cycle
     policy_id: str
+    calendar_id: str | None = None  # the calendar the times are counted in; None: around the clock
+    budget_s: int
+    warn_before_s: int | None = None
     started_at: datetime
-    due_at: datetime
+    used_s: float = 0.0  # spent before `running_since`
+    running_since: datetime | None = None
+    due_at: datetime | None = None
     warn_at: datetime | None = None
     state: ClockState = ClockState.running
     warned: bool = False
@@ -77,11 +95,15 @@ class Clock(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.ticket_id}:{self.target.value}"
+        return f"{self.ticket_id}:{self.target.value}" + (f":{self.cycle}" if self.cycle else "")
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (ClockState.met, ClockState.breached)
 
     def next_fire_at(self) -> datetime | None:
-        """When the scheduler must look at this clock next (None: never again)."""
-        if self.state != ClockState.running:
+        """When the scheduler must look at this clock next (None: not while it stays as it is)."""
+        if self.state != ClockState.running or self.due_at is None:
             return None
         if self.warn_at and not self.warned and self.warn_at < self.due_at:
             return self.warn_at
@@ -89,34 +111,88 @@ class Clock(BaseModel):
 
     def fire(self, now: datetime) -> str | None:
         """What a due clock turns into: "warning", "breached", or None if not yet due."""
-        if self.state != ClockState.running:
+        if self.state != ClockState.running or self.due_at is None:
             return None
         if now >= self.due_at:
-            self.state, self.breached_at = ClockState.breached, now
+            self.used_s, self.running_since = float(self.budget_s), None
+            self.state, self.breached_at = ClockState.breached, self.due_at
             return "breached"
         if self.warn_at and not self.warned and now >= self.warn_at:
             self.warned = True
             return "warning"
         return None
 
-    def answer(self, at: datetime) -> str | None:
+    def answer(self, at: datetime, calendar: Calendar | None = None) -> str | None:
         """The awaited answer came at `at`: "met" in time, "breached" if late and not yet
         reported, None when the clock already has its outcome."""
-        if self.state in (ClockState.met, ClockState.breached):
+        if self.finished:
             return None
-        if at > self.due_at:
+        if self.due_at is not None and self.state == ClockState.running and at > self.due_at:
+            self.used_s, self.running_since = float(self.budget_s), None
             self.state, self.breached_at = ClockState.breached, self.due_at
             return "breached"
+        self.used_s, self.running_since = self.used(at, calendar), None
         self.state, self.met_at = ClockState.met, at
         return "met"
 
-    def used_s(self, now: datetime) -> float:
-        end = self.met_at or self.breached_at or now
-        return max(0.0, (end - self.started_at).total_seconds())
+    def pause(self, at: datetime, calendar: Calendar | None) -> bool:
+        """The ticket waits on the customer: stop spending the budget."""
+        if self.state != ClockState.running or self.running_since is None:
+            return False
+        self.used_s += max(0.0, elapsed(self.running_since, at, calendar))
+        self.state, self.running_since, self.due_at, self.warn_at = ClockState.paused, None, None, None
+        return True
+
+    def resume(self, at: datetime, calendar: Calendar | None) -> bool:
+        """The customer wrote (or the ticket is active again): the rest of the budget runs from `at`."""
+        if self.state != ClockState.paused:
+            return False
+        self.state, self.running_since = ClockState.running, at
+        self._schedule(calendar)
+        return True
+
+    def used(self, now: datetime, calendar: Calendar | None) -> float:
+        if self.state == ClockState.running and self.running_since is not None:
+            return self.used_s + max(0.0, elapsed(self.running_since, now, calendar))
+        return self.used_s
+
+    def _schedule(self, calendar: Calendar | None) -> None:
+        remaining = max(0, int(round(self.budget_s - self.used_s)))
+        self.due_at = due_after(self.running_since, remaining, calendar)
+        self.warn_at = None
+        if self.warn_before_s and not self.warned:
+            # warn when `warn_before_s` of the policy's own time is left, so on a calendar that is
+            # business time: "warn 30 minutes before" then leaves the team 30 working minutes
+            # (Friday 16:40 for a Monday 09:10 deadline), not Monday 08:40 before anyone is in
+            self.warn_at = due_after(self.running_since, max(0, remaining - self.warn_before_s), calendar)
 
 
-def first_response_clock(ticket: TicketSnapshot, policy_id: str, policy: Policy) -> Clock:
-    due = due_after(ticket.created_at, policy.first_response_s)
-    warn = due - timedelta(seconds=policy.warn_before_s) if policy.warn_before_s else None
-    return Clock(ticket_id=ticket.id, target=SlaTarget.first_response, policy_id=policy_id,
-                 started_at=ticket.created_at, due_at=due, warn_at=warn)
+def elapsed(a: datetime, b: datetime, calendar: Calendar | None) -> float:
+    if calendar is None:
+        return (b - a).total_seconds()
+    return business_seconds_between(calendar, a, b)
+
+
+def start_clock(ticket_id: str, target: SlaTarget, policy_id: str, policy: Policy, budget_s: int,
+                at: datetime, calendar: Calendar | None, cycle: str = "") -> Clock:
+    clock = Clock(ticket_id=ticket_id, target=target, cycle=cycle, policy_id=policy_id,
+                  calendar_id=policy.calendar_id if calendar is not None else None, budget_s=budget_s,
+                  warn_before_s=policy.warn_before_s, started_at=at, running_since=at)
+    clock._schedule(calendar)
+    return clock
+
+
+def first_response_clock(ticket: TicketSnapshot, policy_id: str, policy: Policy,
+                         calendar: Calendar | None = None) -> Clock:
+    """The first-response clock of a new ticket; `calendar` is the one the policy names, if any."""
+    return start_clock(ticket.id, SlaTarget.first_response, policy_id, policy, policy.first_response_s,
+                       ticket.created_at, calendar)
+
+
+def clocks_for_new_ticket(ticket: TicketSnapshot, policy_id: str, policy: Policy,
+                          calendar: Calendar | None = None) -> list[Clock]:
+    clocks = [first_response_clock(ticket, policy_id, policy, calendar)]
+    if policy.resolution_s:
+        clocks.append(start_clock(ticket.id, SlaTarget.resolution, policy_id, policy, policy.resolution_s,
+                                  ticket.created_at, calendar))
+    return clocks

@@ -1,17 +1,19 @@
-"""The collections SLA owns: policies, clocks (durable timers) and decisions (one per
-warning and one per outcome of each clock, claimed by a unique key)."""
+"""The collections SLA owns: policies, business-hours calendars, clocks (durable timers) and
+decisions (one per warning and one per outcome of each clock, claimed by a unique key)."""
 from __future__ import annotations
 
 from datetime import datetime
 
+from services.sla.calendar import Calendar
 from services.sla.domain import Clock, ClockState, Policy
 from shared.locks import KeyedLock
-from shared.mongo import ASCENDING, Mongo, upsert
+from shared.mongo import ASCENDING, Mongo, upsert, without_id
 
 
 class SlaStore:
     def __init__(self, mongo: Mongo) -> None:
         self.policies = mongo.collection("sla_policies")
+        self.calendars = mongo.collection("sla_calendars")
         self.clocks = mongo.collection("sla_clocks")
         self.decisions = mongo.collection("sla_decisions")
         self.locks = KeyedLock()  # one writer per clock document in this process
@@ -30,6 +32,15 @@ class SlaStore:
 
     async def all_policies(self) -> dict[str, Policy]:
         return {d["_id"]: Policy.model_validate(d) async for d in self.policies.find({})}
+
+    # ------------------------------------------------------------ calendars
+    async def put_calendar(self, calendar_id: str, calendar: Calendar) -> None:
+        # JSON mode: holidays are stored as "YYYY-MM-DD" strings (BSON has no date-only type)
+        await upsert(self.calendars, {"_id": calendar_id}, {"$set": calendar.model_dump(mode="json")})
+
+    async def get_calendar(self, calendar_id: str) -> Calendar | None:
+        doc = await self.calendars.find_one({"_id": calendar_id})
+        return Calendar.model_validate(without_id(doc)) if doc else None
 
     # ------------------------------------------------------------ clocks
     async def start_clock(self, clock: Clock) -> bool:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
-from services.tickets.domain import LifecycleError, Status
+from services.tickets.domain import LifecycleError, Priority, Status
 from services.tickets.service import NotFound, TicketService
 from services.tickets.store import TicketStore, VersionConflict
 from shared.events import Channel, utcnow
@@ -17,6 +17,30 @@ from shared.http import ApiError
 class ReplyRequest(BaseModel):
     agent_id: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=100_000)
+
+
+class NoteRequest(BaseModel):
+    author: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class PriorityRequest(BaseModel):
+    priority: Priority
+    actor: str | None = Field(None, max_length=200)
+
+
+TagName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+
+
+class TagsRequest(BaseModel):
+    add: list[TagName] = Field(default_factory=list, max_length=100)
+    remove: list[TagName] = Field(default_factory=list, max_length=100)
+    actor: str | None = Field(None, max_length=200)
+
+
+class AssigneeRequest(BaseModel):
+    agent_id: str = Field(min_length=1, max_length=200)
+    actor: str | None = Field(None, max_length=200)
 
 
 class MergeRequest(BaseModel):
@@ -86,6 +110,39 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
         ticket = await _act(service.change_status(ticket_id, status=body.status, actor=body.actor or "agent",
                                                   until=body.until))
         return {"ticket_id": ticket.id, "status": ticket.status}
+
+    @router.post("/tickets/{ticket_id}/notes", status_code=201, summary="An internal note (never sent to the customer)")
+    async def add_note(ticket_id: str, body: NoteRequest,
+                       idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
+        ticket = await _act(service.note(ticket_id, author=body.author, text=body.text, request_id=idempotency_key))
+        return {"ticket_id": ticket.id, "note": ticket.notes[-1].model_dump(mode="json")}
+
+    @router.put("/tickets/{ticket_id}/priority", summary="Set the priority (low, normal, high, urgent)")
+    async def set_priority(ticket_id: str, body: PriorityRequest) -> dict[str, Any]:
+        ticket = await _act(service.set_priority(ticket_id, priority=body.priority, actor=body.actor or "agent"))
+        return {"ticket_id": ticket.id, "priority": ticket.priority}
+
+    @router.post("/tickets/{ticket_id}/tags", summary="Add and remove tags")
+    async def change_tags(ticket_id: str, body: TagsRequest) -> dict[str, Any]:
+        ticket = await _act(service.change_tags(ticket_id, add=body.add, remove=body.remove,
+                                                actor=body.actor or "agent"))
+        return {"ticket_id": ticket.id, "tags": ticket.tags}
+
+    @router.put("/tickets/{ticket_id}/assignee", summary="Assign the ticket to an agent")
+    async def assign(ticket_id: str, body: AssigneeRequest) -> dict[str, Any]:
+        ticket = await _act(service.assign(ticket_id, agent_id=body.agent_id, actor=body.actor or "agent"))
+        return {"ticket_id": ticket.id, "assignee": ticket.assignee}
+
+    @router.delete("/tickets/{ticket_id}/assignee", summary="Take the ticket off its agent")
+    async def unassign(ticket_id: str) -> dict[str, Any]:
+        ticket = await _act(service.unassign(ticket_id, actor="agent"))
+        return {"ticket_id": ticket.id, "assignee": ticket.assignee}
+
+    @router.post("/tickets/{ticket_id}/purge", status_code=202,
+                 summary="Remove a deleted or spam ticket's data for good (a purged event remains)")
+    async def purge(ticket_id: str) -> dict[str, Any]:
+        await _act(service.purge(ticket_id, actor="admin"))
+        return {"ticket_id": ticket_id, "status": "purged"}
 
     @router.get("/customers/{customer_id}", summary="A customer with every identity and every ticket")
     async def get_customer(customer_id: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     service = TicketService(store=store, outbox=outbox, source=rt.source, threading=threading)
     rt.broker.include_router(handlers.build_router(service))
     rt.on_start.append(store.ensure_indexes)
-    rt.loops.append(outbox.sweep_forever)
+    rt.loops += [outbox.sweep_forever, service.wake_postponed_forever]
     return create_http_app(rt, title="deskstream tickets",
                            description="Ticket lifecycle, timeline, customers and the agent API.",
                            routers=[api.build_router(service, store, require_token(rt))])

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from shared.events import (
     Attachment, Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
-    TicketMessageAdded, TicketReplied, TicketSnapshot, TicketStatusChanged, stable_id,
+    TicketMessageAdded, TicketNoteAdded, TicketPriorityChanged, TicketReplied, TicketSnapshot, TicketStatusChanged,
+    TicketTagsChanged, TicketUnassigned, stable_id,
 )
 
 
@@ -50,6 +51,28 @@ FINISHED = frozenset({S.closed})
 REPLYABLE = frozenset({S.new, S.open, S.answered, S.postponed, S.resolved})
 
 
+# tickets in these statuses may be purged (their data removed for good)
+PURGEABLE = frozenset({S.deleted, S.spam})
+
+
+class Priority(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    urgent = "urgent"
+
+
+def status_event_type(previous: Status, to: Status) -> str:
+    """Each status change is one event; the ones subscribers most often act on have their own type."""
+    if to == S.deleted:
+        return EventType.TICKET_DELETED
+    if previous == S.deleted:
+        return EventType.TICKET_RESTORED
+    if previous in (S.resolved, S.closed) and to in (S.open, S.new):
+        return EventType.TICKET_REOPENED
+    return EventType.TICKET_STATUS_CHANGED
+
+
 class LifecycleError(Exception):
     """The change is not allowed in the ticket's current state (HTTP 409)."""
 
@@ -66,6 +89,13 @@ class Message(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list)
     external_id: str | None = None
     raw_ref: str | None = None
+
+
+class Note(BaseModel):
+    note_id: str
+    author: str
+    text: str
+    at: datetime
 
 
 class TimelineEntry(BaseModel):
@@ -98,6 +128,7 @@ class Ticket(BaseModel):
     postponed_until: datetime | None = None
     follows: str | None = None  # the earlier ticket this conversation continues
     messages: list[Message] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
@@ -163,6 +194,53 @@ class Ticket(BaseModel):
         return [(EventType.TICKET_ASSIGNED,
                  TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous))]
 
+    def unassign(self, *, actor: str, now: datetime) -> list[Event]:
+        if self.assignee is None:
+            return []
+        previous, self.assignee = self.assignee, None
+        self._log(now, "unassigned", actor=actor, agent_id=previous)
+        self.updated_at = now
+        return [(EventType.TICKET_UNASSIGNED, TicketUnassigned(ticket=self.snapshot(), agent_id=previous, actor=actor))]
+
+    def add_note(self, *, author: str, text: str, note_id: str, now: datetime) -> list[Event]:
+        if any(n.note_id == note_id for n in self.notes):
+            return []
+        self.notes.append(Note(note_id=note_id, author=author, text=text, at=now))
+        self._log(now, "note_added", actor=author, note_id=note_id)
+        self.updated_at = now
+        return [(EventType.TICKET_NOTE_ADDED, TicketNoteAdded(ticket=self.snapshot(), note_id=note_id,
+                                                               author=author, text=text, at=now))]
+
+    def set_priority(self, priority: Priority, *, actor: str, now: datetime) -> list[Event]:
+        if priority == self.priority:
+            return []
+        previous, self.priority = self.priority, priority.value
+        self._log(now, "priority_changed", actor=actor, **{"from": previous, "to": priority.value})
+        self.updated_at = now
+        return [(EventType.TICKET_PRIORITY_CHANGED, TicketPriorityChanged(
+            ticket=self.snapshot(), from_priority=previous, to_priority=priority.value, actor=actor))]
+
+    def change_tags(self, *, add: list[str], remove: list[str], actor: str, now: datetime) -> list[Event]:
+        added = [t for t in dict.fromkeys(add) if t not in self.tags and t not in remove]
+        removed = [t for t in dict.fromkeys(remove) if t in self.tags]
+        if not added and not removed:
+            return []
+        self.tags = [t for t in self.tags if t not in removed] + added
+        self._log(now, "tags_changed", actor=actor, added=added, removed=removed)
+        self.updated_at = now
+        return [(EventType.TICKET_TAGS_CHANGED, TicketTagsChanged(
+            ticket=self.snapshot(), added=added, removed=removed, actor=actor))]
+
+    def wake_if_due(self, now: datetime) -> list[Event]:
+        """A postponed ticket whose time has come is open again."""
+        if self.status != S.postponed or self.postponed_until is None or self.postponed_until > now:
+            return []
+        return [self._set_status(S.open, actor="scheduler", now=now)]
+
+    def check_purgeable(self) -> None:
+        if self.status not in PURGEABLE:
+            raise LifecycleError(f"only deleted or spam tickets can be purged; this one is {self.status}")
+
     def change_status(self, to: Status, *, actor: str, now: datetime,
                       until: datetime | None = None) -> list[Event]:
         if to == self.status and to != S.postponed:
@@ -198,7 +276,7 @@ class Ticket(BaseModel):
         self._log(now, "status_changed", actor=actor, **{"from": previous.value, "to": to.value},
                   **({"until": until.isoformat()} if until else {}))
         self.updated_at = now
-        return (EventType.TICKET_STATUS_CHANGED, TicketStatusChanged(
+        return (status_event_type(previous, to), TicketStatusChanged(
             ticket=self.snapshot(), from_status=previous.value, to_status=to.value, actor=actor, until=until))
 
     def _log(self, at: datetime, type_: str, *, actor: str | None, **details: Any) -> None:

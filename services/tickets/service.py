@@ -1,18 +1,21 @@
 """Ticket use cases: load → decide in the domain → save with events → publish."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from services.tickets.domain import (
-    CustomerInfo, Event, LifecycleError, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
+    CustomerInfo, Event, LifecycleError, Priority, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
 )
-from services.tickets.store import TicketStore, VersionConflict
+from services.tickets.store import Purged, TicketStore, VersionConflict
 from shared import topics
 from shared.broker import PoisonMessage
-from shared.events import AssignTicket, CloudEvent, MessageReceived, make_event, stable_id, utcnow
+from shared.events import (
+    AssignTicket, CloudEvent, EventType, MessageReceived, TicketPurged, make_event, stable_id, utcnow,
+)
 from shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -51,19 +54,25 @@ class TicketService:
         for _ in range(MAX_ATTEMPTS):
             target = await self._find_ticket(msg, customer) or await self.store.claim_thread(
                 msg.thread_key, candidate=ticket_id_for(msg.message_id), replacing=None)
-            follows = None
+            follows: str | None = None
+            new_ticket = False
             async with self.locks.hold(target):
-                ticket = await self.store.load(target)
-                if ticket is None or continues(ticket, msg, now=now, policy=self.threading):
+                try:
+                    ticket = await self.store.load(target)
+                except Purged:  # its old ticket is gone: the customer starts afresh
+                    ticket, new_ticket = None, True
+                if new_ticket:
+                    filed = None
+                elif ticket is None or continues(ticket, msg, now=now, policy=self.threading):
                     filed = await self._file_into(msg, target, ticket, customer, now)
                 else:  # closed, or quiet for too long: the conversation goes on in a new ticket
-                    filed, follows = None, ticket.id
-            if follows:
+                    filed, follows, new_ticket = None, ticket.id, True
+            if new_ticket:
                 new_id = ticket_id_for(msg.message_id)
                 async with self.locks.hold(new_id):
                     filed = await self._file_into(msg, new_id, await self.store.load(new_id), customer, now,
                                                   follows=follows)
-                await self.store.claim_thread(msg.thread_key, candidate=new_id, replacing=follows)
+                await self.store.claim_thread(msg.thread_key, candidate=new_id, replacing=target)
             if filed:
                 await self.store.index_external(msg.channel.value, msg.external_id, filed)
                 await self.store.index_message(msg.message_id, filed)
@@ -74,7 +83,10 @@ class TicketService:
         """The ticket a message names or answers: a quoted ticket reference (only the
         customer's own), a message it replies to, or its conversation's current ticket."""
         if msg.ticket_ref:
-            quoted = await self.store.load(msg.ticket_ref)
+            try:
+                quoted = await self.store.load(msg.ticket_ref)
+            except Purged:
+                quoted = None
             if quoted and quoted.customer.id == customer.id:
                 return quoted.id
         for ref in [msg.in_reply_to, *reversed(msg.references)]:
@@ -121,11 +133,63 @@ class TicketService:
                             until: datetime | None) -> Ticket:
         return await self._change(ticket_id, lambda t, now: t.change_status(status, actor=actor, now=now, until=until))
 
+    async def note(self, ticket_id: str, *, author: str, text: str, request_id: str | None) -> Ticket:
+        note_id = "note_" + stable_id(ticket_id, request_id or uuid.uuid4().hex, author, size=20)
+        return await self._change(ticket_id, lambda t, now: t.add_note(author=author, text=text, note_id=note_id,
+                                                                       now=now))
+
+    async def set_priority(self, ticket_id: str, *, priority: Priority, actor: str) -> Ticket:
+        return await self._change(ticket_id, lambda t, now: t.set_priority(priority, actor=actor, now=now))
+
+    async def change_tags(self, ticket_id: str, *, add: list[str], remove: list[str], actor: str) -> Ticket:
+        return await self._change(ticket_id, lambda t, now: t.change_tags(add=add, remove=remove, actor=actor,
+                                                                          now=now))
+
+    async def assign(self, ticket_id: str, *, agent_id: str, actor: str) -> Ticket:
+        return await self._change(ticket_id, lambda t, now: t.assign(agent_id, actor=actor, now=now))
+
+    async def unassign(self, ticket_id: str, *, actor: str) -> Ticket:
+        return await self._change(ticket_id, lambda t, now: t.unassign(actor=actor, now=now))
+
+    async def purge(self, ticket_id: str, *, actor: str) -> None:
+        async with self.locks.hold(ticket_id):
+            try:
+                ticket = await self.store.load(ticket_id)
+            except Purged:
+                return
+            if ticket is None:
+                raise NotFound(ticket_id)
+            ticket.check_purgeable()
+            now = self.clock()
+            event = self._cloud_event(ticket.id, EventType.TICKET_PURGED, TicketPurged(
+                ticket_id=ticket.id, customer_id=ticket.customer.id, actor=actor, at=now))
+            await self.outbox.relay(await self.store.purge(ticket, event, now))
+
+    async def wake_postponed(self) -> int:
+        woken = 0
+        for ticket_id in await self.store.postponed_due(self.clock()):
+            ticket = await self._change(ticket_id, lambda t, now: t.wake_if_due(now))
+            woken += ticket.status == Status.open
+        return woken
+
+    async def wake_postponed_forever(self, interval_s: float = 1.0) -> None:
+        while True:
+            try:
+                await self.wake_postponed()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("waking postponed tickets failed; retrying")
+            await asyncio.sleep(interval_s)
+
     async def _change(self, ticket_id: str, decide: Callable[[Ticket, datetime], list[Event]], *,
                       command_id: str | None = None) -> Ticket:
         for _ in range(MAX_ATTEMPTS):
             async with self.locks.hold(ticket_id):
-                ticket = await self.store.load(ticket_id)
+                try:
+                    ticket = await self.store.load(ticket_id)
+                except Purged as exc:
+                    raise NotFound(ticket_id) from exc
                 if ticket is None:
                     raise NotFound(ticket_id)
                 version = ticket.version

@@ -8,12 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from services.tickets.domain import CustomerInfo, Ticket, customer_id_for
+from shared import topics
 from shared.events import CloudEvent, Identity
 from shared.locks import KeyedLock
 from shared.mongo import DESCENDING, DuplicateKeyError, Mongo, ReturnDocument, upsert
 from shared.outbox import FIELD as OUTBOX_FIELD, Outbox, entry
 
 SUMMARY_FIELDS = {"messages": 0, "timeline": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
+
+
+class Purged(Exception):
+    """The ticket was purged: only its tombstone is left."""
 
 
 class VersionConflict(Exception):
@@ -34,12 +39,28 @@ class TicketStore:
         await self.tickets.create_index([("status", 1), ("created_at", DESCENDING)])
         await self.tickets.create_index([("customer.id", 1)])
         await self.tickets.create_index([("assignee", 1)])
+        await self.tickets.create_index([("status", 1), ("postponed_until", 1)])
         await self.message_index.create_index([("ticket_id", 1)])
 
     # ------------------------------------------------------------ tickets
     async def load(self, ticket_id: str) -> Ticket | None:
         doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
+        if doc and doc.get("purged"):
+            raise Purged(ticket_id)
         return Ticket.model_validate(doc) if doc else None
+
+    async def purge(self, ticket: Ticket, event: CloudEvent, now: datetime) -> dict[str, Any]:
+        """Replace the ticket with a tombstone that keeps no personal data, only the
+        `purged` event until it is sent; its conversations start new tickets from now on."""
+        tombstone = {"_id": ticket.id, "purged": True, "purged_at": now, "version": ticket.version + 1,
+                     OUTBOX_FIELD: [entry(topics.TICKETS_EVENTS, ticket.id, event)]}
+        await self.tickets.replace_one({"_id": ticket.id}, tombstone)
+        await self.threads.delete_many({"ticket_id": ticket.id})
+        return tombstone
+
+    async def postponed_due(self, now: datetime, limit: int = 200) -> list[str]:
+        return [d["_id"] async for d in self.tickets.find(
+            {"status": "postponed", "postponed_until": {"$lte": now}}, {"_id": 1}).limit(limit)]
 
     async def save(self, ticket: Ticket, events: list[tuple[str, CloudEvent]], *,
                    expected_version: int | None, command_id: str | None = None) -> dict[str, Any]:
@@ -80,6 +101,8 @@ class TicketStore:
 
     async def get_view(self, ticket_id: str) -> dict[str, Any] | None:
         doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
+        if doc is not None and doc.get("purged"):
+            return None
         if doc is not None:  # show who the customer is now: identities added or merged since
             customer = await self.current_customer(doc["customer"]["id"])
             if customer:
@@ -89,7 +112,7 @@ class TicketStore:
 
     async def list_view(self, *, filters: dict[str, Any], limit: int,
                         cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        query: dict[str, Any] = dict(filters)
+        query: dict[str, Any] = {"purged": {"$ne": True}, **filters}
         if cursor:
             at, last_id = decode_cursor(cursor)
             query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]

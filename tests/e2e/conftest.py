@@ -47,3 +47,19 @@ def stack(infra):
                 urls={name: started.service_urls[name] for name in SERVICES}, token=TOKEN)
     ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)
 
+
+
+AGENT = "agent-layla"
+
+
+@pytest.fixture(scope="session")
+def agent(stack):
+    """One online agent with room for every ticket the suite creates."""
+    with stack.client("routing") as routing:
+        r = routing.put(f"/v1/agents/{AGENT}", json={"name": "Layla", "skills": ["general"], "languages": ["en", "ar"],
+                                                     "channels": ["chat", "email", "sms", "whatsapp", "social",
+                                                                  "voice", "webform"], "capacity": 500})
+        assert r.status_code == 200, r.text
+        r = routing.put(f"/v1/agents/{AGENT}/presence", json={"status": "online"})
+        assert r.status_code == 200 and r.json()["presence"] == "online"
+    return AGENT

@@ -55,3 +55,15 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict]]
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def file_chat(stack, message: dict[str, Any]) -> tuple[str, str]:
+    """Send a chat message and wait until it is filed; returns (message id, ticket id)."""
+    with stack.client("ingest") as ingest, stack.client("tickets") as tickets:
+        r = ingest.post("/v1/inbound/chat", json=message)
+        assert r.status_code == 202, r.text
+        message_id = r.json()["message_id"]
+        found = poll(lambda: (lambda resp: resp.json() if resp.status_code == 200 else None)(
+            tickets.get(f"/v1/messages/{message_id}")))
+        assert found, f"message {message_id} was never filed"
+        return message_id, found["ticket_id"]

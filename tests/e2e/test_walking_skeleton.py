@@ -7,32 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.e2e.helpers import chat_message, poll, read_topic, run
+from tests.e2e.helpers import chat_message, file_chat, poll, read_topic, run
 
 pytestmark = pytest.mark.e2e
-AGENT = "agent-noura"
-
-
-@pytest.fixture(scope="module")
-def agent(stack):
-    with stack.client("routing") as routing:
-        r = routing.put(f"/v1/agents/{AGENT}", json={"name": "Layla", "skills": ["general"], "languages": ["en", "ar"],
-                                                     "channels": ["chat", "email"], "capacity": 500})
-        assert r.status_code == 200, r.text
-        r = routing.put(f"/v1/agents/{AGENT}/presence", json={"status": "online"})
-        assert r.status_code == 200 and r.json()["presence"] == "online"
-    return AGENT
-
-
-def file_chat(stack, message) -> tuple[str, str]:
-    with stack.client("ingest") as ingest, stack.client("tickets") as tickets:
-        r = ingest.post("/v1/inbound/chat", json=message)
-        assert r.status_code == 202, r.text
-        message_id = r.json()["message_id"]
-        found = poll(lambda: (lambda resp: resp.json() if resp.status_code == 200 else None)(
-            tickets.get(f"/v1/messages/{message_id}")))
-        assert found, f"message {message_id} was never filed"
-        return message_id, found["ticket_id"]
 
 
 def test_every_service_is_healthy_and_exposes_metrics(stack):

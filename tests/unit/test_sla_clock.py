@@ -44,7 +44,7 @@ def test_a_clock_warns_once_then_breaches_once():
 def test_an_answer_in_time_meets_the_target_and_stops_the_clock():
     clock = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600))
     assert clock.answer(T0 + timedelta(seconds=120)) == "met"
-    assert clock.state == ClockState.met and clock.used_s(T0 + timedelta(hours=1)) == 120
+    assert clock.state == ClockState.met and clock.used(T0 + timedelta(hours=1), None) == 120
     assert clock.answer(T0 + timedelta(seconds=130)) is None
     assert clock.fire(T0 + timedelta(hours=1)) is None
 
@@ -58,3 +58,21 @@ def test_a_late_answer_is_a_breach_not_a_met_target():
 def test_a_clock_that_slept_through_its_deadline_breaches_without_a_late_warning():
     clock = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600, warn_before_s=60))
     assert clock.fire(T0 + timedelta(hours=2)) == "breached"
+
+
+def test_the_clock_pauses_while_the_ticket_waits_on_the_customer_and_resumes_with_what_is_left():
+    clock = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600, warn_before_s=60))
+    assert clock.pause(T0 + timedelta(seconds=100), None)
+    assert clock.state == ClockState.paused and clock.next_fire_at() is None
+    assert clock.fire(T0 + timedelta(hours=5)) is None  # no breach while paused
+    assert clock.resume(T0 + timedelta(hours=1), None)
+    assert clock.due_at == T0 + timedelta(hours=1, seconds=500)
+    assert clock.warn_at == T0 + timedelta(hours=1, seconds=440)
+    assert clock.used(T0 + timedelta(hours=1, seconds=50), None) == 150
+
+
+def test_pausing_twice_or_resuming_a_running_clock_changes_nothing():
+    clock = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600))
+    assert not clock.resume(T0, None)
+    assert clock.pause(T0 + timedelta(seconds=10), None) and not clock.pause(T0 + timedelta(seconds=20), None)
+    assert clock.used_s == 10

@@ -1,0 +1,110 @@
+"""SLA clocks through a ticket's life, on the real MongoDB-wire server."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.sla.domain import Policy
+from services.sla.service import SlaService
+from services.sla.store import SlaStore
+from shared.events import Channel, EventType, TicketSnapshot
+from shared.outbox import EventClaims
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+class Recorder(list):
+    async def __call__(self, topic, event, key):
+        self.append(event)
+
+
+class Clock:
+    now = T0
+
+    def __call__(self):
+        return self.now
+
+
+def snap(status: str) -> TicketSnapshot:
+    return TicketSnapshot(id="TK-9", status=status, priority="normal", channel=Channel.email, customer_id="c",
+                          created_at=T0, version=1)
+
+
+def msg(direction: str, at: datetime, mid: str) -> dict:
+    return {"message": {"message_id": mid, "direction": direction, "channel": "email", "text": "x", "at": at.isoformat()}}
+
+
+@pytest.fixture
+async def sla(mongo):
+    store = SlaStore(mongo)
+    await store.ensure_indexes()
+    await store.put_policy("std", Policy(name="std", first_response_s=3600, next_response_s=1800,
+                                         resolution_s=8 * 3600, warn_before_s=600))
+    events, clock = Recorder(), Clock()
+    service = SlaService(store=store, claims=EventClaims(store.decisions, events), source="test",
+                         default_policy=Policy(name="d", first_response_s=60), clock=clock)
+    return service, events, clock
+
+
+async def targets(service):
+    return {t["target"] + (f":{t['cycle']}" if t["cycle"] else ""): t
+            for t in await service.view(await service.store.clocks_of("TK-9"))}
+
+
+async def test_clocks_pause_while_waiting_on_the_customer_and_next_response_starts_on_their_reply(sla):
+    service, events, clock = sla
+    await service.on_ticket_event(EventType.TICKET_CREATED, snap("new"), {}, T0)
+    t = await targets(service)
+    assert set(t) == {"first_response", "resolution"}
+    assert datetime.fromisoformat(str(t["resolution"]["due"])) == T0 + timedelta(hours=8)
+
+    # the agent answers after 20 minutes: first response met, resolution paused (waiting on the customer)
+    replied = T0 + timedelta(minutes=20)
+    clock.now = replied
+    await service.on_ticket_event(EventType.TICKET_REPLIED, snap("new"), msg("outbound", replied, "o1"), replied)
+    await service.on_ticket_event(EventType.TICKET_STATUS_CHANGED, snap("answered"), {}, replied)
+    t = await targets(service)
+    assert t["first_response"]["state"] == "met" and t["resolution"]["state"] == "paused"
+    assert [e["type"] for e in events] == ["deskstream.sla.met"]
+
+    # the customer takes a day to write back: that day is not charged to the resolution target
+    back = T0 + timedelta(days=1)
+    clock.now = back
+    await service.on_ticket_event(EventType.TICKET_MESSAGE_ADDED, snap("answered"), msg("inbound", back, "m2"), back)
+    await service.on_ticket_event(EventType.TICKET_STATUS_CHANGED, snap("open"), {}, back)
+    t = await targets(service)
+    assert t["resolution"]["state"] == "running" and t["resolution"]["used_s"] == 20 * 60
+    assert datetime.fromisoformat(str(t["resolution"]["due"])) == back + timedelta(hours=8) - timedelta(minutes=20)
+    assert t["next_response:m2"]["state"] == "running"
+
+    # nobody answers the follow-up for 31 minutes: one warning, then one breach of next_response
+    clock.now = back + timedelta(minutes=21)
+    await service.fire_due()
+    clock.now = back + timedelta(minutes=31)
+    await service.fire_due()
+    await service.fire_due()
+    kinds = [(e["data"]["target"], e["type"]) for e in events]
+    assert kinds[1:] == [("next_response", "deskstream.sla.warning"), ("next_response", "deskstream.sla.breached")]
+    assert events[-1]["id"] == "sla-TK-9-next_response-m2-breached"
+
+    # resolved: the resolution target is met
+    done = back + timedelta(hours=2)
+    clock.now = done
+    await service.on_ticket_event(EventType.TICKET_STATUS_CHANGED, snap("resolved"), {}, done)
+    t = await targets(service)
+    assert t["resolution"]["state"] == "met" and t["resolution"]["used_s"] == 20 * 60 + 2 * 3600
+    assert events[-1]["type"] == "deskstream.sla.met" and events[-1]["data"]["target"] == "resolution"
+
+
+async def test_redelivered_ticket_events_change_nothing(sla):
+    service, events, clock = sla
+    for _ in range(2):
+        await service.on_ticket_event(EventType.TICKET_CREATED, snap("new"), {}, T0)
+    replied = T0 + timedelta(minutes=5)
+    clock.now = replied
+    for _ in range(2):
+        await service.on_ticket_event(EventType.TICKET_REPLIED, snap("new"), msg("outbound", replied, "o1"), replied)
+    assert [e["type"] for e in events] == ["deskstream.sla.met"]
+    assert len(await service.store.clocks_of("TK-9")) == 2
