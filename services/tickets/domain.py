@@ -138,10 +138,12 @@ class Ticket(BaseModel):
     @classmethod
     def open_from(cls, msg: MessageReceived, *, ticket_id: str, customer: CustomerInfo,
                   now: datetime, follows: str | None = None) -> tuple[Ticket, list[Event]]:
+        # the ticket exists from the moment its first message reached us: SLA clocks count from there
+        opened = min(now, msg.received_at)
         ticket = cls(id=ticket_id, channel=msg.channel, customer=customer, subject=msg.subject,
-                     thread_key=msg.thread_key, language=msg.language, created_at=now, updated_at=now,
+                     thread_key=msg.thread_key, language=msg.language, created_at=opened, updated_at=opened,
                      follows=follows)
-        ticket._log(now, "created", actor=customer.id, channel=msg.channel.value,
+        ticket._log(opened, "created", actor=customer.id, channel=msg.channel.value,
                     **({"follows": follows} if follows else {}))
         message = ticket._append_inbound(msg)
         return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=message))]
