@@ -217,6 +217,17 @@ class TicketUnassigned(BaseModel):
     actor: str | None = None
 
 
+class TicketDeliveryUpdated(BaseModel):
+    """What became of an outbound message on its channel: sent, failed, not sent."""
+
+    ticket: TicketSnapshot
+    message_id: str
+    state: str
+    detail: str | None = None
+    provider_id: str | None = None
+    attempts: int = 0
+
+
 class TicketPurged(BaseModel):
     """The ticket's data is gone; only this record of it remains."""
 
@@ -286,6 +297,7 @@ class EventType:
     TICKET_TAGS_CHANGED = "deskstream.ticket.tags_changed"
     TICKET_UNASSIGNED = "deskstream.ticket.unassigned"
     TICKET_PURGED = "deskstream.ticket.purged"
+    TICKET_DELIVERY_UPDATED = "deskstream.ticket.delivery_updated"
     ASSIGN_TICKET = "deskstream.command.assign_ticket"
     SLA_WARNING = "deskstream.sla.warning"
     SLA_BREACHED = "deskstream.sla.breached"
@@ -308,6 +320,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_TAGS_CHANGED: TicketTagsChanged,
     EventType.TICKET_UNASSIGNED: TicketUnassigned,
     EventType.TICKET_PURGED: TicketPurged,
+    EventType.TICKET_DELIVERY_UPDATED: TicketDeliveryUpdated,
     EventType.ASSIGN_TICKET: AssignTicket,
     EventType.SLA_WARNING: SlaTargetEvent,
     EventType.SLA_BREACHED: SlaTargetEvent,

@@ -13,6 +13,7 @@ ALL = (TICKETS_EVENTS, SLA_EVENTS, DEADLETTER, INGEST_MESSAGES, TICKETS_COMMANDS
 
 # consumer groups: one per service and purpose, explicit everywhere
 GROUP_TICKETS = "tickets"
+GROUP_TICKETS_DELIVERY = "tickets-delivery"  # outbound replies, apart from filing
 GROUP_ROUTING = "routing"
 GROUP_SLA = "sla"
 GROUP_ANALYTICS = "analytics"

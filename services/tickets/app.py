@@ -4,6 +4,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.tickets import api, handlers
+from services.tickets.delivery import DeliveryService, SmtpSender
 from services.tickets.domain import ThreadingPolicy
 from services.tickets.service import TicketService
 from services.tickets.settings import TicketsSettings
@@ -24,7 +25,9 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     outbox = Outbox(store.tickets, rt.publish)
     threading = ThreadingPolicy(window_s=settings.thread_window_s, reopen_window_s=settings.reopen_window_s)
     service = TicketService(store=store, outbox=outbox, source=rt.source, threading=threading)
-    rt.broker.include_router(handlers.build_router(service))
+    sender = SmtpSender(settings.smtp_url) if settings.smtp_url else None
+    delivery = DeliveryService(store=store, tickets=service, sender=sender, support_email=settings.support_email)
+    rt.broker.include_router(handlers.build_router(service, delivery))
     rt.on_start.append(store.ensure_indexes)
     rt.loops += [outbox.sweep_forever, service.wake_postponed_forever]
     return create_http_app(rt, title="deskstream tickets",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from shared.events import (
     Attachment, Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
     TicketMessageAdded, TicketNoteAdded, TicketPriorityChanged, TicketReplied, TicketSnapshot, TicketStatusChanged,
-    TicketTagsChanged, TicketUnassigned, stable_id,
+    TicketDeliveryUpdated, TicketTagsChanged, TicketUnassigned, stable_id,
 )
 
 
@@ -77,6 +77,14 @@ class LifecycleError(Exception):
     """The change is not allowed in the ticket's current state (HTTP 409)."""
 
 
+class Delivery(BaseModel):
+    state: str  # sent, failed, not_sent
+    at: datetime
+    detail: str | None = None
+    provider_id: str | None = None
+    attempts: int = 0
+
+
 class Message(BaseModel):
     message_id: str
     direction: Direction
@@ -89,6 +97,7 @@ class Message(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list)
     external_id: str | None = None
     raw_ref: str | None = None
+    delivery: Delivery | None = None  # outbound only: what became of it on the channel
 
 
 class Note(BaseModel):
@@ -232,6 +241,23 @@ class Ticket(BaseModel):
         self.updated_at = now
         return [(EventType.TICKET_TAGS_CHANGED, TicketTagsChanged(
             ticket=self.snapshot(), added=added, removed=removed, actor=actor))]
+
+    def record_delivery(self, message_id: str, *, state: str, detail: str | None, provider_id: str | None,
+                        attempts: int, now: datetime) -> list[Event]:
+        message = next((m for m in self.messages if m.message_id == message_id), None)
+        if message is None or message.direction != Direction.outbound:
+            return []
+        if message.delivery and message.delivery.state == state and message.delivery.attempts == attempts:
+            return []
+        message.delivery = Delivery(state=state, at=now, detail=detail, provider_id=provider_id, attempts=attempts)
+        if provider_id and message.external_id is None:
+            message.external_id = provider_id
+        self._log(now, "delivery", actor="delivery", message_id=message_id, state=state,
+                  **({"detail": detail} if detail else {}))
+        self.updated_at = now
+        return [(EventType.TICKET_DELIVERY_UPDATED, TicketDeliveryUpdated(
+            ticket=self.snapshot(), message_id=message_id, state=state, detail=detail, provider_id=provider_id,
+            attempts=attempts))]
 
     def wake_if_due(self, now: datetime) -> list[Event]:
         """A postponed ticket whose time has come is open again."""

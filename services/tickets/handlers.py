@@ -3,14 +3,22 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaRouter
 
+from services.tickets.delivery import DeliveryService
 from services.tickets.service import TicketService
 from shared import topics
 from shared.broker import at_least_once
-from shared.events import AssignTicket, CloudEvent, EventType, MessageReceived
+from shared.events import AssignTicket, CloudEvent, EventType, MessageReceived, TicketReplied
 
 
-def build_router(service: TicketService) -> KafkaRouter:
+def build_router(service: TicketService, delivery: DeliveryService | None = None) -> KafkaRouter:
     router = KafkaRouter()
+
+    if delivery is not None:
+        @router.subscriber(topics.TICKETS_EVENTS, **at_least_once(topics.GROUP_TICKETS_DELIVERY),
+                           description="Deliver agents' replies on the customer's channel (email via SMTP)")
+        async def deliver_reply(event: CloudEvent) -> None:
+            if event.type == EventType.TICKET_REPLIED:
+                await delivery.deliver(TicketReplied.model_validate(event.data))
 
     @router.subscriber(topics.INGEST_MESSAGES, **at_least_once(topics.GROUP_TICKETS),
                        description="File each normalised channel message into exactly one ticket")

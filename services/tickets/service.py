@@ -165,6 +165,11 @@ class TicketService:
                 ticket_id=ticket.id, customer_id=ticket.customer.id, actor=actor, at=now))
             await self.outbox.relay(await self.store.purge(ticket, event, now))
 
+    async def record_delivery(self, ticket_id: str, *, message_id: str, state: str, detail: str | None,
+                              provider_id: str | None, attempts: int) -> Ticket:
+        return await self._change(ticket_id, lambda t, now: t.record_delivery(
+            message_id, state=state, detail=detail, provider_id=provider_id, attempts=attempts, now=now))
+
     async def wake_postponed(self) -> int:
         woken = 0
         for ticket_id in await self.store.postponed_due(self.clock()):

@@ -31,6 +31,7 @@ class TicketStore:
         self.message_index = mongo.collection("ticket_messages")
         self.threads = mongo.collection("ticket_threads")
         self.external_refs = mongo.collection("ticket_external_refs")
+        self.deliveries = mongo.collection("ticket_deliveries")
         self.customers = mongo.collection("customers")
         self.identities = mongo.collection("customer_identities")
 

@@ -12,6 +12,7 @@ from tests.conftest import SERVICE_PORT_OFFSET, TEST_PORTS, TEST_STATE, load_sta
 
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "e2e-" + uuid.uuid4().hex
+SMTP_PORT = 18025
 
 
 @dataclasses.dataclass
@@ -33,11 +34,34 @@ class Stack:
         load_stackctl().kill(name, state_dir=TEST_STATE, quiet=True)
 
 
+class Mailbox:
+    """A real SMTP server (aiosmtpd) the services mail replies to; keeps every mail it receives."""
+
+    def __init__(self) -> None:
+        self.mails: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.mails.append(envelope.original_content or envelope.content)
+        return "250 OK"
+
+
 @pytest.fixture(scope="session")
-def stack(infra):
+def mailbox():
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=SMTP_PORT)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(infra, mailbox):
     database = f"e2e_{uuid.uuid4().hex[:10]}"
     os.environ.update({"MONGODB_DATABASE": database, "DESKSTREAM_API_TOKEN": TOKEN,
                        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "MONGODB_URL": infra.mongodb_url,
+                       "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}", "SUPPORT_EMAIL": "help@shop.example",
                        # short SLA targets so breaches happen within a test
                        "SLA_DEFAULT_FIRST_RESPONSE_S": "3", "SLA_DEFAULT_WARN_BEFORE_S": "1"})
     ctl = load_stackctl()
