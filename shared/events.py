@@ -245,6 +245,18 @@ class AssignTicket(BaseModel):
     command_id: str
     ticket_id: str
     agent_id: str
+    reason: str | None = Field(None, description="why this agent: matched skills, load at the time")
+
+
+class ApplyAutomation(BaseModel):
+    """Routing's automation rules fired for a ticket: tickets applies their effects."""
+
+    command_id: str
+    ticket_id: str
+    rules: list[str]
+    priority: str | None = None
+    add_tags: list[str] = Field(default_factory=list)
+    mark_spam: bool = False
 
 
 # ---------------------------------------------------------------- sla
@@ -299,6 +311,7 @@ class EventType:
     TICKET_PURGED = "deskstream.ticket.purged"
     TICKET_DELIVERY_UPDATED = "deskstream.ticket.delivery_updated"
     ASSIGN_TICKET = "deskstream.command.assign_ticket"
+    APPLY_AUTOMATION = "deskstream.command.apply_automation"
     SLA_WARNING = "deskstream.sla.warning"
     SLA_BREACHED = "deskstream.sla.breached"
     SLA_MET = "deskstream.sla.met"
@@ -322,6 +335,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_PURGED: TicketPurged,
     EventType.TICKET_DELIVERY_UPDATED: TicketDeliveryUpdated,
     EventType.ASSIGN_TICKET: AssignTicket,
+    EventType.APPLY_AUTOMATION: ApplyAutomation,
     EventType.SLA_WARNING: SlaTargetEvent,
     EventType.SLA_BREACHED: SlaTargetEvent,
     EventType.SLA_MET: SlaTargetEvent,
@@ -346,7 +360,7 @@ TicketEventRecord = _record(
     tuple(t for t in EVENT_TYPES if t.startswith("deskstream.ticket.")))
 TicketCommandRecord = _record(
     "TicketCommandRecord", "A command for the tickets service on `tickets.commands`.",
-    (EventType.ASSIGN_TICKET,))
+    (EventType.ASSIGN_TICKET, EventType.APPLY_AUTOMATION))
 SlaEventRecord = _record(
     "SlaEventRecord", "An SLA warning, breach or met target on `sla.events`; `subject` is the ticket id.",
     (EventType.SLA_WARNING, EventType.SLA_BREACHED, EventType.SLA_MET))

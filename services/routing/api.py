@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.routing.domain import Agent, AgentProfile, Presence
+from services.routing.rules import Rule
 from services.routing.service import RoutingService
 from services.routing.store import RoutingStore
 from shared.http import ApiError
@@ -37,6 +38,24 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
         if agent is None:
             raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
         return agent_view(agent)
+
+    @router.put("/rules/{rule_id}", summary="Create or replace an automation rule")
+    async def put_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
+        if not rule_id or len(rule_id) > 200:
+            raise ApiError(400, "invalid_rule_id", "rule ids are 1 to 200 characters")
+        await store.put_rule(rule_id, rule)
+        return {"id": rule_id, **rule.model_dump(mode="json")}
+
+    @router.get("/rules", summary="Every automation rule, in the order they run")
+    async def list_rules() -> dict[str, Any]:
+        rules = await store.all_rules()
+        return {"items": [{"id": rid, **r.model_dump(mode="json")}
+                          for rid, r in sorted(rules.items(), key=lambda x: (x[1].order, x[0]))]}
+
+    @router.delete("/rules/{rule_id}", status_code=204, summary="Delete an automation rule")
+    async def delete_rule(rule_id: str) -> None:
+        if not await store.delete_rule(rule_id):
+            raise ApiError(404, "not_found", f"rule {rule_id} does not exist")
 
     @router.get("/agents", summary="Every agent with skills, presence and current load")
     async def list_agents() -> dict[str, Any]:

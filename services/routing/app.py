@@ -19,9 +19,11 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     rt.publisher(topics.TICKETS_COMMANDS, schema=TicketCommandRecord,
                  description="deskstream.command.assign_ticket: put an agent on a ticket, key = ticket id")
     store = RoutingStore(rt.mongo)
-    service = RoutingService(store=store, publish=rt.publish, source=rt.source)
+    service = RoutingService(store=store, publish=rt.publish, source=rt.source,
+                             offline_grace_s=settings.offline_grace_s)
     rt.broker.include_router(handlers.build_router(service))
     rt.on_start.append(store.ensure_indexes)
+    rt.loops.append(service.reroute_offline_forever)
     return create_http_app(rt, title="deskstream routing",
                            description="Agents, skills, capacity, presence and assignment.",
                            routers=[api.build_router(service, store, require_token(rt))])

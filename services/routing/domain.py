@@ -43,14 +43,28 @@ class Needs(BaseModel):
     channel: str
     language: str | None = None
     skills: list[str] = Field(default_factory=list)
+    team: str | None = None
 
 
 # statuses after which a ticket no longer occupies its agent
 RELEASING_STATUSES = frozenset({"resolved", "closed", "spam", "deleted"})
 
 
-def needs_of(ticket: TicketSnapshot) -> Needs:
-    return Needs(channel=ticket.channel.value, language=ticket.language)
+def needs_of(ticket: TicketSnapshot, skills: list[str] | None = None, team: str | None = None) -> Needs:
+    return Needs(channel=ticket.channel.value, language=ticket.language, skills=skills or [], team=team)
+
+
+def explain(agent: Agent, needs: Needs) -> str:
+    """Why this agent, in words for the timeline."""
+    parts = [f"load {agent.load}/{agent.capacity} at the time"]
+    if needs.skills:
+        parts.insert(0, "skills " + ", ".join(needs.skills))
+    if needs.language:
+        parts.append(f"speaks {needs.language}")
+    if needs.team:
+        parts.append(f"team {needs.team}")
+    parts.append(f"works {needs.channel}")
+    return "; ".join(parts)
 
 
 def can_take(agent: Agent, needs: Needs) -> bool:
@@ -60,6 +74,7 @@ def can_take(agent: Agent, needs: Needs) -> bool:
         and (not agent.channels or needs.channel in agent.channels)
         and (needs.language is None or not agent.languages or needs.language in agent.languages)
         and all(skill in agent.skills for skill in needs.skills)
+        and (needs.team is None or agent.team == needs.team)
     )
 
 

@@ -7,7 +7,7 @@ from services.routing.domain import RELEASING_STATUSES
 from services.routing.service import RoutingService
 from shared import topics
 from shared.broker import at_least_once
-from shared.events import CloudEvent, EventType, TicketAssigned, TicketSnapshot
+from shared.events import CloudEvent, EventType, TicketAssigned, TicketCreated, TicketSnapshot
 
 
 def build_router(service: RoutingService) -> KafkaRouter:
@@ -22,7 +22,7 @@ def build_router(service: RoutingService) -> KafkaRouter:
         if ticket.status in RELEASING_STATUSES:
             await service.ticket_finished(ticket.id)
         elif event.type == EventType.TICKET_CREATED:
-            await service.route(ticket)
+            await service.ticket_created(ticket, TicketCreated.model_validate(event.data).message.text)
         elif event.type == EventType.TICKET_ASSIGNED:
             await service.assigned_elsewhere(ticket.id, TicketAssigned.model_validate(event.data).agent_id)
         elif event.type == EventType.TICKET_UNASSIGNED:

@@ -4,19 +4,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from services.routing.domain import RELEASING_STATUSES, Agent, AgentProfile, Presence, needs_of, rank
+from services.routing.domain import RELEASING_STATUSES, Agent, AgentProfile, Presence, explain, needs_of, rank
+from services.routing.rules import Facts, evaluate
 from services.routing.store import RoutingStore
 from shared import topics
-from shared.events import AssignTicket, EventType, TicketSnapshot, make_event, stable_id, utcnow
+from shared.events import ApplyAutomation, AssignTicket, EventType, TicketSnapshot, make_event, stable_id, utcnow
 
 log = logging.getLogger(__name__)
 
 
 class RoutingService:
-    def __init__(self, *, store: RoutingStore, publish, source: str,
+    def __init__(self, *, store: RoutingStore, publish, source: str, offline_grace_s: float = 300.0,
                  clock: Callable[[], datetime] = utcnow) -> None:
+        self.offline_grace_s = offline_grace_s
         self.store = store
         self.publish = publish
         self.source = source
@@ -24,6 +26,23 @@ class RoutingService:
         self._drain_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ tickets
+    async def ticket_created(self, ticket: TicketSnapshot, text: str) -> str | None:
+        """Run the automation rules on a new ticket, then route it by what it needs."""
+        outcome = evaluate(await self.store.all_rules(), Facts(
+            channel=ticket.channel.value, language=ticket.language, text=text, tags=ticket.tags,
+            customer_id=ticket.customer_id, priority=ticket.priority))
+        if outcome.fired:
+            await self._send(EventType.APPLY_AUTOMATION, ApplyAutomation(
+                command_id=stable_id("automation", ticket.id), ticket_id=ticket.id, rules=outcome.fired,
+                priority=outcome.priority.value if outcome.priority else None, add_tags=outcome.add_tags,
+                mark_spam=outcome.spam), ticket.id)
+        if outcome.spam:
+            return None  # spam waits for nobody
+        if outcome.priority:
+            ticket = ticket.model_copy(update={"priority": outcome.priority.value})
+        await self.store.remember(ticket, needs_of(ticket, outcome.skills, outcome.team))
+        return await self.route(ticket)
+
     async def route(self, ticket: TicketSnapshot) -> str | None:
         """Assign `ticket` (idempotent: a ticket already reserved keeps its agent)."""
         if ticket.status in RELEASING_STATUSES:
@@ -31,19 +50,55 @@ class RoutingService:
         if ticket.assignee:  # already on someone (a reopened ticket keeps its agent)
             await self.store.take(ticket.assignee, ticket.id, self.clock())
             return ticket.assignee
-        holder = await self.store.holder_of(ticket.id)
+        remembered = await self.store.recall(ticket.id)
+        needs = remembered[1] if remembered else needs_of(ticket)
+        holder, reason = await self.store.holder_of(ticket.id), None
         if holder is None:
-            for agent in rank(await self.store.all_agents(online_only=True), needs_of(ticket)):
+            online = await self.store.all_agents(online_only=True)
+            candidates, note = rank(online, needs), ""
+            if not candidates and needs.language:
+                # nobody on shift reads this language: better someone who can use a translator
+                # than a ticket waiting for no one
+                candidates = rank(online, needs.model_copy(update={"language": None}))
+                note = f"; nobody online speaks {needs.language}"
+            for agent in candidates:
                 if await self.store.reserve(agent, ticket.id, self.clock()):
                     holder = await self.store.claim(ticket.id, agent.id)
+                    reason = explain(agent, needs.model_copy(update={"language": None}) if note else needs) + note
                     break
         if holder is None:
             await self.store.enqueue(ticket, self.clock())
             log.info("no agent can take %s now; it waits in the queue", ticket.id)
             return None
-        await self._send_assign(ticket.id, holder)
+        await self._send(EventType.ASSIGN_TICKET, AssignTicket(
+            command_id=stable_id("assign", ticket.id, holder), ticket_id=ticket.id, agent_id=holder,
+            reason=reason), ticket.id)
         await self.store.dequeue(ticket.id)
         return holder
+
+    async def reroute_offline(self) -> int:
+        """Tickets of agents offline for longer than the grace period go to someone else."""
+        moved = 0
+        for agent_id in await self.store.offline_since_before(self.clock() - timedelta(seconds=self.offline_grace_s)):
+            for ticket_id in await self.store.tickets_of(agent_id):
+                remembered = await self.store.recall(ticket_id)
+                await self.store.release(ticket_id)
+                if remembered and await self.route(remembered[0].model_copy(update={"assignee": None})):
+                    moved += 1
+                elif remembered is None:
+                    log.warning("ticket %s of offline agent %s is unknown here; freed its slot", ticket_id, agent_id)
+        return moved
+
+    async def reroute_offline_forever(self, interval_s: float = 2.0) -> None:
+        while True:
+            try:
+                if moved := await self.reroute_offline():
+                    log.info("re-routed %d ticket(s) of agents who went offline", moved)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("re-routing offline agents' tickets failed; retrying")
+            await asyncio.sleep(interval_s)
 
     async def assigned_elsewhere(self, ticket_id: str, agent_id: str) -> None:
         """Someone put the ticket on an agent by hand: move its slot there (even past
@@ -77,11 +132,8 @@ class RoutingService:
                     assigned += 1
             return assigned
 
-    async def _send_assign(self, ticket_id: str, agent_id: str) -> None:
-        command = AssignTicket(command_id=stable_id("assign", ticket_id, agent_id), ticket_id=ticket_id,
-                               agent_id=agent_id)
-        event = make_event(EventType.ASSIGN_TICKET, command, source=self.source, subject=ticket_id,
-                           id_=command.command_id)
+    async def _send(self, type_: str, command: AssignTicket | ApplyAutomation, ticket_id: str) -> None:
+        event = make_event(type_, command, source=self.source, subject=ticket_id, id_=command.command_id)
         await self.publish(topics.TICKETS_COMMANDS, event.model_dump(mode="json"), ticket_id)
 
     # ------------------------------------------------------------ agents

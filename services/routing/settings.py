@@ -1,7 +1,11 @@
 """Routing settings."""
+from pydantic import Field
+
 from shared.settings import ServiceSettings, port_field
 
 
 class RoutingSettings(ServiceSettings):
     service_name: str = "routing"
     http_port: int = port_field("routing", 8003)
+    # an agent who goes offline keeps their tickets this long (a dropped connection, a break)
+    offline_grace_s: float = Field(300.0, validation_alias="ROUTING_OFFLINE_GRACE_S")

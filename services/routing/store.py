@@ -11,7 +11,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from services.routing.domain import Agent, AgentProfile, Presence
+from services.routing.domain import Agent, AgentProfile, Needs, Presence
+from services.routing.rules import Rule
 from shared.events import TicketSnapshot
 from shared.locks import KeyedLock
 from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, upsert
@@ -25,6 +26,8 @@ class RoutingStore:
         self.slots = mongo.collection("routing_slots")
         self.assignments = mongo.collection("routing_assignments")
         self.queue = mongo.collection("routing_queue")
+        self.tickets = mongo.collection("routing_tickets")  # what each ticket needs, for re-routing
+        self.rules = mongo.collection("routing_rules")
         self.locks = KeyedLock()  # agent documents are changed by one writer at a time
 
     async def ensure_indexes(self) -> None:
@@ -42,8 +45,15 @@ class RoutingStore:
 
     async def set_presence(self, agent_id: str, presence: Presence, now: datetime) -> Agent | None:
         async with self.locks.hold(agent_id):
-            result = await self.agents.update_one({"_id": agent_id},
-                                                  {"$set": {"presence": presence.value, "updated_at": now}})
+            current = await self.agents.find_one({"_id": agent_id}, {"presence": 1, "offline_since": 1})
+            if current is None:
+                return None
+            change: dict[str, Any] = {"presence": presence.value, "updated_at": now}
+            if presence == Presence.offline and current.get("presence") != Presence.offline.value:
+                change["offline_since"] = now
+            elif presence != Presence.offline:
+                change["offline_since"] = None
+            result = await self.agents.update_one({"_id": agent_id}, {"$set": change})
         return await self.get_agent(agent_id) if result.matched_count else None
 
     async def get_agent(self, agent_id: str) -> Agent | None:
@@ -113,6 +123,34 @@ class RoutingStore:
         await self.slots.delete_many({"ticket_id": ticket_id})
         await self.assignments.delete_many({"_id": ticket_id})
         return agents
+
+    async def offline_since_before(self, cutoff: datetime) -> list[str]:
+        return [d["_id"] async for d in self.agents.find(
+            {"presence": Presence.offline.value, "offline_since": {"$lte": cutoff}}, {"_id": 1})]
+
+    async def tickets_of(self, agent_id: str) -> list[str]:
+        return [s["ticket_id"] async for s in self.slots.find({"agent_id": agent_id}, {"ticket_id": 1})]
+
+    # ------------------------------------------------------------ what tickets need
+    async def remember(self, ticket: TicketSnapshot, needs: Needs) -> None:
+        await upsert(self.tickets, {"_id": ticket.id}, {"$setOnInsert": {
+            "ticket": ticket.model_dump(mode="json"), "needs": needs.model_dump()}})
+
+    async def recall(self, ticket_id: str) -> tuple[TicketSnapshot, Needs] | None:
+        doc = await self.tickets.find_one({"_id": ticket_id})
+        if doc is None:
+            return None
+        return TicketSnapshot.model_validate(doc["ticket"]), Needs.model_validate(doc["needs"])
+
+    # ------------------------------------------------------------ automation rules
+    async def put_rule(self, rule_id: str, rule: Rule) -> None:
+        await upsert(self.rules, {"_id": rule_id}, {"$set": rule.model_dump(mode="json")})
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        return (await self.rules.delete_one({"_id": rule_id})).deleted_count > 0
+
+    async def all_rules(self) -> dict[str, Rule]:
+        return {d["_id"]: Rule.model_validate(d) async for d in self.rules.find({})}
 
     # ------------------------------------------------------------ the waiting queue
     async def enqueue(self, ticket: TicketSnapshot, now: datetime) -> None:

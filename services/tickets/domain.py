@@ -194,13 +194,14 @@ class Ticket(BaseModel):
         return events
 
     # ------------------------------------------------------------ assignment and status
-    def assign(self, agent_id: str, *, actor: str, now: datetime) -> list[Event]:
+    def assign(self, agent_id: str, *, actor: str, now: datetime, reason: str | None = None) -> list[Event]:
         if self.assignee == agent_id:
             return []
         if self.status in (S.closed, S.deleted, S.spam):
             raise LifecycleError(f"a {self.status} ticket cannot be assigned")
         previous, self.assignee = self.assignee, agent_id
-        self._log(now, "assigned", actor=actor, agent_id=agent_id, previous=previous)
+        self._log(now, "assigned", actor=actor, agent_id=agent_id, previous=previous,
+                  **({"reason": reason} if reason else {}))
         self.updated_at = now
         return [(EventType.TICKET_ASSIGNED,
                  TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous))]
@@ -258,6 +259,20 @@ class Ticket(BaseModel):
         return [(EventType.TICKET_DELIVERY_UPDATED, TicketDeliveryUpdated(
             ticket=self.snapshot(), message_id=message_id, state=state, detail=detail, provider_id=provider_id,
             attempts=attempts))]
+
+    def automate(self, *, rules: list[str], priority: str | None, add_tags: list[str], mark_spam: bool,
+                  now: datetime) -> list[Event]:
+        """Apply what automation rules decided; each rule that fired is on the timeline."""
+        self._log(now, "automation", actor="automation", rules=list(rules))
+        events: list[Event] = []
+        if priority:
+            events += self.set_priority(Priority(priority), actor="automation", now=now)
+        if add_tags:
+            events += self.change_tags(add=add_tags, remove=[], actor="automation", now=now)
+        if mark_spam and S.spam in TRANSITIONS[self.status]:
+            events.append(self._set_status(S.spam, actor="automation", now=now))
+        self.updated_at = now
+        return events
 
     def wake_if_due(self, now: datetime) -> list[Event]:
         """A postponed ticket whose time has come is open again."""

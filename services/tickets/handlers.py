@@ -7,7 +7,7 @@ from services.tickets.delivery import DeliveryService
 from services.tickets.service import TicketService
 from shared import topics
 from shared.broker import at_least_once
-from shared.events import AssignTicket, CloudEvent, EventType, MessageReceived, TicketReplied
+from shared.events import ApplyAutomation, AssignTicket, CloudEvent, EventType, MessageReceived, TicketReplied
 
 
 def build_router(service: TicketService, delivery: DeliveryService | None = None) -> KafkaRouter:
@@ -27,9 +27,11 @@ def build_router(service: TicketService, delivery: DeliveryService | None = None
             await service.file_message(MessageReceived.model_validate(event.data))
 
     @router.subscriber(topics.TICKETS_COMMANDS, **at_least_once(topics.GROUP_TICKETS),
-                       description="Apply commands other services send (assignments)")
+                       description="Apply commands other services send (assignments, automation)")
     async def apply_command(event: CloudEvent) -> None:
         if event.type == EventType.ASSIGN_TICKET:
             await service.apply_command(AssignTicket.model_validate(event.data))
+        elif event.type == EventType.APPLY_AUTOMATION:
+            await service.apply_command(ApplyAutomation.model_validate(event.data))
 
     return router

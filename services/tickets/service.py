@@ -14,7 +14,7 @@ from services.tickets.store import Purged, TicketStore, VersionConflict
 from shared import topics
 from shared.broker import PoisonMessage
 from shared.events import (
-    AssignTicket, CloudEvent, EventType, MessageReceived, TicketPurged, make_event, stable_id, utcnow,
+    ApplyAutomation, AssignTicket, CloudEvent, EventType, MessageReceived, TicketPurged, make_event, stable_id, utcnow,
 )
 from shared.outbox import Outbox
 
@@ -111,14 +111,20 @@ class TicketService:
         return ticket.id
 
     # ------------------------------------------------------------ commands and agent actions
-    async def apply_command(self, command: AssignTicket) -> None:
+    async def apply_command(self, command: AssignTicket | ApplyAutomation) -> None:
         if await self.store.command_applied(command.ticket_id, command.command_id):
             async with self.locks.hold(command.ticket_id):
                 await self._relay(command.ticket_id)
             return
+        if isinstance(command, AssignTicket):
+            def decide(t: Ticket, now: datetime) -> list[Event]:
+                return t.assign(command.agent_id, actor="routing", now=now, reason=command.reason)
+        else:
+            def decide(t: Ticket, now: datetime) -> list[Event]:
+                return t.automate(rules=command.rules, priority=command.priority, add_tags=command.add_tags,
+                                  mark_spam=command.mark_spam, now=now)
         try:
-            await self._change(command.ticket_id, lambda t, now: t.assign(command.agent_id, actor="routing", now=now),
-                               command_id=command.command_id)
+            await self._change(command.ticket_id, decide, command_id=command.command_id)
         except NotFound as exc:
             raise PoisonMessage(f"ticket {command.ticket_id} does not exist") from exc
         except LifecycleError as exc:

@@ -51,11 +51,11 @@ def email(n: int, *, sender="noura@example.com", in_reply_to=None, references=()
         ticket_ref=ticket_ref, sent_at=T0, received_at=T0)
 
 
-def sms(n: int, phone="+966500000001") -> MessageReceived:
+def sms(n: int, phone="+966500000001", at: datetime = T0) -> MessageReceived:
     return MessageReceived(
         message_id=f"msg-sms-{n}", channel=Channel.sms, external_id=f"SM{n}", thread_key=f"sms:{phone}",
         customer=CustomerRef(identities=[Identity(kind="phone", value=phone)]), text=f"sms {n}",
-        sent_at=T0, received_at=T0)
+        sent_at=at, received_at=at)
 
 
 async def test_an_email_reply_joins_the_ticket_of_the_mail_it_answers(service):
@@ -76,15 +76,15 @@ async def test_a_quoted_ticket_reference_joins_that_ticket_only_for_its_own_cust
 async def test_sms_joins_the_open_ticket_within_the_window_then_starts_a_linked_one(service, clock):
     first = await service.file_message(sms(1))
     clock.now = T0 + timedelta(minutes=30)
-    assert await service.file_message(sms(2)) == first
+    assert await service.file_message(sms(2, at=clock.now)) == first
     clock.now = T0 + timedelta(hours=3)
-    later = await service.file_message(sms(3))
+    later = await service.file_message(sms(3, at=clock.now))
     assert later != first
     ticket = await service.store.load(later)
     assert ticket.follows == first and ticket.timeline[0].details["follows"] == first
     clock.now += timedelta(minutes=1)
-    assert await service.file_message(sms(4)) == later
-    assert await service.file_message(sms(2)) == first  # a redelivery stays where it was filed
+    assert await service.file_message(sms(4, at=clock.now)) == later
+    assert await service.file_message(sms(2, at=T0 + timedelta(minutes=30))) == first  # a redelivery stays put
 
 
 async def test_a_message_to_a_closed_ticket_starts_a_new_one(service):
