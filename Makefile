@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 STACK := $(PY) deploy/local/stackctl.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv provision up down status run demo test test-unit test-integration test-e2e docs lint clean
+.PHONY: help venv provision up down status run demo redrive test test-unit docs clean
 
 help:
 	@echo "make run      start Kafka, FerretDB and the five services, load a demo retailer, play traffic (Ctrl-C stops)"
 	@echo "make test     install what is missing, start a test stack, run the whole suite"
 	@echo "make up/down  start everything in the background (returns when every /healthz is 200) / stop it"
 	@echo "make status   what is running"
+	@echo "make redrive  send dead-lettered records back to their topics once the cause is fixed"
 	@echo "make docs     regenerate docs/asyncapi.json and docs/openapi/*.json from the code"
 	@echo "make clean    stop and delete local data (keeps the download cache)"
 
@@ -43,6 +44,10 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	@$(PY) -m deploy.demo --no-wait
+
+# send dead letters back to where they came from once the cause is fixed (ARGS="--topic ingest.messages")
+redrive: $(STAMP)
+	@$(PY) -m deploy.redrive $(ARGS)
 
 docs: $(STAMP)
 	@$(PY) -m docs.generate

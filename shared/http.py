@@ -31,20 +31,45 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def require_token(rt: Runtime):
-    """Dependency for agent and admin endpoints: `Authorization: Bearer <DESKSTREAM_API_TOKEN>`."""
-    expected = rt.settings.api_token.get_secret_value() if rt.settings.api_token else None
+class Auth:
+    """Bearer-token roles for agent and admin endpoints. `DESKSTREAM_API_TOKEN` is the admin
+    token (it may do everything); `DESKSTREAM_AGENT_TOKEN`, when set, may do what agents do
+    (read, answer, change tickets) but not what admins do (configure agents, rules, SLA
+    policies and calendars; purge; merge customers). With no admin token set the
+    endpoints are open (development; a warning is logged at start)."""
 
-    async def check(request: Request) -> None:
-        if expected is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "unauthorized", "missing bearer token")
-        if not secrets.compare_digest(token.strip().encode(), expected.encode()):
-            raise ApiError(401, "unauthorized", "invalid bearer token")
+    def __init__(self, rt: Runtime) -> None:
+        settings = rt.settings
+        self.admin_token = settings.api_token.get_secret_value() if settings.api_token else None
+        self.agent_token = settings.agent_token.get_secret_value() if settings.agent_token else None
+        self.agent = Depends(self._check("agent"))
+        self.admin = Depends(self._check("admin"))
 
-    return Depends(check)
+    def _role_of(self, token: str) -> str | None:
+        if self.admin_token and secrets.compare_digest(token.encode(), self.admin_token.encode()):
+            return "admin"
+        if self.agent_token and secrets.compare_digest(token.encode(), self.agent_token.encode()):
+            return "agent"
+        return None
+
+    def _check(self, needed: str):
+        async def check(request: Request) -> None:
+            if self.admin_token is None:
+                return
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(401, "unauthorized", "missing bearer token")
+            role = self._role_of(token.strip())
+            if role is None:
+                raise ApiError(401, "unauthorized", "invalid bearer token")
+            if needed == "admin" and role != "admin":
+                raise ApiError(403, "forbidden", "this needs the admin token")
+
+        return check
+
+
+def require_token(rt: Runtime) -> Auth:
+    return Auth(rt)
 
 
 def create_http_app(rt: Runtime, *, title: str, description: str,

@@ -24,6 +24,9 @@ class ServiceSettings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("DESKSTREAM_API_TOKEN", "api_token")
     )
+    agent_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DESKSTREAM_AGENT_TOKEN", "agent_token")
+    )
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
     http_port: int = 8000
     log_level: str = Field("INFO", validation_alias=AliasChoices("DESKSTREAM_LOG_LEVEL", "log_level"))

@@ -24,9 +24,9 @@ def agent_view(agent: Agent) -> dict[str, Any]:
 
 
 def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["agents"], dependencies=[auth])
+    router = APIRouter(prefix="/v1", tags=["agents"], dependencies=[auth.agent])
 
-    @router.put("/agents/{agent_id}", summary="Create or update an agent")
+    @router.put("/agents/{agent_id}", dependencies=[auth.admin], summary="Create or update an agent")
     async def put_agent(agent_id: str, profile: AgentProfile) -> dict[str, Any]:
         if not agent_id or len(agent_id) > 200:
             raise ApiError(400, "invalid_agent_id", "agent ids are 1 to 200 characters")
@@ -39,7 +39,7 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
             raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
         return agent_view(agent)
 
-    @router.put("/rules/{rule_id}", summary="Create or replace an automation rule")
+    @router.put("/rules/{rule_id}", dependencies=[auth.admin], summary="Create or replace an automation rule")
     async def put_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
         if not rule_id or len(rule_id) > 200:
             raise ApiError(400, "invalid_rule_id", "rule ids are 1 to 200 characters")
@@ -52,7 +52,7 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
         return {"items": [{"id": rid, **r.model_dump(mode="json")}
                           for rid, r in sorted(rules.items(), key=lambda x: (x[1].order, x[0]))]}
 
-    @router.delete("/rules/{rule_id}", status_code=204, summary="Delete an automation rule")
+    @router.delete("/rules/{rule_id}", dependencies=[auth.admin], status_code=204, summary="Delete an automation rule")
     async def delete_rule(rule_id: str) -> None:
         if not await store.delete_rule(rule_id):
             raise ApiError(404, "not_found", f"rule {rule_id} does not exist")

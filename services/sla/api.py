@@ -30,9 +30,9 @@ def parse_start(text: str) -> datetime:
 
 
 def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["sla"], dependencies=[auth])
+    router = APIRouter(prefix="/v1", tags=["sla"], dependencies=[auth.agent])
 
-    @router.put("/policies/{policy_id}", summary="Create or replace an SLA policy")
+    @router.put("/policies/{policy_id}", dependencies=[auth.admin], summary="Create or replace an SLA policy")
     async def put_policy(policy_id: str, policy: Policy) -> dict[str, Any]:
         if not policy_id or len(policy_id) > 200:
             raise ApiError(400, "invalid_policy_id", "policy ids are 1 to 200 characters")
@@ -51,7 +51,7 @@ def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
             raise ApiError(404, "not_found", f"calendar {calendar_id} does not exist")
         return calendar
 
-    @router.put("/calendars/{calendar_id}", summary="Create or replace a business-hours calendar")
+    @router.put("/calendars/{calendar_id}", dependencies=[auth.admin], summary="Create or replace a business-hours calendar")
     async def put_calendar(calendar_id: str, calendar: Calendar) -> dict[str, Any]:
         if not calendar_id or len(calendar_id) > 200:
             raise ApiError(400, "invalid_calendar_id", "calendar ids are 1 to 200 characters")

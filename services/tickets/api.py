@@ -60,7 +60,7 @@ def ticket_view(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["tickets"], dependencies=[auth])
+    router = APIRouter(prefix="/v1", tags=["tickets"], dependencies=[auth.agent])
 
     @router.get("/messages/{message_id}", summary="Which ticket a message was filed into")
     async def get_message(message_id: str) -> dict[str, str]:
@@ -138,7 +138,7 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
         ticket = await _act(service.unassign(ticket_id, actor="agent"))
         return {"ticket_id": ticket.id, "assignee": ticket.assignee}
 
-    @router.post("/tickets/{ticket_id}/purge", status_code=202,
+    @router.post("/tickets/{ticket_id}/purge", dependencies=[auth.admin], status_code=202,
                  summary="Remove a deleted or spam ticket's data for good (a purged event remains)")
     async def purge(ticket_id: str) -> dict[str, Any]:
         await _act(service.purge(ticket_id, actor="admin"))
@@ -151,7 +151,7 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         return view
 
-    @router.post("/customers/{customer_id}/merge", summary="Merge another customer profile into this one")
+    @router.post("/customers/{customer_id}/merge", dependencies=[auth.admin], summary="Merge another customer profile into this one")
     async def merge_customer(customer_id: str, body: MergeRequest) -> dict[str, Any]:
         if body.customer_id == customer_id:
             raise ApiError(409, "same_customer", "a customer cannot be merged into itself")

@@ -27,7 +27,7 @@ class CalendarsInMemory:
 
 @pytest.fixture
 def client():
-    runtime = SimpleNamespace(settings=SimpleNamespace(api_token=SecretStr("s3cret")))
+    runtime = SimpleNamespace(settings=SimpleNamespace(api_token=SecretStr("s3cret"), agent_token=SecretStr("agent-pw")))
     router = api.build_router(service=None, store=CalendarsInMemory(), auth=require_token(runtime))
     app = create_http_app(runtime, title="sla", description="test", routers=[router])
     client = TestClient(app)  # not entered: no lifespan, so nothing connects to Kafka or MongoDB
@@ -88,3 +88,11 @@ def test_an_invalid_calendar_is_refused_with_the_reason(client):
 def test_calendars_need_the_bearer_token(client):
     assert client.get("/v1/calendars/riyadh").json()["error"]["code"] == "unauthorized"
     assert client.put("/v1/calendars/riyadh", json=RIYADH).status_code == 401
+
+
+def test_an_agent_token_reads_calendars_but_only_the_admin_token_changes_them(client):
+    agent = {"Authorization": "Bearer agent-pw"}
+    assert client.get("/v1/calendars/riyadh", headers=agent).status_code == 200
+    r = client.put("/v1/calendars/riyadh", json=RIYADH, headers=agent)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert client.put("/v1/calendars/riyadh", json=RIYADH, headers={"Authorization": "Bearer nope"}).status_code == 401
