@@ -1,30 +1,162 @@
 """Inbound channel webhooks. Each answers 202 {"message_id"} once the message is durable."""
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+import logging
+import secrets
+from collections.abc import Callable
+from typing import Any
 
-from services.ingest.domain import ChatInbound, normalise_chat
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
+
+from services.ingest.bodies import body_schema, form_pairs, multipart_form, parse_json, read_body, validate
+from services.ingest.channels.chat import ChatInbound, normalise_chat
+from services.ingest.channels.mail import normalise_email
+from services.ingest.channels.sms import normalise_sms
+from services.ingest.channels.social import SocialInbound, normalise_social
+from services.ingest.channels.voice import VoiceInbound, normalise_voice
+from services.ingest.channels.webform import WebformInbound, normalise_webform
+from services.ingest.channels.whatsapp import WhatsAppWebhook, normalise_whatsapp
+from services.ingest.domain import Blob, Normalised, Rejected
 from services.ingest.service import IngestService, NotDurable
+from services.ingest.settings import IngestSettings
+from services.ingest.signatures import meta_valid, twilio_valid
 from shared.events import utcnow
-from shared.http import error_body
+from shared.http import ApiError, error_body
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = {202: {"description": 'accepted: {"message_id": "msg_..."}'},
+            413: {"description": "the body is larger than this endpoint takes"},
+            422: {"description": "the payload cannot become a message; the error names the problem"},
+            503: {"description": "not durable yet (Kafka or the store is down): retry"}}
 
 
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotDurable)
+    async def unavailable(_: Request, exc: NotDurable) -> JSONResponse:
+        return JSONResponse(error_body("unavailable", str(exc)), status_code=503, headers={"Retry-After": "2"})
 
-def build_router(service: IngestService) -> APIRouter:
+
+def normalise(channel: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A payload that breaks a normaliser is the sender's problem to hear about (422), never a 5xx."""
+    try:
+        return fn(*args, **kwargs)
+    except Rejected as exc:
+        raise ApiError(422, exc.code, exc.message) from exc
+    except Exception as exc:
+        log.exception("could not normalise a %s message", channel)
+        problem = f"the {channel} message cannot be read: {type(exc).__name__}: {exc}"
+        raise ApiError(422, "unreadable", problem[:500]) from exc
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() or None if value else None
+
+
+def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
     router = APIRouter(prefix="/v1/inbound", tags=["inbound channels"])
 
-    async def accept(message) -> JSONResponse:
-        try:
-            message_id = await service.accept(message)
-        except NotDurable as exc:
-            return JSONResponse(error_body("unavailable", str(exc)), status_code=503,
-                                headers={"Retry-After": "2"})
+    async def accepted(item: Normalised) -> JSONResponse:
+        message_id = await service.accept(item.message, item.blobs)
         return JSONResponse({"message_id": message_id}, status_code=202)
 
-    @router.post("/chat", status_code=202, summary="A web-chat message",
-                 responses={202: {"description": "accepted: {\"message_id\": ...}"}})
-    async def inbound_chat(payload: ChatInbound) -> JSONResponse:
-        return await accept(normalise_chat(payload, received_at=utcnow()))
+    @router.post("/chat", status_code=202, summary="A web-chat message", responses=ACCEPTED,
+                 openapi_extra=body_schema(ChatInbound))
+    async def inbound_chat(request: Request) -> JSONResponse:
+        payload = parse_json(await read_body(request, settings.max_json_bytes), ChatInbound)
+        return await accepted(Normalised(normalise("chat", normalise_chat, payload, received_at=utcnow())))
+
+    @router.post("/email", status_code=202, responses=ACCEPTED,
+                 summary="One raw RFC 5322 mail (Content-Type: message/rfc822)",
+                 description="Quoted history and signatures are left out of the text agents read; the "
+                             "original and every attachment are kept in `ingest_blobs` (`blob:<sha256>`). "
+                             "A mail without a From address is refused (422).",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "message/rfc822": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def inbound_email(request: Request) -> JSONResponse:
+        raw = await read_body(request, settings.max_email_bytes)
+        # a large mail takes a while to read: off the event loop, so other webhooks keep flowing
+        return await accepted(await run_in_threadpool(
+            normalise, "email", normalise_email, raw, received_at=utcnow(), max_blob_bytes=settings.max_blob_bytes))
+
+    @router.post("/sms", status_code=202, responses={**ACCEPTED, 403: {"description": "bad X-Twilio-Signature"}},
+                 summary="Twilio Messaging webhook (form-encoded)",
+                 description="With TWILIO_AUTH_TOKEN set, X-Twilio-Signature must match, computed over "
+                             "INGEST_PUBLIC_URL + the request path.",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": [
+                         "MessageSid", "From", "To"], "additionalProperties": {"type": "string"}}}}}})
+    async def inbound_sms(request: Request) -> JSONResponse:
+        pairs = form_pairs(await read_body(request, settings.max_json_bytes))
+        token = _secret(settings.twilio_auth_token)
+        if token:
+            url = settings.public_url.rstrip("/") + request.url.path
+            url += f"?{request.url.query}" if request.url.query else ""
+            if not twilio_valid(token, url, pairs, request.headers.get("x-twilio-signature")):
+                raise ApiError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match")
+        message = normalise("sms", normalise_sms, dict(pairs), received_at=utcnow())
+        return await accepted(Normalised(message))
+
+    @router.post("/whatsapp", status_code=202,
+                 responses={**ACCEPTED, 200: {"description": 'statuses only, nothing to file: '
+                                                             '{"message_id": null, "message_ids": []}'},
+                            403: {"description": "bad X-Hub-Signature-256"}},
+                 summary="WhatsApp Cloud API webhook: 202 {message_id, message_ids}; statuses only: 200",
+                 description="Every message in the webhook is published; `message_id` is the first, "
+                             "`message_ids` all of them. A webhook carrying only delivery statuses "
+                             "answers 200 with `message_id` null and no ids. With META_APP_SECRET set, "
+                             "X-Hub-Signature-256 must match the raw body.",
+                 openapi_extra=body_schema(WhatsAppWebhook))
+    async def inbound_whatsapp(request: Request) -> JSONResponse:
+        raw = await read_body(request, settings.max_json_bytes)
+        secret = _secret(settings.meta_app_secret)
+        if secret and not meta_valid(secret, raw, request.headers.get("x-hub-signature-256")):
+            raise ApiError(403, "invalid_signature", "X-Hub-Signature-256 is missing or does not match")
+        messages = normalise("whatsapp", normalise_whatsapp, parse_json(raw, WhatsAppWebhook), received_at=utcnow())
+        ids = [await service.accept(message) for message in messages]
+        return JSONResponse({"message_id": ids[0] if ids else None, "message_ids": ids},
+                            status_code=202 if ids else 200)
+
+    @router.get("/whatsapp", summary="Meta's subscription check: echoes hub.challenge when hub.verify_token "
+                                     "matches META_VERIFY_TOKEN", response_class=PlainTextResponse)
+    async def verify_whatsapp(request: Request) -> PlainTextResponse:
+        token, query = _secret(settings.meta_verify_token), request.query_params
+        offered = query.get("hub.verify_token", "")
+        if query.get("hub.mode") != "subscribe" or not token or not secrets.compare_digest(
+                offered.encode(), token.encode()):
+            raise ApiError(403, "forbidden", "hub.verify_token does not match")
+        return PlainTextResponse(query.get("hub.challenge", ""))
+
+    @router.post("/social", status_code=202, summary="A social media post or direct message",
+                 responses=ACCEPTED, openapi_extra=body_schema(SocialInbound))
+    async def inbound_social(request: Request) -> JSONResponse:
+        payload = parse_json(await read_body(request, settings.max_json_bytes), SocialInbound)
+        return await accepted(Normalised(normalise("social", normalise_social, payload, received_at=utcnow())))
+
+    @router.post("/webform", status_code=202, responses=ACCEPTED,
+                 summary="A web form submission (JSON, urlencoded or multipart; files become attachments)",
+                 openapi_extra=body_schema(WebformInbound, ("application/json", "application/x-www-form-urlencoded",
+                                                            "multipart/form-data")))
+    async def inbound_webform(request: Request) -> JSONResponse:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        files: list[Blob] = []
+        if kind == "multipart/form-data":
+            fields, files = await multipart_form(request, await read_body(request, settings.max_form_upload_bytes))
+            payload = validate(fields, WebformInbound)
+        elif kind == "application/x-www-form-urlencoded":
+            payload = validate(dict(form_pairs(await read_body(request, settings.max_json_bytes))), WebformInbound)
+        else:
+            payload = parse_json(await read_body(request, settings.max_json_bytes), WebformInbound)
+        return await accepted(normalise("webform", normalise_webform, payload, received_at=utcnow(), files=files,
+                                        max_blob_bytes=settings.max_blob_bytes))
+
+    @router.post("/voice", status_code=202, summary="A finished phone call (transcript or recording)",
+                 responses=ACCEPTED, openapi_extra=body_schema(VoiceInbound))
+    async def inbound_voice(request: Request) -> JSONResponse:
+        payload = parse_json(await read_body(request, settings.max_json_bytes), VoiceInbound)
+        return await accepted(Normalised(normalise("voice", normalise_voice, payload, received_at=utcnow())))
 
     return router

@@ -1,55 +1,128 @@
-"""Normalising channel messages: pure functions from a channel's payload to one
-`MessageReceived`. The message id is derived from the channel's own id, so a webhook
-delivered twice maps to the same id."""
+"""What the channel normalisers (`services/ingest/channels/`) share: ids, rejections, kept bytes, phones, record size."""
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, EmailStr, Field, field_validator
+import phonenumbers
+from pydantic import AfterValidator
 
-from shared.events import Channel, CustomerRef, Identity, MessageReceived, stable_id
+from shared.events import Channel, MessageReceived, stable_id
 
-MAX_TEXT = 100_000
+MAX_TEXT = 100_000  # characters of `text`; the channel's original keeps the rest
+# Kafka takes ~1 MB a record; json.dumps escapes non-ASCII (\uXXXX), so measure it that way
+MAX_RECORD_BYTES = 800_000
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, any surrogate is a lone one
+
+
+class Rejected(ValueError):
+    """The payload cannot become a message; answered as 422 with `code` and the reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Bytes ingest keeps (an attachment, a raw mail), addressed by their sha256."""
+
+    data: bytes
+    media_type: str
+    filename: str | None = None
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
+
+    @property
+    def ref(self) -> str:
+        return f"blob:{self.sha256}"
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """A normalised message and the bytes that must be stored before it is published."""
+
+    message: MessageReceived
+    blobs: tuple[Blob, ...] = ()
 
 
 def message_id_for(channel: Channel, *external: str) -> str:
     return "msg_" + stable_id(channel.value, *external, size=24)
 
 
-class ChatCustomer(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr | None = None
-    visitor_id: str = Field(min_length=1, max_length=200)
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone (for example 2026-11-23T10:00:00Z)")
+    return value
 
 
-class ChatInbound(BaseModel):
-    """`POST /v1/inbound/chat` (CONTRACT.md)."""
-
-    session_id: str = Field(min_length=1, max_length=200)
-    message_id: str = Field(min_length=1, max_length=200)
-    customer: ChatCustomer
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    sent_at: datetime
-
-    @field_validator("sent_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("sent_at needs a time zone (for example 2026-11-23T10:00:00Z)")
-        return value
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 
 
-def normalise_chat(payload: ChatInbound, *, received_at: datetime) -> MessageReceived:
-    identities = [Identity(kind="chat", value=payload.customer.visitor_id)]
-    if payload.customer.email:
-        identities.insert(0, Identity(kind="email", value=payload.customer.email.lower()))
-    return MessageReceived(
-        message_id=message_id_for(Channel.chat, payload.session_id, payload.message_id),
-        channel=Channel.chat,
-        external_id=payload.message_id,
-        thread_key=f"chat:{payload.session_id}",
-        customer=CustomerRef(name=payload.customer.name, identities=identities),
-        text=payload.text,
-        sent_at=payload.sent_at,
-        received_at=received_at,
-    )
+def e164(value: str | None, *, field_name: str) -> str:
+    """A phone number in E.164. A number that phonenumbers cannot place keeps its digits
+    after the `+`; without a `+` there is no country to assume, so it is rejected."""
+    raw = (value or "").strip()
+    digits = re.sub(r"\D", "", raw)
+    if not raw.startswith("+") or not 6 <= len(digits) <= 15:
+        raise Rejected("invalid_phone", f"{field_name}: {raw!r} is not a phone number with a country code (+...)")
+    try:
+        number = phonenumbers.parse(raw, None)
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        pass
+    return "+" + digits
+
+
+def e164_or_raw(value: str | None) -> str | None:
+    """For our own numbers (`To`): normalised when possible, else kept as sent (a short code)."""
+    try:
+        return e164(value, field_name="to")
+    except Rejected:
+        return (value or "").strip() or None
+
+
+def media_placeholder(media_types: list[str]) -> str:
+    """What agents read for a message that is only media: `[image]`, `[image, audio]`."""
+    kinds = [t.split("/", 1)[0] if t.split("/", 1)[0] in ("image", "audio", "video") else "file"
+             for t in media_types]
+    return "[" + ", ".join(kinds) + "]" if kinds else "[empty message]"
+
+
+def cap_text(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n[…cut: the original is kept]"
+
+
+def clean_strings(node: Any) -> Any:
+    # lone surrogates (from JSON "\ud800" or undecodable header bytes) cannot be encoded
+    # as UTF-8 downstream; replacing them here keeps one bad character from losing a message
+    if isinstance(node, str):
+        return _SURROGATE.sub("\ufffd", node)
+    if isinstance(node, dict):
+        return {clean_strings(k): clean_strings(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [clean_strings(v) for v in node]
+    return node
+
+
+def fit_for_kafka(message: MessageReceived) -> MessageReceived:
+    """The message as it can be published: valid UTF-8 and under the record size. Too big,
+    it loses its HTML first (the original keeps it), then the end of its text."""
+    data = clean_strings(message.model_dump(mode="json"))
+    size = len(json.dumps(data))
+    if size > MAX_RECORD_BYTES and data.get("html"):
+        size -= len(json.dumps(data["html"])) - 4
+        data["html"] = None
+    while size > MAX_RECORD_BYTES and len(data["text"]) > 100:
+        # cut in proportion to the excess; escaped characters vary in size, so check again
+        keep = int(len(data["text"]) * MAX_RECORD_BYTES / size * 0.95)
+        data["text"] = cap_text(data["text"][:keep], keep - 40)
+        size = len(json.dumps(data))
+    return MessageReceived.model_validate(data)

@@ -1,25 +1,37 @@
-"""Accepting a channel message: it is acknowledged only once Kafka holds it."""
+"""Accepting a channel message: it is acknowledged only once its bytes are stored and Kafka holds it."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from services.ingest.domain import Blob, fit_for_kafka
 from shared import topics
 from shared.events import EventType, MessageReceived, make_event
 
 
 class NotDurable(Exception):
-    """Kafka did not take the message; the sender must retry (HTTP 503)."""
+    """The store or Kafka did not take the message; the sender must retry (HTTP 503)."""
 
 
 class IngestService:
-    def __init__(self, *, publisher, source: str, is_connected) -> None:
+    def __init__(self, *, publisher, source: str, is_connected, blobs=None) -> None:
         self.publisher = publisher
         self.source = source
         self.is_connected = is_connected
+        self.blobs = blobs  # a BlobStore: where attachments and original mails are kept
 
-    async def accept(self, message: MessageReceived) -> str:
-        """Publish and wait for the broker's acknowledgement (acks=all). The event id is
-        the message id, so a redelivered webhook is a duplicate downstream, not a new message."""
+    async def accept(self, message: MessageReceived, blobs: Iterable[Blob] = ()) -> str:
+        """Store the bytes, then publish and wait for the broker's acknowledgement (acks=all).
+        The event id is the message id, so a redelivered webhook is a duplicate downstream,
+        not a new message; blobs are content-addressed, so storing them again is a no-op."""
         if not self.is_connected():
             raise NotDurable("the message broker is not reachable")
+        blobs = list(blobs)
+        if blobs:
+            try:
+                await self.blobs.put_many(blobs)
+            except Exception as exc:
+                raise NotDurable(f"the attachment store did not take the message: {type(exc).__name__}") from exc
+        message = fit_for_kafka(message)
         event = make_event(EventType.MESSAGE_RECEIVED, message, source=self.source,
                            subject=message.message_id, id_=message.message_id)
         try:

@@ -1,7 +1,22 @@
-"""Ingest settings."""
+"""Ingest settings: webhook secrets, the public URL signatures are computed over, and size limits."""
+from pydantic import AliasChoices, Field, SecretStr
+
 from shared.settings import ServiceSettings, port_field
+
+
+def _env(name: str, default=None):
+    return Field(default, validation_alias=AliasChoices(name, name.lower()))
 
 
 class IngestSettings(ServiceSettings):
     service_name: str = "ingest"
     http_port: int = port_field("ingest", 8001)
+    twilio_auth_token: SecretStr | None = _env("TWILIO_AUTH_TOKEN")  # set: SMS signatures required
+    meta_app_secret: SecretStr | None = _env("META_APP_SECRET")  # set: WhatsApp signatures required
+    meta_verify_token: SecretStr | None = _env("META_VERIFY_TOKEN")  # answers Meta's subscription check
+    public_url: str = _env("INGEST_PUBLIC_URL", "http://127.0.0.1:8001")
+    max_email_bytes: int = _env("INGEST_MAX_EMAIL_BYTES", 10 * 1024 * 1024)
+    max_json_bytes: int = _env("INGEST_MAX_JSON_BYTES", 256 * 1024)
+    max_form_upload_bytes: int = _env("INGEST_MAX_FORM_UPLOAD_BYTES", 10 * 1024 * 1024)
+    # one stored document each; FerretDB and MongoDB hold at most 16 MiB a document
+    max_blob_bytes: int = _env("INGEST_MAX_BLOB_BYTES", 10 * 1024 * 1024)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.domain import ChatInbound, normalise_chat
+from services.ingest.channels.chat import ChatInbound, normalise_chat
 
 NOW = datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)
 PAYLOAD = {"session_id": "s-1", "message_id": "m-1", "text": "Hello, where is my order?",
