@@ -3,8 +3,9 @@
 
     python -m deploy.redrive [--topic ingest.messages] [--service tickets] [--dry-run]
 
-Reads `deadletter` from the beginning with its own consumer group (`deskstream-redrive`),
-so each dead letter is re-driven once; run it again after new failures."""
+Reads `deadletter` with its own consumer group (`deskstream-redrive`) up to the end it had
+when it started — a re-driven record that fails again is a new dead letter for the next
+run, not a loop — so each dead letter is re-driven once."""
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,17 @@ async def redrive(bootstrap: str, *, topic: str | None, service: str | None, dry
     await consumer.start()
     await producer.start()
     sent = skipped = 0
+    ends: dict = {}  # per partition: the end offset when this run first saw it
     try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                return sent, skipped
-            for records in batch.values():
+        while batch := await consumer.getmany(timeout_ms=int(idle_s * 1000)):
+            done: dict = {}
+            for tp, records in batch.items():
+                if tp not in ends:
+                    ends[tp] = (await consumer.end_offsets([tp]))[tp]
                 for record in records:
+                    if record.offset >= ends[tp]:
+                        continue  # dead-lettered after this run started: the next run's business
+                    done[tp] = record.offset + 1
                     try:
                         letter = json.loads(record.value)["data"]
                         original = base64.b64decode(letter["original_base64"])
@@ -50,8 +55,9 @@ async def redrive(bootstrap: str, *, topic: str | None, service: str | None, dry
                         await producer.send_and_wait(letter["source_topic"], original,
                                                      key=key.encode() if key else None)
                     sent += 1
-            if not dry_run:
-                await consumer.commit()
+            if done and not dry_run:
+                await consumer.commit(done)  # never past what this run handled
+        return sent, skipped
     finally:
         await consumer.stop()
         await producer.stop()

@@ -63,7 +63,8 @@ def stack(infra, mailbox):
                        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "MONGODB_URL": infra.mongodb_url,
                        "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}", "SUPPORT_EMAIL": "help@shop.example",
                        # short SLA targets so breaches happen within a test
-                       "SLA_DEFAULT_FIRST_RESPONSE_S": "3", "SLA_DEFAULT_WARN_BEFORE_S": "1"})
+                       "SLA_DEFAULT_FIRST_RESPONSE_S": "3", "SLA_DEFAULT_WARN_BEFORE_S": "1",
+                       "ROUTING_OFFLINE_GRACE_S": "2"})
     ctl = load_stackctl()
     ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)  # services of an earlier run
     started = ctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, quiet=True, **TEST_PORTS)

@@ -181,3 +181,38 @@ def test_no_accepted_message_is_lost_when_a_service_is_killed(stack, agent, vict
             assert [e["type"] for e in ticket["timeline"]].count("assigned") == 1
     with stack.client("analytics", auth=False) as c:
         assert poll(lambda: c.get("/v1/summary").json()["tickets_total"] >= counted_before + len(accepted), timeout=30)
+
+
+def test_dead_letters_can_be_redriven_once_the_cause_is_fixed(stack, agent):
+    """A record dead-lettered for a cause that is later fixed goes back to its topic whole."""
+    import json as _json
+
+    from aiokafka import AIOKafkaProducer
+
+    from deploy.redrive import redrive
+    from shared.events import EventType, make_event
+    from tests.unit.test_ticket_lifecycle import chat
+
+    # a message event whose customer is missing can never be filed: it is dead-lettered
+    good = make_event(EventType.MESSAGE_RECEIVED, chat(f"redrive-{stack.database}"), source="test",
+                      subject="x").model_dump(mode="json")
+    broken = _json.loads(_json.dumps(good))
+    del broken["data"]["customer"]
+    key = f"redrive-{stack.database}"
+
+    async def send(body):
+        producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait("ingest.messages", _json.dumps(body).encode(), key=key.encode())
+        finally:
+            await producer.stop()
+
+    run(send(broken))
+    assert run(read_topic(stack.kafka_bootstrap, "deadletter",
+                          until=lambda rs: any(r.get("data", {}).get("source_key") == key for r in rs)))
+    sent, _ = run(redrive(stack.kafka_bootstrap, topic="ingest.messages", service="tickets", dry_run=False, idle_s=2))
+    assert sent >= 1  # re-driven: the same bytes fail again and are dead-lettered again, nothing lost
+    letters = run(read_topic(stack.kafka_bootstrap, "deadletter",
+                             until=lambda rs: sum(r.get("data", {}).get("source_key") == key for r in rs) >= 2))
+    assert sum(r.get("data", {}).get("source_key") == key for r in letters) >= 2
