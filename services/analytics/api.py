@@ -1,47 +1,179 @@
-"""The analytics HTTP API: the summary dashboards read, and the dashboard page."""
+"""The analytics HTTP API: the summary and time series dashboards read, and the live dashboard page."""
 from __future__ import annotations
 
-from typing import Any
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
-from services.analytics.service import AnalyticsService
+from services.analytics.service import SERIES, AnalyticsService, SeriesError
+from shared.http import ApiError
 
-DASHBOARD = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>deskstream dashboard</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}h1{font-size:1.4rem}
-table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .8rem;text-align:left}
-.muted{color:#777;font-size:.85rem}</style></head>
-<body><h1>deskstream — support overview</h1>
-<p>Tickets in total: <strong id="total">…</strong></p>
-<h2>Tickets by channel</h2><table><thead><tr><th>channel</th><th>tickets</th></tr></thead><tbody id="channels"></tbody></table>
-<h2>SLA</h2><table><thead><tr><th>target</th><th>warned</th><th>breached</th><th>met</th></tr></thead><tbody id="sla"></tbody></table>
-<p class="muted">Updated <span id="asof">never</span>; refreshes every 5 s from <code>/v1/summary</code>.</p>
-<script>
-function cell(row, text){const td=document.createElement('td');td.textContent=text;row.appendChild(td);}
-async function load(){
-  const r = await fetch('/v1/summary'); if(!r.ok) return; const s = await r.json();
-  document.getElementById('total').textContent = s.tickets_total;
-  const ch = document.getElementById('channels'); ch.replaceChildren();
-  for (const [k,v] of Object.entries(s.tickets_by_channel)) {const tr=document.createElement('tr');cell(tr,k);cell(tr,v);ch.appendChild(tr);}
-  const sl = document.getElementById('sla'); sl.replaceChildren();
-  for (const [t,k] of Object.entries(s.sla)) {const tr=document.createElement('tr');cell(tr,t);cell(tr,k.warning||0);cell(tr,k.breached||0);cell(tr,k.met||0);sl.appendChild(tr);}
-  document.getElementById('asof').textContent = s.as_of || 'never';
-}
-load(); setInterval(load, 5000);
-</script></body></html>"""
+STATIC = Path(__file__).resolve().parent / "static"
+TIME_EXAMPLE = "2026-03-27T00:00:00Z"
+# the page runs only its own script and style and talks only to this service: even if ticket
+# data carried markup, nothing from it could run (the script also writes text, never HTML)
+DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+                 "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+Metric = Literal["tickets_created", "first_response_seconds", "resolution_seconds", "sla_compliance"]
+Dimension = Literal["none", "channel", "priority", "tag", "agent", "target", "policy"]
 
 
-def build_router(service: AnalyticsService) -> APIRouter:
+# ---------------------------------------------------------------- response shapes (for the OpenAPI document)
+
+class Distribution(BaseModel):
+    count: int
+    mean_s: float | None
+    p50_s: float | None
+    p90_s: float | None
+    p99_s: float | None
+
+
+class SlaCompliance(BaseModel):
+    target: str
+    policy_id: str
+    met: int
+    breached: int
+    warned: int
+    compliance: float | None = Field(description="met / (met + breached); null before any outcome")
+
+
+class Backlog(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_age: dict[str, int] = Field(description="time since creation: 0-1h, 1-4h, 4-24h, 1-3d, 3-7d, 7d+")
+    oldest_age_s: int | None
+
+
+class AgentRow(BaseModel):
+    agent_id: str
+    handled: int = Field(description="tickets ever assigned to the agent")
+    open: int = Field(description="tickets assigned now and still owed work")
+    first_responses: int
+    first_response_mean_s: float | None
+    resolved: int
+    reopened: int = Field(description="resolutions of the agent's that the ticket came back from")
+    reopen_rate: float | None
+
+
+class TagCount(BaseModel):
+    tag: str
+    tickets: int
+
+
+class Window(BaseModel):
+    start: datetime | None = Field(None, alias="from")
+    to: datetime | None
+    days: int
+
+
+class Last24h(BaseModel):
+    tickets_created: int
+    by_channel: dict[str, int]
+
+
+class Summary(BaseModel):
+    as_of: datetime | None = Field(description="when these numbers were read; null before the first read")
+    tickets_total: int
+    tickets_by_channel: dict[str, int]
+    channel_mix: dict[str, float | None]
+    tickets_by_status: dict[str, int]
+    last_24h: Last24h
+    sla: dict[str, dict[str, int]] = Field(description="target → warning / breached / met counts")
+    sla_compliance: list[SlaCompliance]
+    backlog: Backlog
+    window: Window = Field(description="the period first_response, resolution and top_tags cover")
+    first_response: Distribution = Field(description="seconds from creation to the first reply, in the window")
+    resolution: Distribution = Field(description="seconds from creation to the first resolution, in the window")
+    agents: list[AgentRow]
+    top_tags: list[TagCount] = Field(description="tickets created in the window per tag, most frequent first")
+
+
+class Series(BaseModel):
+    key: str = Field(description="the dimension's value; 'all' when not split")
+    total: int
+    values: list[int | float | None] = Field(description="per bucket: a count, the median seconds, or a ratio")
+    p90: list[float | None] | None = None
+    count: list[int] | None = None
+    met: list[int] | None = None
+    breached: list[int] | None = None
+
+
+class SeriesAnswer(BaseModel):
+    metric: str
+    dimension: str
+    bucket: str
+    start: datetime = Field(alias="from")
+    to: datetime
+    unit: str
+    buckets: list[datetime] = Field(description="the start of each bucket (UTC)")
+    series: list[Series]
+
+
+def parse_time(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    # an unescaped '+' in a query string arrives as a space: "…T18:00:00 03:00" meant "+03:00"
+    text = re.sub(r" (\d{2}:?\d{2})$", r"+\1", text.strip())
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(422, "invalid_time", f"'{name}' is not an ISO 8601 date and time, e.g. {TIME_EXAMPLE}") \
+            from None
+    if moment.tzinfo is None:
+        raise ApiError(422, "invalid_time", f"'{name}' has no time zone: add Z or a UTC offset, e.g. {TIME_EXAMPLE}")
+    return moment
+
+
+def build_router(service: AnalyticsService, static_dir: Path = STATIC) -> APIRouter:
     router = APIRouter(tags=["analytics"])
+    # read once, at start: a missing file fails the service at once, not a support lead's page later
+    page = {name: (static_dir / name).read_bytes() for name in ("dashboard.html", "dashboard.js", "dashboard.css")}
 
-    @router.get("/v1/summary", summary="Headline numbers for dashboards")
+    @router.get("/v1/summary", summary="Headline numbers for dashboards", response_model=Summary,
+                response_model_by_alias=True)
     async def summary() -> dict[str, Any]:
         return service.summary()
 
-    @router.get("/dashboard", response_class=HTMLResponse, summary="A live page for support leads")
-    async def dashboard() -> str:
-        return DASHBOARD
+    @router.get("/v1/series", summary="A metric per hour or day, split by a dimension", response_model=SeriesAnswer,
+                response_model_by_alias=True, response_model_exclude_none=True,
+                description="Metrics and their dimensions: " + "; ".join(
+                    f"`{m}` by {', '.join(d)}" for m, d in SERIES.items())
+                + ". `from` and `to` are ISO 8601 with a time zone (default: the last 24 hours, or 30 days by day); "
+                  "buckets are UTC hours or days, `to` exclusive.")
+    async def series(
+        metric: Metric,
+        dimension: Dimension = "none",
+        bucket: Literal["hour", "day"] = "hour",
+        start: Annotated[str | None, Query(alias="from", examples=[TIME_EXAMPLE])] = None,
+        end: Annotated[str | None, Query(alias="to", examples=["2026-03-28T00:00:00Z"])] = None,
+    ) -> dict[str, Any]:
+        try:
+            return await service.series(metric=metric, dimension=dimension, bucket=bucket,
+                                        start=parse_time("from", start), end=parse_time("to", end))
+        except SeriesError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+
+    def asset(name: str, media_type: str) -> Response:
+        return Response(page[name], media_type=media_type,
+                        headers={"Content-Security-Policy": DASHBOARD_CSP, "X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "no-cache"})
+
+    @router.get("/dashboard", summary="A live page for support leads", response_class=Response)
+    async def dashboard() -> Response:
+        return asset("dashboard.html", "text/html; charset=utf-8")
+
+    @router.get("/dashboard/app.js", include_in_schema=False)
+    async def dashboard_js() -> Response:
+        return asset("dashboard.js", "text/javascript; charset=utf-8")
+
+    @router.get("/dashboard/app.css", include_in_schema=False)
+    async def dashboard_css() -> Response:
+        return asset("dashboard.css", "text/css; charset=utf-8")
 
     return router

@@ -15,10 +15,11 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
     settings = settings or AnalyticsSettings()
     rt = Runtime("analytics", settings)
     store = AnalyticsStore(rt.mongo)
-    service = AnalyticsService(store=store, refresh_s=settings.refresh_s)
+    service = AnalyticsService(store=store, refresh_s=settings.refresh_s, min_refresh_s=settings.min_refresh_s,
+                               window_days=settings.window_days)
     service.register_metrics(rt.telemetry.registry)
     rt.broker.include_router(handlers.build_router(service))
-    rt.on_start.append(store.ensure_indexes)
+    rt.on_start.append(service.load)  # the numbers are in memory before the first event is consumed
     rt.loops.append(service.refresh_forever)
     return create_http_app(rt, title="deskstream analytics",
                            description="Metrics, the summary API and the dashboard.",

@@ -1,35 +1,34 @@
-"""The read model analytics owns: one row per fact, aggregated on read."""
+"""The read model analytics owns: insert-only ticket states, facts and SLA facts, each under its natural key.
+
+Only inserts, because on FerretDB 1.24 only inserts are both atomic and cheap (updates and
+deletes cost time in proportion to the collection's size); a duplicate key means the row
+is already stored — a redelivered or replayed event. The rows are read back whole once, when
+the service starts (see tally.py); there are no queries, and so no indexes beyond `_id`."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from shared.mongo import DuplicateKeyError, Mongo
 
+KINDS = ("states", "facts", "sla")
+
 
 class AnalyticsStore:
     def __init__(self, mongo: Mongo) -> None:
-        self.tickets = mongo.collection("analytics_tickets")
-        self.sla = mongo.collection("analytics_sla")
+        self.collections = {"states": mongo.collection("analytics_ticket_states"),
+                            "facts": mongo.collection("analytics_facts"),
+                            "sla": mongo.collection("analytics_sla")}
 
-    async def ensure_indexes(self) -> None:
-        await self.tickets.create_index([("channel", 1)])
-        await self.sla.create_index([("target", 1), ("kind", 1)])
-
-    async def record(self, collection_name: str, fact: dict[str, Any]) -> None:
-        """Insert a fact once: its `_id` is its natural key."""
-        collection = self.tickets if collection_name == "tickets" else self.sla
+    async def add(self, kind: str, row: dict[str, Any]) -> bool:
+        """Store a row once; False when it was there already."""
         try:
-            await collection.insert_one(fact)
+            await self.collections[kind].insert_one(dict(row))  # a copy: the driver adds to what it inserts
+            return True
         except DuplicateKeyError:
-            pass  # a redelivered or replayed event: the fact is already counted
+            return False
 
-    async def tickets_by_channel(self) -> dict[str, int]:
-        pipeline = [{"$group": {"_id": "$channel", "n": {"$sum": 1}}}]
-        return {row["_id"]: row["n"] async for row in self.tickets.aggregate(pipeline)}
-
-    async def sla_counts(self) -> dict[str, dict[str, int]]:
-        pipeline = [{"$group": {"_id": {"target": "$target", "kind": "$kind"}, "n": {"$sum": 1}}}]
-        out: dict[str, dict[str, int]] = {}
-        async for row in self.sla.aggregate(pipeline):
-            out.setdefault(row["_id"]["target"], {})[row["_id"]["kind"]] = row["n"]
-        return out
+    async def rows(self, kind: str) -> AsyncIterator[dict[str, Any]]:
+        """Every stored row of `kind`, in no particular order."""
+        async for row in self.collections[kind].find({}, batch_size=5000):
+            yield row
