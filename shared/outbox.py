@@ -3,8 +3,6 @@ atomic write as the change, and published afterwards. A crash in between re-send
 later (the sweeper); consumers de-duplicate on the CloudEvents `id`."""
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -13,7 +11,6 @@ from shared.events import CloudEvent, utcnow
 from shared.locks import KeyedLock
 from shared.mongo import Collection, DuplicateKeyError
 
-log = logging.getLogger(__name__)
 
 Publish = Callable[[str, dict[str, Any], str], Awaitable[None]]  # (topic, event, key)
 FIELD = "pending_events"
@@ -54,18 +51,6 @@ class Outbox:
                     sent += await self.relay(doc)
         return sent
 
-    async def sweep_forever(self, interval_s: float = 2.0) -> None:
-        while True:
-            try:
-                sent = await self.sweep_once()
-                if sent:
-                    log.info("outbox sweeper re-sent %d event(s) left by an earlier crash", sent)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox sweep failed; retrying")
-            await asyncio.sleep(interval_s)
-
 
 class EventClaims:
     """An insert-only outbox for events that are decisions in themselves ("this target was
@@ -101,14 +86,3 @@ class EventClaims:
         for doc in docs:
             await self.relay(doc)
         return len(docs)
-
-    async def sweep_forever(self, interval_s: float = 2.0) -> None:
-        while True:
-            try:
-                if sent := await self.sweep_once():
-                    log.info("re-sent %d claimed event(s) left by an earlier crash", sent)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("event sweep failed; retrying")
-            await asyncio.sleep(interval_s)

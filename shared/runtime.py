@@ -52,6 +52,22 @@ class Runtime:
         await self._publishers[topic].publish(
             event, key=key.encode(), headers={"content-type": "application/cloudevents+json"})
 
+    def every(self, interval_s: float, job: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run `job` every `interval_s` seconds once connected (sweepers, wake-ups); a failing
+        round is logged and the next one runs; a truthy result is logged as a count of `what`."""
+        async def loop() -> None:
+            while True:
+                try:
+                    if result := await job():
+                        log.info("%s %s", result, what)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s: a round failed; retrying", what)
+                await asyncio.sleep(interval_s)
+
+        self.loops.append(loop)
+
     async def start(self) -> None:
         configure_logging(self.service, self.settings.log_level)
         if self.settings.api_token is None:

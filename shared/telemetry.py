@@ -5,7 +5,6 @@ import logging
 import sys
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST  # noqa: F401
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

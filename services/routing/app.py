@@ -23,7 +23,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
                              offline_grace_s=settings.offline_grace_s)
     rt.broker.include_router(handlers.build_router(service))
     rt.on_start.append(store.ensure_indexes)
-    rt.loops.append(service.reroute_offline_forever)
+    rt.every(2.0, service.reroute_offline, "ticket(s) of offline agents re-routed")
     return create_http_app(rt, title="deskstream routing",
                            description="Agents, skills, capacity, presence and assignment.",
                            routers=[api.build_router(service, store, require_token(rt))])

@@ -89,17 +89,6 @@ class RoutingService:
                     log.warning("ticket %s of offline agent %s is unknown here; freed its slot", ticket_id, agent_id)
         return moved
 
-    async def reroute_offline_forever(self, interval_s: float = 2.0) -> None:
-        while True:
-            try:
-                if moved := await self.reroute_offline():
-                    log.info("re-routed %d ticket(s) of agents who went offline", moved)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("re-routing offline agents' tickets failed; retrying")
-            await asyncio.sleep(interval_s)
-
     async def assigned_elsewhere(self, ticket_id: str, agent_id: str) -> None:
         """Someone put the ticket on an agent by hand: move its slot there (even past
         capacity — a person decided), freeing the slot it held."""

@@ -29,7 +29,8 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
                          max_sleep_s=settings.scheduler_max_sleep_s)
     rt.broker.include_router(handlers.build_router(service))
     rt.on_start += [store.ensure_indexes, service.install_default_policy]
-    rt.loops += [service.run_scheduler, claims.sweep_forever]
+    rt.loops.append(service.run_scheduler)
+    rt.every(2.0, claims.sweep_once, "SLA event(s) left by an earlier crash re-sent")
     return create_http_app(rt, title="deskstream sla",
                            description="SLA policies, clocks, warnings and breaches.",
                            routers=[api.build_router(service, store, require_token(rt))])

@@ -29,7 +29,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     delivery = DeliveryService(store=store, tickets=service, sender=sender, support_email=settings.support_email)
     rt.broker.include_router(handlers.build_router(service, delivery))
     rt.on_start.append(store.ensure_indexes)
-    rt.loops += [outbox.sweep_forever, service.wake_postponed_forever]
+    rt.every(2.0, outbox.sweep_once, "event(s) left by an earlier crash re-sent")
+    rt.every(1.0, service.wake_postponed, "postponed ticket(s) woken")
     return create_http_app(rt, title="deskstream tickets",
                            description="Ticket lifecycle, timeline, customers and the agent API.",
                            routers=[api.build_router(service, store, require_token(rt))])

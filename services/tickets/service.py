@@ -1,7 +1,6 @@
 """Ticket use cases: load → decide in the domain → save with events → publish."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -182,16 +181,6 @@ class TicketService:
             ticket = await self._change(ticket_id, lambda t, now: t.wake_if_due(now))
             woken += ticket.status == Status.open
         return woken
-
-    async def wake_postponed_forever(self, interval_s: float = 1.0) -> None:
-        while True:
-            try:
-                await self.wake_postponed()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("waking postponed tickets failed; retrying")
-            await asyncio.sleep(interval_s)
 
     async def _change(self, ticket_id: str, decide: Callable[[Ticket, datetime], list[Event]], *,
                       command_id: str | None = None) -> Ticket:

@@ -12,7 +12,7 @@ from shared import topics
 from shared.events import CloudEvent, Identity
 from shared.locks import KeyedLock
 from shared.mongo import DESCENDING, DuplicateKeyError, Mongo, ReturnDocument, upsert
-from shared.outbox import FIELD as OUTBOX_FIELD, Outbox, entry
+from shared.outbox import FIELD as OUTBOX_FIELD, entry
 
 SUMMARY_FIELDS = {"messages": 0, "timeline": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
 
