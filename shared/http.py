@@ -27,6 +27,15 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+MAX_ID_LENGTH = 200
+
+
+def check_id(value: str, what: str) -> None:
+    """Ids an admin chooses (agents, rules, policies, calendars): 1 to 200 characters."""
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise ApiError(400, f"invalid_{what}_id", f"{what} ids are 1 to {MAX_ID_LENGTH} characters")
+
+
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 

@@ -10,7 +10,7 @@ from services.routing.domain import Agent, AgentProfile, Presence
 from services.routing.rules import Rule
 from services.routing.service import RoutingService
 from services.routing.store import RoutingStore
-from shared.http import ApiError
+from shared.http import ApiError, check_id
 
 
 class PresenceRequest(BaseModel):
@@ -28,8 +28,7 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
 
     @router.put("/agents/{agent_id}", dependencies=[auth.admin], summary="Create or update an agent")
     async def put_agent(agent_id: str, profile: AgentProfile) -> dict[str, Any]:
-        if not agent_id or len(agent_id) > 200:
-            raise ApiError(400, "invalid_agent_id", "agent ids are 1 to 200 characters")
+        check_id(agent_id, "agent")
         return agent_view(await service.put_agent(agent_id, profile))
 
     @router.put("/agents/{agent_id}/presence", summary="Set an agent online, away or offline")
@@ -41,8 +40,7 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
 
     @router.put("/rules/{rule_id}", dependencies=[auth.admin], summary="Create or replace an automation rule")
     async def put_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
-        if not rule_id or len(rule_id) > 200:
-            raise ApiError(400, "invalid_rule_id", "rule ids are 1 to 200 characters")
+        check_id(rule_id, "rule")
         await store.put_rule(rule_id, rule)
         return {"id": rule_id, **rule.model_dump(mode="json")}
 

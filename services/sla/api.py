@@ -10,7 +10,7 @@ from services.sla.calendar import HORIZON_DAYS, Calendar, CalendarError, add_bus
 from services.sla.domain import Policy
 from services.sla.service import SlaService
 from services.sla.store import SlaStore
-from shared.http import ApiError
+from shared.http import ApiError, check_id
 
 START_EXAMPLE = "2026-03-27T16:00:00+03:00"
 
@@ -34,8 +34,7 @@ def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
 
     @router.put("/policies/{policy_id}", dependencies=[auth.admin], summary="Create or replace an SLA policy")
     async def put_policy(policy_id: str, policy: Policy) -> dict[str, Any]:
-        if not policy_id or len(policy_id) > 200:
-            raise ApiError(400, "invalid_policy_id", "policy ids are 1 to 200 characters")
+        check_id(policy_id, "policy")
         await store.put_policy(policy_id, policy)
         return {"id": policy_id, **policy.model_dump()}
 
@@ -53,8 +52,7 @@ def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
 
     @router.put("/calendars/{calendar_id}", dependencies=[auth.admin], summary="Create or replace a business-hours calendar")
     async def put_calendar(calendar_id: str, calendar: Calendar) -> dict[str, Any]:
-        if not calendar_id or len(calendar_id) > 200:
-            raise ApiError(400, "invalid_calendar_id", "calendar ids are 1 to 200 characters")
+        check_id(calendar_id, "calendar")
         await store.put_calendar(calendar_id, calendar)
         return {"id": calendar_id, **calendar.model_dump(mode="json")}
 

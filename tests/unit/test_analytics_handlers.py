@@ -10,23 +10,15 @@ from faststream.kafka import TestKafkaBroker
 
 from services.analytics import handlers
 from shared import topics
-from shared.broker import create_broker
-from shared.telemetry import Telemetry
 from tests.unit.test_analytics_domain import T0, Story, minutes, sla
 from tests.unit.test_analytics_readmodel import new_service
+from tests.unit.inmemory import broker_with
 
 
 @pytest.fixture
 def broker_and_service():
-    broker = create_broker(bootstrap_servers="127.0.0.1:1", service="analytics", telemetry=Telemetry("analytics"))
     service = new_service()
-    broker.include_router(handlers.build_router(service))
-    letters = []
-
-    @broker.subscriber(topics.DEADLETTER, group_id="test")
-    async def collect(body: dict) -> None:
-        letters.append(body)
-
+    broker, letters = broker_with("analytics", handlers.build_router(service))
     return broker, service, letters
 
 

@@ -8,10 +8,9 @@ from faststream.kafka import TestKafkaBroker
 
 from services.tickets import handlers
 from shared import topics
-from shared.broker import create_broker
 from shared.events import EventType, make_event
-from shared.telemetry import Telemetry
 from tests.unit.test_ticket_lifecycle import chat
+from tests.unit.inmemory import broker_with
 
 
 class RecordingService:
@@ -27,15 +26,8 @@ class RecordingService:
 
 @pytest.fixture
 def broker_and_service():
-    broker = create_broker(bootstrap_servers="127.0.0.1:1", service="tickets", telemetry=Telemetry("tickets"))
     service = RecordingService()
-    broker.include_router(handlers.build_router(service))
-    letters = []
-
-    @broker.subscriber(topics.DEADLETTER, group_id="test")
-    async def collect(body: dict) -> None:
-        letters.append(body)
-
+    broker, letters = broker_with("tickets", handlers.build_router(service))
     return broker, service, letters
 
 
