@@ -144,6 +144,8 @@ class TicketSnapshot(BaseModel):
     language: str | None = None
     created_at: datetime
     version: int
+    team: str | None = Field(None, description="the team the ticket belongs to (set by rules or by assignment)")
+    customer_tier: str | None = Field(None, description="the customer's service tier (e.g. vip), for SLA and routing")
 
 
 class MessageSummary(BaseModel):
@@ -246,6 +248,7 @@ class AssignTicket(BaseModel):
     ticket_id: str
     agent_id: str
     reason: str | None = Field(None, description="why this agent: matched skills, load at the time")
+    team: str | None = Field(None, description="the agent's team, recorded on the ticket")
 
 
 class ApplyAutomation(BaseModel):
