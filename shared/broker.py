@@ -39,6 +39,13 @@ def at_least_once(group_id: str) -> dict[str, Any]:
     }
 
 
+def broadcast() -> dict[str, Any]:
+    """Subscriber options for a fan-out to every instance (live pushes to connected clients):
+    no consumer group, so each instance reads every partition, from the newest record, and
+    commits nothing; what an instance missed while down is served from the database."""
+    return {"group_id": None, "auto_offset_reset": "latest", "ack_policy": AckPolicy.MANUAL}
+
+
 async def decode_json(msg: Any) -> Any:
     """Every record is JSON (CloudEvents structured mode, `application/cloudevents+json`),
     whatever its content-type header says; a body that is not JSON is dead-lettered."""

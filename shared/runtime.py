@@ -34,6 +34,7 @@ class Runtime:
         self.source = f"deskstream/{service}"
         self.on_start: list[Hook] = []  # after the database answers, before consuming
         self.loops: list[Hook] = []  # long-running background loops (sweepers, schedulers)
+        self.on_stop: list[Hook] = []  # closing what the service opened (HTTP clients)
         self.broker_started = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._publishers: dict[str, Any] = {}
@@ -124,4 +125,9 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.broker_started:
             await self.broker.stop()
+        for hook in self.on_stop:
+            try:
+                await hook()
+            except Exception:
+                log.exception("a shutdown step failed")
         self.mongo.close()

@@ -52,7 +52,7 @@ class RoutingService:
             return ticket.assignee
         remembered = await self.store.recall(ticket.id)
         needs = remembered[1] if remembered else needs_of(ticket)
-        holder, reason = await self.store.holder_of(ticket.id), None
+        holder, reason, team = await self.store.holder_of(ticket.id), None, needs.team
         if holder is None:
             online = await self.store.all_agents(online_only=True)
             candidates, note = rank(online, needs), ""
@@ -65,6 +65,7 @@ class RoutingService:
                 if await self.store.reserve(agent, ticket.id, self.clock()):
                     holder = await self.store.claim(ticket.id, agent.id)
                     reason = explain(agent, needs.model_copy(update={"language": None}) if note else needs) + note
+                    team = needs.team or agent.team
                     break
         if holder is None:
             await self.store.enqueue(ticket, self.clock())
@@ -72,7 +73,7 @@ class RoutingService:
             return None
         await self._send(EventType.ASSIGN_TICKET, AssignTicket(
             command_id=stable_id("assign", ticket.id, holder), ticket_id=ticket.id, agent_id=holder,
-            reason=reason), ticket.id)
+            reason=reason, team=team), ticket.id)
         await self.store.dequeue(ticket.id)
         return holder
 

@@ -1,22 +1,39 @@
 """The agent and admin HTTP API of the tickets service."""
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Annotated, Any
 
+import nh3
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field, StringConstraints
 
+from services.tickets.delivery.store import DeliveryStore
 from services.tickets.domain import LifecycleError, Priority, Status
 from services.tickets.service import NotFound, TicketService
 from services.tickets.store import TicketStore, VersionConflict
-from shared.events import Channel, utcnow
+from shared.events import Attachment, Channel, utcnow
 from shared.http import ApiError
+
+
+MAX_REPLY_FILES_BYTES = 10 * 1024 * 1024
+
+
+class ReplyFile(BaseModel):
+    filename: str = Field(min_length=1, max_length=255)
+    media_type: str = Field("application/octet-stream", max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")
+    content_base64: str = Field(min_length=1, max_length=(MAX_REPLY_FILES_BYTES // 3 + 1) * 4)
 
 
 class ReplyRequest(BaseModel):
     agent_id: str = Field(min_length=1, max_length=200)
-    text: str = Field(min_length=1, max_length=100_000)
+    text: str = Field(min_length=1, max_length=100_000, description="the plain-text body (every channel)")
+    html: str | None = Field(None, max_length=500_000,
+                             description="an HTML body for mail (sanitised; the text stays the alternative)")
+    attachments: list[ReplyFile] = Field(default_factory=list, max_length=10,
+                                         description="files sent with a mail reply, 10 MB in all")
 
 
 class NoteRequest(BaseModel):
@@ -43,6 +60,11 @@ class AssigneeRequest(BaseModel):
     actor: str | None = Field(None, max_length=200)
 
 
+class TierRequest(BaseModel):
+    tier: str | None = Field(None, max_length=50, pattern=r"^[\w-]+$",
+                             description="the customer's service tier (e.g. vip); null clears it")
+
+
 class MergeRequest(BaseModel):
     customer_id: str = Field(min_length=1, max_length=200, description="the customer folded into this one")
 
@@ -59,7 +81,22 @@ def ticket_view(doc: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
+async def stored_files(files: list[ReplyFile], deliveries: DeliveryStore) -> list[Attachment]:
+    decoded = []
+    for f in files:
+        try:
+            decoded.append((f, base64.b64decode(f.content_base64, validate=True)))
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError(400, "invalid_attachment", f"{f.filename}: content_base64 is not base64") from exc
+    if sum(len(data) for _, data in decoded) > MAX_REPLY_FILES_BYTES:
+        raise ApiError(413, "attachments_too_large", "a reply's files may be 10 MB in all")
+    now = utcnow()
+    return [Attachment(filename=f.filename, media_type=f.media_type, size=len(data),
+                       sha256=(sha := await deliveries.put_blob(data, f.media_type, f.filename, now)),
+                       content_ref=f"blob:{sha}") for f, data in decoded]
+
+
+def build_router(service: TicketService, store: TicketStore, deliveries: DeliveryStore, auth) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["tickets"], dependencies=[auth.agent])
 
     @router.get("/messages/{message_id}", summary="Which ticket a message was filed into")
@@ -101,8 +138,10 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
     @router.post("/tickets/{ticket_id}/replies", status_code=201, summary="An agent answers the customer")
     async def reply(ticket_id: str, body: ReplyRequest,
                     idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
-        ticket = await _act(service.reply(ticket_id, agent_id=body.agent_id, text=body.text,
-                                          request_id=idempotency_key))
+        files = await stored_files(body.attachments, deliveries)
+        html = nh3.clean(body.html) if body.html else None
+        ticket = await _act(service.reply(ticket_id, agent_id=body.agent_id, text=body.text, html=html,
+                                          attachments=files, request_id=idempotency_key))
         return {"ticket_id": ticket.id, "status": ticket.status, "message": ticket.messages[-1].model_dump(mode="json")}
 
     @router.post("/tickets/{ticket_id}/status", summary="Change a ticket's status")
@@ -150,6 +189,13 @@ def build_router(service: TicketService, store: TicketStore, auth) -> APIRouter:
         if view is None:
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         return view
+
+    @router.put("/customers/{customer_id}/tier", dependencies=[auth.admin],
+                summary="Set the customer's service tier (SLA policies and routing can match on it)")
+    async def set_tier(customer_id: str, body: TierRequest) -> dict[str, Any]:
+        if not await store.set_customer_tier(customer_id, body.tier, now=utcnow()):
+            raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
+        return await store.customer_view(customer_id)
 
     @router.post("/customers/{customer_id}/merge", dependencies=[auth.admin], summary="Merge another customer profile into this one")
     async def merge_customer(customer_id: str, body: MergeRequest) -> dict[str, Any]:

@@ -77,12 +77,28 @@ class LifecycleError(Exception):
     """The change is not allowed in the ticket's current state (HTTP 409)."""
 
 
+class DeliveryState(StrEnum):
+    """What became of an outbound message: queued → sent → delivered, or failed; not_sent
+    when the channel cannot be reached at all (no address, no provider configured)."""
+    queued = "queued"
+    sent = "sent"
+    delivered = "delivered"
+    failed = "failed"
+    not_sent = "not_sent"
+
+
+# a report never moves a delivery backwards (a late "sent" after "delivered" is ignored)
+DELIVERY_RANK = {DeliveryState.queued: 0, DeliveryState.sent: 1, DeliveryState.delivered: 2,
+                 DeliveryState.failed: 2, DeliveryState.not_sent: 2}
+
+
 class Delivery(BaseModel):
-    state: str  # sent, failed, not_sent
+    state: DeliveryState
     at: datetime
     detail: str | None = None
     provider_id: str | None = None
     attempts: int = 0
+    next_attempt_at: datetime | None = None
 
 
 class Message(BaseModel):
@@ -97,6 +113,7 @@ class Message(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list)
     external_id: str | None = None
     raw_ref: str | None = None
+    sender: str | None = None  # inbound: the identity it came from (`email:ana@example.com`); replies go there
     delivery: Delivery | None = None  # outbound only: what became of it on the channel
 
 
@@ -118,6 +135,7 @@ class CustomerInfo(BaseModel):
     id: str
     name: str | None = None
     identities: list[str] = Field(default_factory=list)
+    tier: str | None = None
 
 
 Event = tuple[str, BaseModel]
@@ -132,6 +150,7 @@ class Ticket(BaseModel):
     subject: str | None = None
     thread_key: str
     assignee: str | None = None
+    team: str | None = None
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
     postponed_until: datetime | None = None
@@ -176,13 +195,15 @@ class Ticket(BaseModel):
             events.append(self._set_status(target, actor=self.customer.id, now=now))
         return events
 
-    def reply(self, *, agent_id: str, text: str, message_id: str, now: datetime) -> list[Event]:
+    def reply(self, *, agent_id: str, text: str, message_id: str, now: datetime, html: str | None = None,
+              attachments: list[Attachment] | None = None) -> list[Event]:
         if self.has_message(message_id):
             return []
         if self.status not in REPLYABLE:
             raise LifecycleError(f"a {self.status} ticket cannot be answered")
         message = Message(message_id=message_id, direction=Direction.outbound, channel=self.channel,
-                          text=text, at=now, author=agent_id)
+                          text=text, at=now, author=agent_id, html=html, attachments=attachments or [],
+                          delivery=Delivery(state=DeliveryState.queued, at=now))
         self.messages.append(message)
         self._log(now, "reply_sent", actor=agent_id, message_id=message_id)
         self.updated_at = now
@@ -194,12 +215,14 @@ class Ticket(BaseModel):
         return events
 
     # ------------------------------------------------------------ assignment and status
-    def assign(self, agent_id: str, *, actor: str, now: datetime, reason: str | None = None) -> list[Event]:
-        if self.assignee == agent_id:
+    def assign(self, agent_id: str, *, actor: str, now: datetime, reason: str | None = None,
+               team: str | None = None) -> list[Event]:
+        if self.assignee == agent_id and (team is None or self.team == team):
             return []
         if self.status in (S.closed, S.deleted, S.spam):
             raise LifecycleError(f"a {self.status} ticket cannot be assigned")
         previous, self.assignee = self.assignee, agent_id
+        self.team = team or self.team
         self._log(now, "assigned", actor=actor, agent_id=agent_id, previous=previous,
                   **({"reason": reason} if reason else {}))
         self.updated_at = now
@@ -243,21 +266,28 @@ class Ticket(BaseModel):
         return [(EventType.TICKET_TAGS_CHANGED, TicketTagsChanged(
             ticket=self.snapshot(), added=added, removed=removed, actor=actor))]
 
-    def record_delivery(self, message_id: str, *, state: str, detail: str | None, provider_id: str | None,
-                        attempts: int, now: datetime) -> list[Event]:
+    def record_delivery(self, message_id: str, *, state: DeliveryState, detail: str | None,
+                        provider_id: str | None, attempts: int, now: datetime,
+                        next_attempt_at: datetime | None = None) -> list[Event]:
         message = next((m for m in self.messages if m.message_id == message_id), None)
         if message is None or message.direction != Direction.outbound:
             return []
-        if message.delivery and message.delivery.state == state and message.delivery.attempts == attempts:
-            return []
-        message.delivery = Delivery(state=state, at=now, detail=detail, provider_id=provider_id, attempts=attempts)
+        state = DeliveryState(state)
+        if (current := message.delivery) is not None:
+            if DELIVERY_RANK[state] < DELIVERY_RANK[current.state]:
+                return []  # reports arrive out of order: never step back
+            if current.state == state and current.attempts >= attempts:
+                return []  # the same report again
+        provider_id = provider_id or (current.provider_id if current else None)
+        message.delivery = Delivery(state=state, at=now, detail=detail, provider_id=provider_id, attempts=attempts,
+                                    next_attempt_at=next_attempt_at)
         if provider_id and message.external_id is None:
             message.external_id = provider_id
-        self._log(now, "delivery", actor="delivery", message_id=message_id, state=state,
-                  **({"detail": detail} if detail else {}))
+        self._log(now, "delivery", actor="delivery", message_id=message_id, state=state.value,
+                  attempts=attempts, **({"detail": detail} if detail else {}))
         self.updated_at = now
         return [(EventType.TICKET_DELIVERY_UPDATED, TicketDeliveryUpdated(
-            ticket=self.snapshot(), message_id=message_id, state=state, detail=detail, provider_id=provider_id,
+            ticket=self.snapshot(), message_id=message_id, state=state.value, detail=detail, provider_id=provider_id,
             attempts=attempts))]
 
     def automate(self, *, rules: list[str], priority: str | None, add_tags: list[str], mark_spam: bool,
@@ -299,14 +329,14 @@ class Ticket(BaseModel):
         return TicketSnapshot(id=self.id, status=self.status.value, priority=self.priority,
                               channel=self.channel, customer_id=self.customer.id, assignee=self.assignee,
                               tags=list(self.tags), language=self.language, created_at=self.created_at,
-                              version=self.version + 1)
+                              version=self.version + 1, team=self.team, customer_tier=self.customer.tier)
 
     # ------------------------------------------------------------ internals
     def _append_inbound(self, msg: MessageReceived) -> MessageSummary:
         message = Message(message_id=msg.message_id, direction=Direction.inbound, channel=msg.channel,
                           text=msg.text, at=msg.sent_at, author=self.customer.id, subject=msg.subject,
                           html=msg.html, attachments=msg.attachments, external_id=msg.external_id,
-                          raw_ref=msg.raw_ref)
+                          raw_ref=msg.raw_ref, sender=msg.customer.identities[0].key)
         self.messages.append(message)
         self._log(msg.received_at, "message_received", actor=self.customer.id,
                   message_id=msg.message_id, channel=msg.channel.value)

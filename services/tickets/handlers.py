@@ -3,22 +3,35 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaRouter
 
-from services.tickets.delivery import DeliveryService
+from services.tickets.delivery.chat import ChatHub, chat_item
+from services.tickets.delivery.service import DeliveryService
 from services.tickets.service import TicketService
 from shared import topics
-from shared.broker import at_least_once
-from shared.events import ApplyAutomation, AssignTicket, CloudEvent, EventType, MessageReceived, TicketReplied
+from shared.broker import at_least_once, broadcast
+from shared.events import (
+    ApplyAutomation, AssignTicket, Channel, CloudEvent, EventType, MessageReceived, TicketReplied,
+)
 
 
-def build_router(service: TicketService, delivery: DeliveryService | None = None) -> KafkaRouter:
+def build_router(service: TicketService, delivery: DeliveryService | None = None,
+                 hub: ChatHub | None = None) -> KafkaRouter:
     router = KafkaRouter()
 
     if delivery is not None:
         @router.subscriber(topics.TICKETS_EVENTS, **at_least_once(topics.GROUP_TICKETS_DELIVERY),
-                           description="Deliver agents' replies on the customer's channel (email via SMTP)")
+                           description="Deliver agents' replies on the customer's channel")
         async def deliver_reply(event: CloudEvent) -> None:
             if event.type == EventType.TICKET_REPLIED:
-                await delivery.deliver(TicketReplied.model_validate(event.data))
+                await delivery.on_replied(TicketReplied.model_validate(event.data))
+
+    if hub is not None:
+        @router.subscriber(topics.TICKETS_EVENTS, **broadcast(),
+                           description="Push chat replies to the widgets connected to this instance")
+        async def push_chat_reply(event: CloudEvent) -> None:
+            if event.type == EventType.TICKET_REPLIED:
+                replied = TicketReplied.model_validate(event.data)
+                if replied.ticket.channel == Channel.chat:
+                    hub.publish(replied.ticket.id, chat_item(replied.message))
 
     @router.subscriber(topics.INGEST_MESSAGES, **at_least_once(topics.GROUP_TICKETS),
                        description="File each normalised channel message into exactly one ticket")

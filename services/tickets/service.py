@@ -7,13 +7,13 @@ from collections.abc import Callable
 from datetime import datetime
 
 from services.tickets.domain import (
-    CustomerInfo, Event, LifecycleError, Priority, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
+    CustomerInfo, DeliveryState, Event, LifecycleError, Priority, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
 )
 from services.tickets.store import Purged, TicketStore, VersionConflict
 from shared import topics
 from shared.broker import PoisonMessage
 from shared.events import (
-    ApplyAutomation, AssignTicket, CloudEvent, EventType, MessageReceived, TicketPurged, make_event, stable_id, utcnow,
+    ApplyAutomation, AssignTicket, Attachment, CloudEvent, EventType, MessageReceived, TicketPurged, make_event, stable_id, utcnow,
 )
 from shared.outbox import Outbox
 
@@ -103,6 +103,7 @@ class TicketService:
                 await self._save(ticket, events, expected_version=None)
             else:
                 version = ticket.version
+                ticket.customer.tier = customer.tier  # the tier as of the customer's latest message
                 if events := ticket.receive(msg, now=now):
                     await self._save(ticket, events, expected_version=version)
         except VersionConflict:
@@ -117,7 +118,8 @@ class TicketService:
             return
         if isinstance(command, AssignTicket):
             def decide(t: Ticket, now: datetime) -> list[Event]:
-                return t.assign(command.agent_id, actor="routing", now=now, reason=command.reason)
+                return t.assign(command.agent_id, actor="routing", now=now, reason=command.reason,
+                                team=command.team)
         else:
             def decide(t: Ticket, now: datetime) -> list[Event]:
                 return t.automate(rules=command.rules, priority=command.priority, add_tags=command.add_tags,
@@ -129,10 +131,11 @@ class TicketService:
         except LifecycleError as exc:
             log.info("assignment of %s skipped: %s", command.ticket_id, exc)
 
-    async def reply(self, ticket_id: str, *, agent_id: str, text: str, request_id: str | None) -> Ticket:
+    async def reply(self, ticket_id: str, *, agent_id: str, text: str, request_id: str | None,
+                    html: str | None = None, attachments: list[Attachment] | None = None) -> Ticket:
         message_id = "out_" + stable_id(ticket_id, request_id or uuid.uuid4().hex, agent_id, size=24)
         return await self._change(ticket_id, lambda t, now: t.reply(
-            agent_id=agent_id, text=text, message_id=message_id, now=now))
+            agent_id=agent_id, text=text, message_id=message_id, now=now, html=html, attachments=attachments))
 
     async def change_status(self, ticket_id: str, *, status: Status, actor: str,
                             until: datetime | None) -> Ticket:
@@ -170,10 +173,11 @@ class TicketService:
                 ticket_id=ticket.id, customer_id=ticket.customer.id, actor=actor, at=now))
             await self.outbox.relay(await self.store.purge(ticket, event, now))
 
-    async def record_delivery(self, ticket_id: str, *, message_id: str, state: str, detail: str | None,
-                              provider_id: str | None, attempts: int) -> Ticket:
+    async def record_delivery(self, ticket_id: str, *, message_id: str, state: DeliveryState, detail: str | None,
+                              provider_id: str | None, attempts: int, next_attempt_at: datetime | None = None) -> Ticket:
         return await self._change(ticket_id, lambda t, now: t.record_delivery(
-            message_id, state=state, detail=detail, provider_id=provider_id, attempts=attempts, now=now))
+            message_id, state=state, detail=detail, provider_id=provider_id, attempts=attempts, now=now,
+            next_attempt_at=next_attempt_at))
 
     async def wake_postponed(self) -> int:
         woken = 0

@@ -1,5 +1,5 @@
 """Tickets settings."""
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings, port_field
 
@@ -14,3 +14,25 @@ class TicketsSettings(ServiceSettings):
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")
+
+    # delivery of agents' replies: back-off between attempts, and when to give up
+    delivery_retry_base_s: float = Field(2.0, validation_alias="DELIVERY_RETRY_BASE_S", gt=0)
+    delivery_retry_max_s: float = Field(300.0, validation_alias="DELIVERY_RETRY_MAX_S", gt=0)
+    delivery_give_up_s: float = Field(24 * 3600.0, validation_alias="DELIVERY_GIVE_UP_S", gt=0)
+    # SMS through Twilio's Messages API, authenticated with an API key (recommended: revocable)
+    # or with the account's auth token (the one that also signs Twilio's webhooks)
+    twilio_api_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_URL")
+    twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_api_key_sid: str | None = Field(None, validation_alias="TWILIO_API_KEY_SID")
+    twilio_api_key_secret: SecretStr | None = Field(None, validation_alias="TWILIO_API_KEY_SECRET")
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_from: str | None = Field(None, validation_alias="TWILIO_FROM",
+                                    description="sender number (E.164) or Messaging Service sid (MG...)")
+    twilio_status_callback: str | None = Field(None, validation_alias="TWILIO_STATUS_CALLBACK_URL")
+    # WhatsApp through the Cloud API
+    whatsapp_api_url: str = Field("https://graph.facebook.com/v21.0", validation_alias="WHATSAPP_API_URL")
+    whatsapp_phone_number_id: str | None = Field(None, validation_alias="WHATSAPP_PHONE_NUMBER_ID")
+    whatsapp_access_token: SecretStr | None = Field(None, validation_alias="WHATSAPP_ACCESS_TOKEN")
+    # social and voice replies are posted to the system that owns the channel
+    outbound_webhook_url: str | None = Field(None, validation_alias="OUTBOUND_WEBHOOK_URL")
+    outbound_webhook_secret: SecretStr | None = Field(None, validation_alias="OUTBOUND_WEBHOOK_SECRET")

@@ -178,7 +178,16 @@ class TicketStore:
             update["$set"] = {"name": name}
         async with locks.hold(customer_id):
             doc = await upsert(self.customers, {"_id": customer_id}, update, returning=True)
-        return CustomerInfo(id=customer_id, name=doc.get("name"), identities=doc.get("identities", keys))
+        return CustomerInfo(id=customer_id, name=doc.get("name"), identities=doc.get("identities", keys),
+                            tier=doc.get("tier"))
+
+    async def set_customer_tier(self, customer_id: str, tier: str | None, *, now: datetime) -> bool:
+        """The tier goes on the live profile (following merges); tickets opened from now on carry it."""
+        doc = await self.current_customer(customer_id)
+        if doc is None:
+            return False
+        await self.customers.update_one({"_id": doc["_id"]}, {"$set": {"tier": tier, "updated_at": now}})
+        return True
 
     async def _oldest(self, customer_ids: list[str]) -> str:
         docs = [d async for d in self.customers.find({"_id": {"$in": customer_ids}}, {"created_at": 1})]
@@ -221,7 +230,8 @@ class TicketStore:
         tickets = [t async for t in self.tickets.find(
             {"customer.id": {"$in": ids}}, {"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1})
             .sort([("created_at", DESCENDING)])]
-        return {"id": doc["_id"], "name": doc.get("name"), "identities": doc.get("identities", []),
+        return {"id": doc["_id"], "name": doc.get("name"), "tier": doc.get("tier"),
+                "identities": doc.get("identities", []),
                 "merged_ids": doc.get("merged_ids", []), "created_at": doc.get("created_at"),
                 "tickets": [{"id": t["_id"], **{k: v for k, v in t.items() if k != "_id"}} for t in tickets]}
 

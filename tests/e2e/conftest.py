@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import SERVICE_PORT_OFFSET, TEST_PORTS, TEST_STATE, load_stackctl
+from tests.standins import ProviderServer
 
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "e2e-" + uuid.uuid4().hex
@@ -35,10 +36,23 @@ class Stack:
 
 
 class Mailbox:
-    """A real SMTP server (aiosmtpd) the services mail replies to; keeps every mail it receives."""
+    """A real SMTP server (aiosmtpd) the services mail replies to; keeps every mail it receives.
+    `down()` and `up()` take it off the network and bring it back (delivery retry tests)."""
 
     def __init__(self) -> None:
         self.mails: list[bytes] = []
+        self.controller = None
+
+    def up(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self, hostname="127.0.0.1", port=SMTP_PORT)
+        self.controller.start()
+
+    def down(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         self.mails.append(envelope.original_content or envelope.content)
@@ -47,24 +61,37 @@ class Mailbox:
 
 @pytest.fixture(scope="session")
 def mailbox():
-    from aiosmtpd.controller import Controller
-
     box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=SMTP_PORT)
-    controller.start()
+    box.up()
     yield box
-    controller.stop()
+    box.down()
 
 
 @pytest.fixture(scope="session")
-def stack(infra, mailbox):
+def providers():
+    """Stand-ins for Twilio, the WhatsApp Cloud API and a social webhook receiver."""
+    with ProviderServer() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def stack(infra, mailbox, providers):
     database = f"e2e_{uuid.uuid4().hex[:10]}"
     os.environ.update({"MONGODB_DATABASE": database, "DESKSTREAM_API_TOKEN": TOKEN,
                        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "MONGODB_URL": infra.mongodb_url,
                        "SMTP_URL": f"smtp://127.0.0.1:{SMTP_PORT}", "SUPPORT_EMAIL": "help@shop.example",
                        # short SLA targets so breaches happen within a test
                        "SLA_DEFAULT_FIRST_RESPONSE_S": "3", "SLA_DEFAULT_WARN_BEFORE_S": "1",
-                       "ROUTING_OFFLINE_GRACE_S": "2"})
+                       "ROUTING_OFFLINE_GRACE_S": "2",
+                       # replies on every channel go to the provider stand-ins; retries come quickly
+                       "TWILIO_API_URL": providers.url, "TWILIO_ACCOUNT_SID": providers.twilio_sid,
+                       "TWILIO_API_KEY_SID": providers.twilio_key_sid,
+                       "TWILIO_API_KEY_SECRET": providers.twilio_key_secret, "TWILIO_FROM": "+15005550006",
+                       "WHATSAPP_API_URL": f"{providers.url}/v21.0", "WHATSAPP_PHONE_NUMBER_ID": "106540352242922",
+                       "WHATSAPP_ACCESS_TOKEN": providers.whatsapp_token,
+                       "OUTBOUND_WEBHOOK_URL": f"{providers.url}/hooks/outbound",
+                       "OUTBOUND_WEBHOOK_SECRET": providers.webhook_secret,
+                       "DELIVERY_RETRY_BASE_S": "0.5", "DELIVERY_RETRY_MAX_S": "2"})
     ctl = load_stackctl()
     ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)  # services of an earlier run
     started = ctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, quiet=True, **TEST_PORTS)
