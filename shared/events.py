@@ -145,6 +145,8 @@ class TicketSnapshot(BaseModel):
     created_at: datetime
     version: int
     team: str | None = Field(None, description="the team the ticket belongs to (set by rules or by assignment)")
+    substatus: str | None = Field(None, description="an admin-defined status shown to agents; `status` is its "
+                                                    "base category, which SLA and analytics use")
     customer_tier: str | None = Field(None, description="the customer's service tier (e.g. vip), for SLA and routing")
 
 
@@ -187,6 +189,25 @@ class TicketStatusChanged(BaseModel):
     to_status: str
     actor: str | None = None
     until: datetime | None = None
+
+
+class TicketMerged(BaseModel):
+    """Another ticket was folded into this one: its messages and timeline moved here, and the
+    merged ticket is closed, pointing at this one."""
+
+    ticket: TicketSnapshot
+    merged_ticket_id: str
+    moved_message_ids: list[str]
+    actor: str | None = None
+
+
+class TicketSplit(BaseModel):
+    """A message was taken out of this ticket into a new one (which starts with `created`)."""
+
+    ticket: TicketSnapshot
+    new_ticket_id: str
+    message_id: str
+    actor: str | None = None
 
 
 class TicketNoteAdded(BaseModel):
@@ -313,6 +334,8 @@ class EventType:
     TICKET_UNASSIGNED = "deskstream.ticket.unassigned"
     TICKET_PURGED = "deskstream.ticket.purged"
     TICKET_DELIVERY_UPDATED = "deskstream.ticket.delivery_updated"
+    TICKET_MERGED = "deskstream.ticket.merged"
+    TICKET_SPLIT = "deskstream.ticket.split"
     ASSIGN_TICKET = "deskstream.command.assign_ticket"
     APPLY_AUTOMATION = "deskstream.command.apply_automation"
     SLA_WARNING = "deskstream.sla.warning"
@@ -337,6 +360,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_UNASSIGNED: TicketUnassigned,
     EventType.TICKET_PURGED: TicketPurged,
     EventType.TICKET_DELIVERY_UPDATED: TicketDeliveryUpdated,
+    EventType.TICKET_MERGED: TicketMerged,
+    EventType.TICKET_SPLIT: TicketSplit,
     EventType.ASSIGN_TICKET: AssignTicket,
     EventType.APPLY_AUTOMATION: ApplyAutomation,
     EventType.SLA_WARNING: SlaTargetEvent,

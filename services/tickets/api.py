@@ -4,16 +4,16 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import nh3
 from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from services.tickets.delivery.store import DeliveryStore
-from services.tickets.domain import LifecycleError, Priority, Status
-from services.tickets.service import NotFound, TicketService
-from services.tickets.store import TicketStore, VersionConflict
+from services.tickets.domain import CustomStatus, LifecycleError, Priority, Status, query_terms
+from services.tickets.service import NotFound, TicketService, UnknownStatus
+from services.tickets.store import SORTS, TicketStore, VersionConflict
 from shared.events import Attachment, Channel, utcnow
 from shared.http import ApiError
 
@@ -69,9 +69,37 @@ class MergeRequest(BaseModel):
     customer_id: str = Field(min_length=1, max_length=200, description="the customer folded into this one")
 
 
+StatusName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,39}$")]
+
+
 class StatusRequest(BaseModel):
-    status: Status
+    status: StatusName = Field(description="a built-in status or one an admin defined")
     until: datetime | None = None
+    actor: str | None = Field(None, max_length=200)
+
+
+class StatusDefinition(BaseModel):
+    category: Status = Field(description="the built-in status it counts as for SLA and analytics")
+    label: str = Field(min_length=1, max_length=100)
+
+
+class MergeTicketRequest(BaseModel):
+    ticket_id: str = Field(min_length=1, max_length=200, description="the ticket folded into this one")
+    actor: str | None = Field(None, max_length=200)
+
+
+class SplitRequest(BaseModel):
+    message_id: str = Field(min_length=1, max_length=200, description="the customer message that starts a new ticket")
+    actor: str | None = Field(None, max_length=200)
+
+
+class BulkRequest(BaseModel):
+    ticket_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(min_length=1, max_length=500)
+    status: StatusName | None = None
+    priority: Priority | None = None
+    add_tags: list[TagName] = Field(default_factory=list, max_length=100)
+    remove_tags: list[TagName] = Field(default_factory=list, max_length=100)
+    assignee: str | None = Field(None, min_length=1, max_length=200)
     actor: str | None = Field(None, max_length=200)
 
 
@@ -113,24 +141,34 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
             raise ApiError(404, "not_found", f"ticket {ticket_id} does not exist")
         return ticket_view(doc)
 
-    @router.get("/tickets", summary="Tickets, newest first, with filters and cursor pagination")
+    @router.get("/tickets", summary="Tickets with filters, text search, sorting and cursor pagination")
     async def list_tickets(
-        status: Status | None = None, assignee: str | None = Query(None, max_length=200),
+        status: str | None = Query(None, max_length=40, description="a built-in or custom status"),
+        assignee: str | None = Query(None, max_length=200),
         customer: str | None = Query(None, max_length=200), channel: Channel | None = None,
-        tag: str | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=500),
-        cursor: str | None = Query(None, max_length=500),
+        tag: str | None = Query(None, max_length=200), team: str | None = Query(None, max_length=200),
+        priority: Priority | None = None,
+        sla: Literal["warning", "breached", "met"] | None = Query(None, description="any SLA target in this state"),
+        q: str | None = Query(None, max_length=200, description="words that must all appear (subject, messages, name)"),
+        sort: Literal[tuple(SORTS)] = Query("-created_at", description="field, `-` for descending"),  # type: ignore[valid-type]
+        limit: int = Query(50, ge=1, le=500), cursor: str | None = Query(None, max_length=500),
     ) -> dict[str, Any]:
         # every value is a plain string by validation, so no operator can be injected
         filters: dict[str, Any] = {}
-        for field, value in (("status", status), ("assignee", assignee), ("channel", channel), ("tags", tag)):
+        for field, value in (("assignee", assignee), ("channel", channel), ("tags", tag), ("team", team),
+                             ("priority", priority), ("sla_states", sla)):
             if value is not None:
                 filters[field] = str(value)
+        if status is not None:
+            filters["status" if status in Status.__members__ else "substatus"] = str(status)
+        if q is not None and (terms := query_terms(q)):
+            filters["search"] = {"$all": terms}
         if customer is not None:
             profile = await store.current_customer(customer)
             ids = [profile["_id"], *profile.get("merged_ids", [])] if profile else [customer]
             filters["customer.id"] = {"$in": [str(i) for i in ids]}
         try:
-            docs, next_cursor = await store.list_view(filters=filters, limit=limit, cursor=cursor)
+            docs, next_cursor = await store.list_view(filters=filters, limit=limit, cursor=cursor, sort=sort)
         except ValueError as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from exc
         return {"items": [ticket_view(d) for d in docs], "next_cursor": next_cursor}
@@ -149,6 +187,58 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
         ticket = await _act(service.change_status(ticket_id, status=body.status, actor=body.actor or "agent",
                                                   until=body.until))
         return {"ticket_id": ticket.id, "status": ticket.status}
+
+    @router.post("/tickets/{ticket_id}/merge", summary="Fold another ticket into this one")
+    async def merge_ticket(ticket_id: str, body: MergeTicketRequest) -> dict[str, Any]:
+        await _act(service.merge(ticket_id, body.ticket_id, actor=body.actor or "agent"))
+        return ticket_view(await store.get_view(ticket_id))
+
+    @router.post("/tickets/{ticket_id}/split", status_code=201,
+                 summary="Move a customer message into a new ticket of its own")
+    async def split_ticket(ticket_id: str, body: SplitRequest) -> dict[str, Any]:
+        new = await _act(service.split(ticket_id, body.message_id, actor=body.actor or "agent"))
+        return {"ticket_id": new.id, "split_from": ticket_id, "message_id": body.message_id}
+
+    @router.post("/tickets/bulk", summary="One change applied to many tickets (each reported on its own)")
+    async def bulk(body: BulkRequest) -> dict[str, Any]:
+        actor = body.actor or "agent"
+        results = []
+        for ticket_id in dict.fromkeys(body.ticket_ids):
+            try:
+                if body.status:
+                    await _act(service.change_status(ticket_id, status=body.status, actor=actor, until=None))
+                if body.priority:
+                    await _act(service.set_priority(ticket_id, priority=body.priority, actor=actor))
+                if body.add_tags or body.remove_tags:
+                    await _act(service.change_tags(ticket_id, add=body.add_tags, remove=body.remove_tags, actor=actor))
+                if body.assignee:
+                    await _act(service.assign(ticket_id, agent_id=body.assignee, actor=actor))
+                results.append({"ticket_id": ticket_id, "ok": True})
+            except ApiError as exc:
+                results.append({"ticket_id": ticket_id, "ok": False, "error": exc.code, "message": exc.message})
+        return {"results": results, "ok": sum(r["ok"] for r in results), "failed": sum(not r["ok"] for r in results)}
+
+    @router.get("/statuses", summary="Every status: the built-in ones and those admins added")
+    async def statuses() -> dict[str, Any]:
+        return {"builtin": [s.value for s in Status],
+                "custom": [c.model_dump(mode="json") for c in await store.custom_statuses()]}
+
+    @router.put("/statuses/{name}", dependencies=[auth.admin], summary="Add or change a custom status")
+    async def put_status(name: str, body: StatusDefinition) -> dict[str, Any]:
+        try:
+            custom = CustomStatus(name=name, category=body.category, label=body.label)
+            custom.check()
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_status", "status names are 2-40 lowercase letters, digits, - or _") from exc
+        except LifecycleError as exc:
+            raise ApiError(422, "invalid_status", str(exc)) from exc
+        await store.put_status(custom)
+        return custom.model_dump(mode="json")
+
+    @router.delete("/statuses/{name}", dependencies=[auth.admin], status_code=204, summary="Remove a custom status")
+    async def delete_status(name: str) -> None:
+        if not await store.delete_status(name):
+            raise ApiError(404, "not_found", f"there is no custom status {name}")
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, summary="An internal note (never sent to the customer)")
     async def add_note(ticket_id: str, body: NoteRequest,
@@ -221,3 +311,5 @@ async def _act(action):
         raise ApiError(409, "invalid_transition", str(exc)) from exc
     except VersionConflict as exc:
         raise ApiError(409, "conflict", "the ticket changed meanwhile; try again") from exc
+    except UnknownStatus as exc:
+        raise ApiError(422, "unknown_status", f"{exc} is neither a built-in nor a custom status") from exc

@@ -78,6 +78,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     rt.every(2.0, outbox.sweep_once, "event(s) left by an earlier crash re-sent")
     rt.every(1.0, service.wake_postponed, "postponed ticket(s) woken")
     rt.every(1.0, delivery.retry_due, "delivery attempt(s) retried")
+    rt.every(30.0, lambda: service.close_quiet(after_s=settings.auto_close_s), "quiet resolved ticket(s) closed")
     return create_http_app(rt, title="deskstream tickets",
                            description="Ticket lifecycle, timeline, customers, the agent API, and the chat "
                                        "endpoints a customer's widget reads agents' replies from.",

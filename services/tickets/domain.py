@@ -4,6 +4,7 @@ Each method changes the ticket and returns the events it caused, as
 (event type, payload) pairs; the service layer stores both in one write."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic import BaseModel, Field
 from shared.events import (
     Attachment, Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
     TicketMessageAdded, TicketNoteAdded, TicketPriorityChanged, TicketReplied, TicketSnapshot, TicketStatusChanged,
-    TicketDeliveryUpdated, TicketTagsChanged, TicketUnassigned, stable_id,
+    TicketDeliveryUpdated, TicketMerged, TicketSplit, TicketTagsChanged, TicketUnassigned, stable_id,
 )
 
 
@@ -53,6 +54,23 @@ REPLYABLE = frozenset({S.new, S.open, S.answered, S.postponed, S.resolved})
 
 # tickets in these statuses may be purged (their data removed for good)
 PURGEABLE = frozenset({S.deleted, S.spam})
+
+
+# admins add statuses of their own, each within one of these base categories (as Zammad's
+# state types), so SLA clocks and analytics keep working on the category
+CUSTOM_STATUS_CATEGORIES = frozenset({S.open, S.answered, S.postponed, S.resolved, S.closed})
+
+
+class CustomStatus(BaseModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,39}$")
+    category: Status
+    label: str = Field(min_length=1, max_length=100)
+
+    def check(self) -> None:
+        if self.name in Status.__members__ or self.name == "purged":
+            raise LifecycleError(f"{self.name} is a built-in status")
+        if self.category not in CUSTOM_STATUS_CATEGORIES:
+            raise LifecycleError(f"a custom status belongs to one of {sorted(CUSTOM_STATUS_CATEGORIES)}")
 
 
 class Priority(StrEnum):
@@ -154,7 +172,12 @@ class Ticket(BaseModel):
     tags: list[str] = Field(default_factory=list)
     language: str | None = None
     postponed_until: datetime | None = None
+    substatus: str | None = None  # an admin-defined status within `status` (its base category)
+    resolved_at: datetime | None = None
     follows: str | None = None  # the earlier ticket this conversation continues
+    merged_into: str | None = None  # this ticket was merged into that one
+    split_from: str | None = None  # this ticket started as a message split off that one
+    sla: dict[str, str] = Field(default_factory=dict)  # SLA target → warning, breached, met
     messages: list[Message] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
@@ -314,22 +337,111 @@ class Ticket(BaseModel):
         if self.status not in PURGEABLE:
             raise LifecycleError(f"only deleted or spam tickets can be purged; this one is {self.status}")
 
-    def change_status(self, to: Status, *, actor: str, now: datetime,
-                      until: datetime | None = None) -> list[Event]:
+    def change_status(self, to: Status, *, actor: str, now: datetime, until: datetime | None = None,
+                      substatus: str | None = None) -> list[Event]:
         if to == self.status and to != S.postponed:
-            return []
+            if substatus == self.substatus:
+                return []
+            # a custom status within the same category: agents see it, SLA and analytics need not
+            previous, self.substatus = self.substatus, substatus
+            self._log(now, "status_changed", actor=actor, **{"from": self.status.value, "to": to.value},
+                      substatus=substatus, previous_substatus=previous)
+            self.updated_at = now
+            return [(EventType.TICKET_STATUS_CHANGED, TicketStatusChanged(
+                ticket=self.snapshot(), from_status=to.value, to_status=to.value, actor=actor))]
         if to not in TRANSITIONS[self.status] and not (to == S.postponed == self.status):
             raise LifecycleError(f"cannot go from {self.status} to {to}")
         if to == S.postponed and until is None:
             raise LifecycleError("postponing needs 'until'")
-        return [self._set_status(to, actor=actor, now=now, until=until)]
+        return [self._set_status(to, actor=actor, now=now, until=until, substatus=substatus)]
+
+    def close_if_quiet(self, now: datetime, *, after_s: float) -> list[Event]:
+        """A resolved ticket the customer did not come back to is closed after `after_s`."""
+        if self.status != S.resolved or self.resolved_at is None:
+            return []
+        if (now - self.resolved_at).total_seconds() < after_s:
+            return []
+        return [self._set_status(S.closed, actor="auto-close", now=now)]
+
+    def record_sla(self, target: str, state: str, *, at: datetime, due_at: datetime | None) -> bool:
+        """An SLA warning, breach or met target, on the timeline (once); no ticket event, as
+        the SLA service has already announced it on `sla.events`."""
+        if self.sla.get(target) == state:
+            return False
+        self.sla[target] = state
+        self._log(at, f"sla_{state}", actor="sla", target=target,
+                  **({"due_at": due_at.isoformat()} if due_at else {}))
+        return True
+
+    # ------------------------------------------------------------ merge and split
+    def absorb(self, other: Ticket, *, actor: str, now: datetime) -> list[Event]:
+        """Fold `other` into this ticket: its messages, notes, tags and timeline move here."""
+        if other.id == self.id:
+            raise LifecycleError("a ticket cannot be merged into itself")
+        if self.status in (S.deleted, S.spam, S.closed):
+            raise LifecycleError(f"a {self.status} ticket cannot take in another")
+        moved = [m for m in other.messages if not self.has_message(m.message_id)]
+        if not moved and any(e.type == "merged" and e.details.get("ticket_id") == other.id for e in self.timeline):
+            return []  # done before (a retried merge)
+        self.messages = sorted([*self.messages, *moved], key=lambda m: m.at)
+        known_notes = {n.note_id for n in self.notes}
+        self.notes += [n for n in other.notes if n.note_id not in known_notes]
+        self.tags += [t for t in other.tags if t not in self.tags]
+        self.timeline += [e.model_copy(update={"details": {**e.details, "from_ticket": other.id}})
+                          for e in other.timeline]
+        self.timeline.sort(key=lambda e: e.at)
+        self._log(now, "merged", actor=actor, ticket_id=other.id, messages=len(moved))
+        self.updated_at = now
+        return [(EventType.TICKET_MERGED, TicketMerged(ticket=self.snapshot(), merged_ticket_id=other.id,
+                                                       moved_message_ids=[m.message_id for m in moved],
+                                                       actor=actor))]
+
+    def close_as_merged(self, survivor_id: str, *, actor: str, now: datetime) -> list[Event]:
+        if self.merged_into == survivor_id:
+            return []
+        if self.status == S.deleted:
+            raise LifecycleError("a deleted ticket cannot be merged")
+        self.merged_into = survivor_id
+        self._log(now, "merged_into", actor=actor, ticket_id=survivor_id)
+        if self.status == S.closed:
+            self.updated_at = now
+            return [(EventType.TICKET_STATUS_CHANGED, TicketStatusChanged(
+                ticket=self.snapshot(), from_status=S.closed.value, to_status=S.closed.value, actor=actor))]
+        return [self._set_status(S.closed, actor=actor, now=now, substatus="merged")]
+
+    def split_off(self, message_id: str, new_ticket_id: str, *, actor: str, now: datetime) -> tuple[Message, list[Event]]:
+        """Take an inbound message out into a new ticket (a second question in one mail thread)."""
+        message = next((m for m in self.messages if m.message_id == message_id), None)
+        if message is None:
+            raise LifecycleError(f"message {message_id} is not on this ticket")
+        if message.direction != Direction.inbound:
+            raise LifecycleError("only a customer's message can start a ticket of its own")
+        if sum(m.direction == Direction.inbound for m in self.messages) < 2:
+            raise LifecycleError("the ticket's only customer message cannot be split off")
+        self.messages = [m for m in self.messages if m.message_id != message_id]
+        self._log(now, "split", actor=actor, message_id=message_id, new_ticket_id=new_ticket_id)
+        self.updated_at = now
+        return message, [(EventType.TICKET_SPLIT, TicketSplit(ticket=self.snapshot(), new_ticket_id=new_ticket_id,
+                                                              message_id=message_id, actor=actor))]
+
+    @classmethod
+    def open_split(cls, original: Ticket, message: Message, *, ticket_id: str, actor: str,
+                   now: datetime) -> tuple[Ticket, list[Event]]:
+        ticket = cls(id=ticket_id, channel=message.channel, customer=original.customer, subject=message.subject
+                     or original.subject, thread_key=f"split:{ticket_id}", language=original.language,
+                     priority=original.priority, tags=list(original.tags), created_at=now, updated_at=now,
+                     split_from=original.id, messages=[message])
+        ticket._log(now, "created", actor=actor, channel=message.channel.value, split_from=original.id,
+                    message_id=message.message_id)
+        return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=summary(message)))]
 
     # ------------------------------------------------------------ views
     def snapshot(self) -> TicketSnapshot:
         return TicketSnapshot(id=self.id, status=self.status.value, priority=self.priority,
                               channel=self.channel, customer_id=self.customer.id, assignee=self.assignee,
                               tags=list(self.tags), language=self.language, created_at=self.created_at,
-                              version=self.version + 1, team=self.team, customer_tier=self.customer.tier)
+                              version=self.version + 1, team=self.team, customer_tier=self.customer.tier,
+                              substatus=self.substatus)
 
     # ------------------------------------------------------------ internals
     def _append_inbound(self, msg: MessageReceived) -> MessageSummary:
@@ -343,11 +455,14 @@ class Ticket(BaseModel):
         return summary(message)
 
     def _set_status(self, to: Status, *, actor: str | None, now: datetime,
-                    until: datetime | None = None) -> Event:
+                    until: datetime | None = None, substatus: str | None = None) -> Event:
         previous, self.status = self.status, to
         self.postponed_until = until if to == S.postponed else None
+        self.substatus = substatus
+        if to == S.resolved:
+            self.resolved_at = now
         self._log(now, "status_changed", actor=actor, **{"from": previous.value, "to": to.value},
-                  **({"until": until.isoformat()} if until else {}))
+                  **({"until": until.isoformat()} if until else {}), **({"substatus": substatus} if substatus else {}))
         self.updated_at = now
         return (status_event_type(previous, to), TicketStatusChanged(
             ticket=self.snapshot(), from_status=previous.value, to_status=to.value, actor=actor, until=until))
@@ -386,6 +501,20 @@ def continues(ticket: Ticket, msg: MessageReceived, *, now: datetime, policy: Th
 def summary(message: Message) -> MessageSummary:
     return MessageSummary(message_id=message.message_id, direction=message.direction, channel=message.channel,
                           text=message.text, at=message.at, author=message.author)
+
+
+PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+
+def search_terms(ticket: Ticket, limit: int = 2000) -> list[str]:
+    """The words a text search finds the ticket by: subject, messages, customer name."""
+    texts = [ticket.subject or "", ticket.customer.name or "", *(m.text for m in ticket.messages)]
+    words = dict.fromkeys(w for text in texts for w in re.findall(r"\w{2,}", text.lower()))
+    return list(words)[:limit]
+
+
+def query_terms(q: str) -> list[str]:
+    return list(dict.fromkeys(re.findall(r"\w{2,}", q.lower())))[:20]
 
 
 def ticket_id_for(first_message_id: str) -> str:

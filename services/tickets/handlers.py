@@ -9,8 +9,10 @@ from services.tickets.service import TicketService
 from shared import topics
 from shared.broker import at_least_once, broadcast
 from shared.events import (
-    ApplyAutomation, AssignTicket, Channel, CloudEvent, EventType, MessageReceived, TicketReplied,
+    ApplyAutomation, AssignTicket, Channel, CloudEvent, EventType, MessageReceived, SlaTargetEvent, TicketReplied,
 )
+
+SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached", EventType.SLA_MET: "met"}
 
 
 def build_router(service: TicketService, delivery: DeliveryService | None = None,
@@ -38,6 +40,14 @@ def build_router(service: TicketService, delivery: DeliveryService | None = None
     async def file_message(event: CloudEvent) -> None:
         if event.type == EventType.MESSAGE_RECEIVED:
             await service.file_message(MessageReceived.model_validate(event.data))
+
+    @router.subscriber(topics.SLA_EVENTS, **at_least_once(topics.GROUP_TICKETS),
+                       description="Put SLA warnings, breaches and met targets on the ticket's timeline")
+    async def note_sla(event: CloudEvent) -> None:
+        if state := SLA_STATES.get(event.type):
+            sla = SlaTargetEvent.model_validate(event.data)
+            await service.record_sla(event.id, sla.ticket_id, target=sla.target.value, state=state, at=sla.at,
+                                     due_at=sla.due_at)
 
     @router.subscriber(topics.TICKETS_COMMANDS, **at_least_once(topics.GROUP_TICKETS),
                        description="Apply commands other services send (assignments, automation)")

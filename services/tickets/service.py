@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.tickets.domain import (
     CustomerInfo, DeliveryState, Event, LifecycleError, Priority, Status, ThreadingPolicy, Ticket, continues, ticket_id_for,
@@ -23,6 +23,10 @@ MAX_ATTEMPTS = 8
 
 class NotFound(Exception):
     pass
+
+
+class UnknownStatus(Exception):
+    """Neither a built-in status nor one an admin defined (HTTP 422)."""
 
 
 class TicketService:
@@ -137,9 +141,90 @@ class TicketService:
         return await self._change(ticket_id, lambda t, now: t.reply(
             agent_id=agent_id, text=text, message_id=message_id, now=now, html=html, attachments=attachments))
 
-    async def change_status(self, ticket_id: str, *, status: Status, actor: str,
+    async def change_status(self, ticket_id: str, *, status: str, actor: str,
                             until: datetime | None) -> Ticket:
-        return await self._change(ticket_id, lambda t, now: t.change_status(status, actor=actor, now=now, until=until))
+        """`status` is a base status or an admin-defined one (set as its category)."""
+        if status in Status.__members__:
+            base, substatus = Status(status), None
+        elif custom := await self.store.custom_status(status):
+            base, substatus = custom.category, custom.name
+        else:
+            raise UnknownStatus(status)
+        return await self._change(ticket_id, lambda t, now: t.change_status(
+            base, actor=actor, now=now, until=until, substatus=substatus))
+
+    async def close_quiet(self, *, after_s: float) -> int:
+        """Close resolved tickets the customer has not come back to (run periodically)."""
+        closed = 0
+        for ticket_id in await self.store.resolved_before(self.clock() - timedelta(seconds=after_s)):
+            try:
+                ticket = await self._change(ticket_id, lambda t, now: t.close_if_quiet(now, after_s=after_s))
+            except NotFound:
+                continue
+            closed += ticket.status == Status.closed
+        return closed
+
+    async def record_sla(self, event_id: str, ticket_id: str, *, target: str, state: str, at: datetime,
+                         due_at: datetime | None) -> None:
+        def decide(t: Ticket, now: datetime) -> list[Event]:
+            t.record_sla(target, state, at=at, due_at=due_at)
+            return []
+        try:
+            await self._change(ticket_id, decide, command_id=event_id)
+        except NotFound:
+            pass  # purged meanwhile
+
+    # ------------------------------------------------------------ merge, split, bulk
+    async def merge(self, survivor_id: str, other_id: str, *, actor: str) -> Ticket:
+        """Fold `other` into `survivor`. Two documents and no transactions: the survivor takes
+        the messages first (idempotently), then the other is closed pointing at it; a merge
+        cut short is finished by asking again."""
+        if survivor_id == other_id:
+            raise LifecycleError("a ticket cannot be merged into itself")
+        other = await self._load(other_id)
+        if other.merged_into and other.merged_into != survivor_id:
+            raise LifecycleError(f"{other_id} was already merged into {other.merged_into}")
+        survivor = await self._change(survivor_id, lambda t, now: t.absorb(other, actor=actor, now=now))
+        await self.store.repoint(other_id, survivor_id, [m.message_id for m in other.messages])
+        await self._change(other_id, lambda t, now: t.close_as_merged(survivor_id, actor=actor, now=now))
+        return survivor
+
+    async def split(self, ticket_id: str, message_id: str, *, actor: str) -> Ticket:
+        """Take a customer message out into a new ticket: the new one is written first (its id
+        follows from the message, so a retry finds it), then the message leaves the original."""
+        new_id = ticket_id_for(f"split:{ticket_id}:{message_id}")
+        original = await self._load(ticket_id)
+        async with self.locks.hold(new_id):
+            existing = await self.store.load(new_id)
+            if existing is None:
+                message = next((m for m in original.messages if m.message_id == message_id), None)
+                if message is None:
+                    raise LifecycleError(f"message {message_id} is not on ticket {ticket_id}")
+                probe = original.model_copy(deep=True)
+                probe.split_off(message_id, new_id, actor=actor, now=self.clock())  # the rules say yes
+                new, events = Ticket.open_split(original, message, ticket_id=new_id, actor=actor, now=self.clock())
+                try:
+                    await self._save(new, events, expected_version=None)
+                except VersionConflict:
+                    pass  # a racing retry wrote it
+                existing = new
+        await self.store.move_message(message_id, new_id)
+
+        def take_out(t: Ticket, now: datetime) -> list[Event]:
+            if not t.has_message(message_id):
+                return []  # already taken out
+            return t.split_off(message_id, new_id, actor=actor, now=now)[1]
+        await self._change(ticket_id, take_out)
+        return existing
+
+    async def _load(self, ticket_id: str) -> Ticket:
+        try:
+            ticket = await self.store.load(ticket_id)
+        except Purged as exc:
+            raise NotFound(ticket_id) from exc
+        if ticket is None:
+            raise NotFound(ticket_id)
+        return ticket
 
     async def note(self, ticket_id: str, *, author: str, text: str, request_id: str | None) -> Ticket:
         note_id = "note_" + stable_id(ticket_id, request_id or uuid.uuid4().hex, author, size=20)

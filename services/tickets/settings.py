@@ -11,6 +11,8 @@ class TicketsSettings(ServiceSettings):
     # saw activity within this window; resolved tickets reopen within the reopen window
     thread_window_s: int = Field(7 * 24 * 3600, validation_alias="TICKETS_THREAD_WINDOW_S")
     reopen_window_s: int = Field(14 * 24 * 3600, validation_alias="TICKETS_REOPEN_WINDOW_S")
+    # a resolved ticket the customer does not come back to is closed after this long
+    auto_close_s: float = Field(72 * 3600, validation_alias="TICKETS_AUTO_CLOSE_S", gt=0)
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")

@@ -7,14 +7,20 @@ import json
 from datetime import datetime
 from typing import Any
 
-from services.tickets.domain import CustomerInfo, Ticket, customer_id_for
+from services.tickets.domain import PRIORITY_RANK, CustomerInfo, CustomStatus, Ticket, customer_id_for, search_terms
 from shared import topics
 from shared.events import CloudEvent, Identity
 from shared.locks import KeyedLock
-from shared.mongo import DESCENDING, DuplicateKeyError, Mongo, ReturnDocument, upsert
+from shared.mongo import ASCENDING, DESCENDING, DuplicateKeyError, Mongo, ReturnDocument, upsert
 from shared.outbox import FIELD as OUTBOX_FIELD, entry
 
-SUMMARY_FIELDS = {"messages": 0, "timeline": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
+SUMMARY_FIELDS = {"messages": 0, "timeline": 0, "notes": 0, "search": 0, "sla_states": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
+# how lists can be ordered: (field, direction) — every order ends on _id so cursors are stable
+SORTS: dict[str, tuple[str, int]] = {
+    "-created_at": ("created_at", DESCENDING), "created_at": ("created_at", ASCENDING),
+    "-updated_at": ("updated_at", DESCENDING), "updated_at": ("updated_at", ASCENDING),
+    "priority": ("priority_rank", ASCENDING), "-priority": ("priority_rank", DESCENDING),
+}
 
 
 class Purged(Exception):
@@ -34,6 +40,7 @@ class TicketStore:
         self.deliveries = mongo.collection("ticket_deliveries")
         self.customers = mongo.collection("customers")
         self.identities = mongo.collection("customer_identities")
+        self.statuses = mongo.collection("ticket_statuses")
 
     async def ensure_indexes(self) -> None:
         await self.tickets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
@@ -41,6 +48,12 @@ class TicketStore:
         await self.tickets.create_index([("customer.id", 1)])
         await self.tickets.create_index([("assignee", 1)])
         await self.tickets.create_index([("status", 1), ("postponed_until", 1)])
+        await self.tickets.create_index([("status", 1), ("resolved_at", 1)])
+        await self.tickets.create_index([("updated_at", DESCENDING), ("_id", DESCENDING)])
+        await self.tickets.create_index([("priority_rank", 1), ("_id", 1)])
+        await self.tickets.create_index([("team", 1), ("created_at", DESCENDING)])
+        await self.tickets.create_index([("search", 1)])
+        await self.tickets.create_index([("sla_states", 1), ("created_at", DESCENDING)])
         await self.message_index.create_index([("ticket_id", 1)])
 
     # ------------------------------------------------------------ tickets
@@ -69,6 +82,10 @@ class TicketStore:
         means a new ticket. Returns the stored document (with every pending event)."""
         pending = [entry(topic, ticket.id, event) for topic, event in events]
         body = ticket.model_dump(mode="python", exclude={"version"})
+        # derived fields the list filters and sorts on
+        body["search"] = search_terms(ticket)
+        body["priority_rank"] = PRIORITY_RANK.get(ticket.priority, 2)
+        body["sla_states"] = sorted(set(ticket.sla.values()))
         if expected_version is None:
             doc = {"_id": ticket.id, **body, "version": 1, OUTBOX_FIELD: pending,
                    "applied_commands": [command_id] if command_id else []}
@@ -111,18 +128,47 @@ class TicketStore:
                                    "identities": customer.get("identities", [])}
         return doc
 
-    async def list_view(self, *, filters: dict[str, Any], limit: int,
-                        cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    async def resolved_before(self, cutoff: datetime, limit: int = 200) -> list[str]:
+        return [d["_id"] async for d in self.tickets.find(
+            {"status": "resolved", "resolved_at": {"$lte": cutoff}}, {"_id": 1}).limit(limit)]
+
+    async def list_view(self, *, filters: dict[str, Any], limit: int, cursor: str | None,
+                        sort: str = "-created_at") -> tuple[list[dict[str, Any]], str | None]:
+        field, direction = SORTS[sort]
         query: dict[str, Any] = {"purged": {"$ne": True}, **filters}
         if cursor:
-            at, last_id = decode_cursor(cursor)
-            query["$or"] = [{"created_at": {"$lt": at}}, {"created_at": at, "_id": {"$lt": last_id}}]
+            value, last_id = decode_cursor(cursor)
+            beyond = "$lt" if direction == DESCENDING else "$gt"
+            query["$or"] = [{field: {beyond: value}}, {field: value, "_id": {beyond: last_id}}]
         docs = [d async for d in self.tickets.find(query, SUMMARY_FIELDS)
-                .sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)]
+                .sort([(field, direction), ("_id", direction)]).limit(limit + 1)]
         more = len(docs) > limit
         docs = docs[:limit]
-        next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"]) if more and docs else None
+        next_cursor = encode_cursor(docs[-1].get(field), docs[-1]["_id"]) if more and docs else None
         return docs, next_cursor
+
+    # ------------------------------------------------------------ custom statuses
+    async def put_status(self, status: CustomStatus) -> None:
+        await upsert(self.statuses, {"_id": status.name}, {"$set": status.model_dump(mode="json", exclude={"name"})})
+
+    async def custom_status(self, name: str) -> CustomStatus | None:
+        doc = await self.statuses.find_one({"_id": name})
+        return CustomStatus(name=doc["_id"], category=doc["category"], label=doc["label"]) if doc else None
+
+    async def custom_statuses(self) -> list[CustomStatus]:
+        return [CustomStatus(name=d["_id"], category=d["category"], label=d["label"])
+                async for d in self.statuses.find({}).sort([("_id", ASCENDING)])]
+
+    async def delete_status(self, name: str) -> bool:
+        return (await self.statuses.delete_one({"_id": name})).deleted_count > 0
+
+    # ------------------------------------------------------------ merge
+    async def repoint(self, old_ticket: str, new_ticket: str, message_ids: list[str]) -> None:
+        """Messages and conversations of a merged ticket lead to the survivor from now on."""
+        for message_id in message_ids:
+            await self.message_index.update_one({"_id": message_id}, {"$set": {"ticket_id": new_ticket}})
+        await self.threads.update_many({"ticket_id": old_ticket}, {"$set": {"ticket_id": new_ticket}})
+        await self.external_refs.update_many({"ticket_id": old_ticket}, {"$set": {"ticket_id": new_ticket}})
 
     # ------------------------------------------------------------ message index and threads
     async def ticket_of_message(self, message_id: str) -> str | None:
@@ -131,6 +177,9 @@ class TicketStore:
 
     async def index_message(self, message_id: str, ticket_id: str) -> None:
         await upsert(self.message_index, {"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}})
+
+    async def move_message(self, message_id: str, ticket_id: str) -> None:
+        await upsert(self.message_index, {"_id": message_id}, {"$set": {"ticket_id": ticket_id}})
 
     async def index_external(self, channel: str, external_id: str, ticket_id: str) -> None:
         """Remember which ticket a channel's own message id landed in, so replies to it
@@ -236,13 +285,19 @@ class TicketStore:
                 "tickets": [{"id": t["_id"], **{k: v for k, v in t.items() if k != "_id"}} for t in tickets]}
 
 
-def encode_cursor(at: datetime, ticket_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([at.isoformat(), ticket_id]).encode()).decode()
+def encode_cursor(value: Any, ticket_id: str) -> str:
+    """An opaque cursor: the sort value and id of the last ticket on the page."""
+    packed = {"t": value.isoformat()} if isinstance(value, datetime) else {"v": value}
+    return base64.urlsafe_b64encode(json.dumps([packed, ticket_id]).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[Any, str]:
     try:
-        at, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(ticket_id)
+        packed, ticket_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if "t" in packed:
+            return datetime.fromisoformat(packed["t"]), str(ticket_id)
+        if not isinstance(packed["v"], (int, str, type(None))):
+            raise ValueError("bad cursor value")
+        return packed["v"], str(ticket_id)
     except Exception as exc:
         raise ValueError("invalid cursor") from exc
