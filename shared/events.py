@@ -281,6 +281,9 @@ class ApplyAutomation(BaseModel):
     priority: str | None = None
     add_tags: list[str] = Field(default_factory=list)
     mark_spam: bool = False
+    team: str | None = Field(None, description="the team the ticket now belongs to")
+    reply: str | None = Field(None, description="an automatic answer sent to the customer (a knowledge-base article)")
+    reply_source: str | None = Field(None, description="where the answer came from, e.g. `kb:returns-policy`")
 
 
 # ---------------------------------------------------------------- sla

@@ -314,16 +314,22 @@ class Ticket(BaseModel):
             attempts=attempts))]
 
     def automate(self, *, rules: list[str], priority: str | None, add_tags: list[str], mark_spam: bool,
-                  now: datetime) -> list[Event]:
+                  now: datetime, team: str | None = None, reply: str | None = None,
+                  reply_id: str | None = None, reply_source: str | None = None) -> list[Event]:
         """Apply what automation rules decided; each rule that fired is on the timeline."""
-        self._log(now, "automation", actor="automation", rules=list(rules))
+        self._log(now, "automation", actor="automation", rules=list(rules),
+                  **({"team": team} if team else {}), **({"answered_from": reply_source} if reply_source else {}))
         events: list[Event] = []
+        if team:
+            self.team = team
         if priority:
             events += self.set_priority(Priority(priority), actor="automation", now=now)
         if add_tags:
             events += self.change_tags(add=add_tags, remove=[], actor="automation", now=now)
         if mark_spam and S.spam in TRANSITIONS[self.status]:
             events.append(self._set_status(S.spam, actor="automation", now=now))
+        elif reply and reply_id and self.status in REPLYABLE:
+            events += self.reply(agent_id="automation", text=reply, message_id=reply_id, now=now)
         self.updated_at = now
         return events
 

@@ -127,7 +127,9 @@ class TicketService:
         else:
             def decide(t: Ticket, now: datetime) -> list[Event]:
                 return t.automate(rules=command.rules, priority=command.priority, add_tags=command.add_tags,
-                                  mark_spam=command.mark_spam, now=now)
+                                  mark_spam=command.mark_spam, now=now, team=command.team, reply=command.reply,
+                                  reply_id="out_" + stable_id(command.command_id, "reply", size=24),
+                                  reply_source=command.reply_source)
         try:
             await self._change(command.ticket_id, decide, command_id=command.command_id)
         except NotFound as exc:

@@ -92,3 +92,15 @@ def test_text_search_finds_tickets_by_words_in_any_script():
     terms = search_terms(ticket)
     assert {"where", "order", "1042", "الطلب"} <= set(terms)
     assert query_terms("Order  ORDER where?") == ["order", "where"]
+
+
+def test_automation_can_route_to_a_team_and_answer_from_the_knowledge_base():
+    ticket = new_ticket()
+    events = ticket.automate(rules=["faq-returns"], priority="high", add_tags=["returns"], mark_spam=False,
+                             now=T0, team="billing", reply="You can return items within 30 days.",
+                             reply_id="out_kb1", reply_source="kb:returns")
+    assert EventType.TICKET_REPLIED in types(events)
+    assert ticket.team == "billing" and ticket.status == Status.answered and ticket.priority == "high"
+    assert ticket.messages[-1].author == "automation" and ticket.messages[-1].text.startswith("You can return")
+    assert ticket.timeline[0].type == "created"
+    assert any(e.type == "automation" and e.details.get("answered_from") == "kb:returns" for e in ticket.timeline)
