@@ -20,10 +20,11 @@ from services.ingest.channels.voice import VoiceInbound, normalise_voice
 from services.ingest.channels.webform import WebformInbound, normalise_webform
 from services.ingest.channels.whatsapp import WhatsAppWebhook, normalise_whatsapp
 from services.ingest.domain import Blob, Normalised, Rejected
+from services.ingest.ratelimit import RateLimited, RateLimiter, retry_after
 from services.ingest.service import IngestService, NotDurable
 from services.ingest.settings import IngestSettings
 from services.ingest.signatures import meta_valid, twilio_valid
-from shared.events import utcnow
+from shared.events import MessageReceived, utcnow
 from shared.http import ApiError, error_body
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 ACCEPTED = {202: {"description": 'accepted: {"message_id": "msg_..."}'},
             413: {"description": "the body is larger than this endpoint takes"},
             422: {"description": "the payload cannot become a message; the error names the problem"},
+            429: {"description": "this sender sent more than INGEST_RATE_LIMIT_PER_MIN on this channel: "
+                                 "retry after `Retry-After` seconds"},
             503: {"description": "not durable yet (Kafka or the store is down): retry"}}
 
 
@@ -38,6 +41,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotDurable)
     async def unavailable(_: Request, exc: NotDurable) -> JSONResponse:
         return JSONResponse(error_body("unavailable", str(exc)), status_code=503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(error_body("rate_limited", str(exc)), status_code=429,
+                            headers={"Retry-After": retry_after(exc.wait_s)})
 
 
 def normalise(channel: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -56,12 +64,36 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() or None if value else None
 
 
+def source_of(message: MessageReceived) -> str:
+    """Who a message counts against: its channel and the sender's first identity."""
+    identity = message.customer.identities[0]
+    return f"{message.channel}:{identity.kind}:{identity.value}"
+
+
 def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
     router = APIRouter(prefix="/v1/inbound", tags=["inbound channels"])
+    limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst) \
+        if settings.rate_limit_per_min > 0 else None
+
+    def within_limit(*messages: MessageReceived) -> None:
+        """All of a webhook's messages pass, or none does (its sender retries the whole webhook)."""
+        if limiter is None or not messages:
+            return
+        costs: dict[str, int] = {}
+        for message in messages:
+            costs[source_of(message)] = costs.get(source_of(message), 0) + 1
+        if wait := limiter.take(costs):
+            raise RateLimited(wait)
+
+    async def accept(message: MessageReceived, blobs: tuple[Blob, ...] = ()) -> str:
+        try:
+            return await service.accept(message, blobs)
+        except Rejected as exc:
+            raise ApiError(422, exc.code, exc.message) from exc
 
     async def accepted(item: Normalised) -> JSONResponse:
-        message_id = await service.accept(item.message, item.blobs)
-        return JSONResponse({"message_id": message_id}, status_code=202)
+        within_limit(item.message)
+        return JSONResponse({"message_id": await accept(item.message, item.blobs)}, status_code=202)
 
     @router.post("/chat", status_code=202, summary="A web-chat message", responses=ACCEPTED,
                  openapi_extra=body_schema(ChatInbound))
@@ -116,7 +148,8 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
         if secret and not meta_valid(secret, raw, request.headers.get("x-hub-signature-256")):
             raise ApiError(403, "invalid_signature", "X-Hub-Signature-256 is missing or does not match")
         messages = normalise("whatsapp", normalise_whatsapp, parse_json(raw, WhatsAppWebhook), received_at=utcnow())
-        ids = [await service.accept(message) for message in messages]
+        within_limit(*messages)
+        ids = [await accept(message) for message in messages]
         return JSONResponse({"message_id": ids[0] if ids else None, "message_ids": ids},
                             status_code=202 if ids else 200)
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.formparsers import MultiPartParser
 
-from services.ingest.domain import Blob, clean_strings
+from services.ingest.domain import Blob, clean_strings, file_name, media_type_of
 from shared.http import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -69,7 +69,7 @@ async def multipart_form(request: Request, raw: bytes) -> tuple[dict[str, str], 
             fields[name] = value
             continue
         if value.filename:  # a file input left empty sends a part without a file name
-            files.append(Blob(await value.read(), value.content_type or "application/octet-stream", value.filename))
+            files.append(Blob(await value.read(), media_type_of(value.content_type), file_name(value.filename)))
         await value.close()
     return clean_strings(fields), files
 

@@ -14,6 +14,10 @@ from pydantic import AfterValidator
 from shared.events import Channel, MessageReceived, stable_id
 
 MAX_TEXT = 100_000  # characters of `text`; the channel's original keeps the rest
+MAX_NAME = 200  # characters of a display name
+MAX_FILENAME = 255  # characters of an attachment's file name, as most file systems allow
+MAX_ID = 998  # characters of a channel's own id or reference (a mail header line's limit)
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+*-]{0,126}/[a-z0-9*][a-z0-9!#$&^_.+*-]{0,126}")
 # Kafka takes ~1 MB a record; json.dumps escapes non-ASCII (\uXXXX), so measure it that way
 MAX_RECORD_BYTES = 800_000
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, any surrogate is a lone one
@@ -100,6 +104,21 @@ def cap_text(text: str, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[:limit] + "\n[…cut: the original is kept]"
 
 
+def cap_name(name: str | None) -> str | None:
+    """A display name as shown to agents: trimmed and at most MAX_NAME characters."""
+    return (name or "").strip()[:MAX_NAME].strip() or None
+
+
+def file_name(name: str | None) -> str | None:
+    return (name or "").strip()[:MAX_FILENAME] or None
+
+
+def media_type_of(value: str | None, default: str = "application/octet-stream") -> str:
+    """`type/subtype` (RFC 6838: at most 127 characters each), lowercased; anything else is `default`."""
+    bare = (value or "").split(";", 1)[0].strip().lower()
+    return bare if _MEDIA_TYPE.fullmatch(bare) else default
+
+
 def clean_strings(node: Any) -> Any:
     # lone surrogates (from JSON "\ud800" or undecodable header bytes) cannot be encoded
     # as UTF-8 downstream; replacing them here keeps one bad character from losing a message
@@ -114,7 +133,10 @@ def clean_strings(node: Any) -> Any:
 
 def fit_for_kafka(message: MessageReceived) -> MessageReceived:
     """The message as it can be published: valid UTF-8 and under the record size. Too big,
-    it loses its HTML first (the original keeps it), then the end of its text."""
+    it loses its HTML first (the original keeps it), then the end of its text, then the
+    middle of its references (threading needs the first and the last), then the end of its
+    attachment list (a note in the text says how many; a mail's original keeps them). What
+    still does not fit is refused (`too_large`): retrying could not help."""
     data = clean_strings(message.model_dump(mode="json"))
     size = len(json.dumps(data))
     if size > MAX_RECORD_BYTES and data.get("html"):
@@ -125,4 +147,17 @@ def fit_for_kafka(message: MessageReceived) -> MessageReceived:
         keep = int(len(data["text"]) * MAX_RECORD_BYTES / size * 0.95)
         data["text"] = cap_text(data["text"][:keep], keep - 40)
         size = len(json.dumps(data))
+    if size > MAX_RECORD_BYTES and len(data["references"]) > 2:
+        data["references"] = [data["references"][0], data["references"][-1]]
+        size = len(json.dumps(data))
+    unlisted = 0
+    while size > MAX_RECORD_BYTES and data["attachments"]:
+        size -= len(json.dumps(data["attachments"].pop())) + 2
+        unlisted += 1
+    if unlisted:
+        data["text"] += f"\n[{unlisted} more attachments are not listed: the message was too large]"
+        size = len(json.dumps(data))
+    if size > MAX_RECORD_BYTES:
+        raise Rejected("too_large", "the message does not fit one record even without its HTML, most of its "
+                                    "text and its attachment list")
     return MessageReceived.model_validate(data)

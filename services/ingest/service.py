@@ -25,13 +25,13 @@ class IngestService:
         not a new message; blobs are content-addressed, so storing them again is a no-op."""
         if not self.is_connected():
             raise NotDurable("the message broker is not reachable")
+        message = fit_for_kafka(message)  # raises Rejected: a message too large for any record
         blobs = list(blobs)
         if blobs:
             try:
                 await self.blobs.put_many(blobs)
             except Exception as exc:
                 raise NotDurable(f"the attachment store did not take the message: {type(exc).__name__}") from exc
-        message = fit_for_kafka(message)
         event = make_event(EventType.MESSAGE_RECEIVED, message, source=self.source,
                            subject=message.message_id, id_=message.message_id)
         try:

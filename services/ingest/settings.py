@@ -1,4 +1,4 @@
-"""Ingest settings: webhook secrets, the public URL signatures are computed over, and size limits."""
+"""Ingest settings: webhook secrets, the public URL signatures are computed over, size and rate limits."""
 from pydantic import AliasChoices, Field, SecretStr
 
 from shared.settings import ServiceSettings, port_field
@@ -20,3 +20,7 @@ class IngestSettings(ServiceSettings):
     max_form_upload_bytes: int = _env("INGEST_MAX_FORM_UPLOAD_BYTES", 10 * 1024 * 1024)
     # one stored document each; FerretDB and MongoDB hold at most 16 MiB a document
     max_blob_bytes: int = _env("INGEST_MAX_BLOB_BYTES", 10 * 1024 * 1024)
+    # per sender identity and channel: a sustained rate a minute after a burst; 0 turns it off.
+    # No person writes this fast; a mail loop with an auto-responder or a flooding bot does.
+    rate_limit_per_min: float = _env("INGEST_RATE_LIMIT_PER_MIN", 120)
+    rate_limit_burst: int = _env("INGEST_RATE_LIMIT_BURST", 60)

@@ -16,7 +16,7 @@ from services.ingest.channels.whatsapp import WhatsAppWebhook, normalise_whatsap
 from services.ingest.domain import MAX_RECORD_BYTES, Blob, Rejected, e164, fit_for_kafka
 from services.ingest.language import detect_language
 from services.ingest.signatures import meta_valid, twilio_signature, twilio_valid
-from shared.events import Channel, CustomerRef, Identity, MessageReceived
+from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
 NOW = datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)
 
@@ -271,3 +271,24 @@ def test_a_lone_surrogate_cannot_stop_a_message():
     fitted = fit_for_kafka(big_message("broken \ud800 char", None))
     assert fitted.text == "broken \ufffd char"
     fitted.model_dump_json().encode("utf-8")
+
+
+def test_a_record_too_big_even_without_text_sheds_middle_references_then_lists_fewer_attachments_and_says_so():
+    message = big_message("hello", None).model_copy(update={
+        "references": [f"{i}-{'r' * 900}@x" for i in range(100)],
+        "attachments": [Attachment(filename="ع" * 255, media_type="application/pdf", size=1, sha256="0" * 64,
+                                   content_ref="blob:" + "0" * 64) for i in range(600)]})
+    fitted = fit_for_kafka(message)
+    assert len(json.dumps(fitted.model_dump(mode="json"))) <= MAX_RECORD_BYTES
+    assert [r[:3] for r in fitted.references] == ["0-r", "99-"]
+    listed = len(fitted.attachments)
+    assert 0 < listed < 600
+    assert fitted.text == f"hello\n[{600 - listed} more attachments are not listed: the message was too large]"
+
+
+def test_a_record_that_cannot_fit_at_all_is_refused_not_retried():
+    message = big_message("hello", None).model_copy(update={"customer": CustomerRef(
+        name="n" * 900_000, identities=[Identity(kind="email", value="a@b.example")])})
+    with pytest.raises(Rejected) as refused:
+        fit_for_kafka(message)
+    assert refused.value.code == "too_large"

@@ -1,6 +1,7 @@
 """How a raw mail becomes one message: MIME, charsets, threading, quoted history, attachments, ugly input."""
 import base64
 import hashlib
+import json
 import quopri
 import random
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from email.message import EmailMessage
 import pytest
 
 from services.ingest.channels.mail import normalise_email
-from services.ingest.domain import Rejected
+from services.ingest.domain import MAX_RECORD_BYTES, Rejected, fit_for_kafka
 
 NOW = datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)
 BIG = 10 * 1024 * 1024
@@ -286,3 +287,41 @@ def test_html_nested_thousands_deep_still_gives_its_text_but_no_html():
 def test_mail_built_to_make_the_parser_crawl_is_refused_quickly(raw):
     with pytest.raises(Rejected):
         read(raw)
+
+
+def test_a_part_declaring_a_codec_that_cannot_replace_errors_is_still_read():
+    # found by fuzzing: the stdlib decodes such a part with its declared charset and 'replace',
+    # which the idna codec refuses; the mail used to be refused as "unreadable"
+    raw = (b"From: ana@example.com\r\nMessage-ID: <idna@example.com>\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain; charset=idna\r\n\r\nWhere is my order? \xe9\r\n--b--\r\n")
+    m = read(raw).message
+    assert m.text.startswith("Where is my order?")
+
+
+def test_hundreds_of_attachments_with_long_names_still_make_one_record_kafka_takes():
+    # found by fuzzing: 200 parts with long type names made a record over Kafka's 1 MB, so the
+    # sender got 503 and retried for ever
+    kind = "application/" + "x" * 12_000
+    name = "😀" * 400
+    parts = b"".join(f'--b\r\nContent-Type: {kind}\r\nContent-Disposition: attachment; filename="{name}"\r\n\r\n'
+                     f"x\r\n".encode() for _ in range(260))
+    raw = (b"From: ana@example.com\r\nMessage-ID: <many@example.com>\r\nReferences: "
+           + b" ".join(b"<%d%s@x>" % (i, b"r" * 990) for i in range(60))
+           + b'\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n")
+    m = fit_for_kafka(read(raw).message)
+    assert len(json.dumps(m.model_dump(mode="json"))) <= MAX_RECORD_BYTES
+    assert {a.media_type for a in m.attachments} == {"application/octet-stream"}  # no type is 12 KB long
+    assert {a.filename for a in m.attachments} == {"😀" * 255}
+    assert len(m.attachments) == 200  # MAX_ATTACHMENTS; the original keeps the rest
+    assert len(m.references) == 50 and m.references[0].startswith("0r") and m.references[-1].startswith("59r")
+
+
+def test_ids_longer_than_a_header_line_are_no_ids_and_addresses_longer_than_smtp_allows_are_no_sender():
+    long_id = "<" + "i" * 1200 + "@example.com>"
+    m = read(b"From: ana@example.com\r\nMessage-ID: " + long_id.encode() + b"\r\nIn-Reply-To: "
+             + long_id.encode() + b"\r\n\r\nhello").message
+    assert m.external_id.startswith("derived-") and m.in_reply_to is None
+    with pytest.raises(Rejected) as refused:
+        read(b"From: " + b"a" * 300 + b"@example.com\r\n\r\nhello")
+    assert refused.value.code == "missing_sender"

@@ -162,6 +162,14 @@ async def test_sms_from_a_number_without_country_code_is_refused_naming_the_fiel
     assert answer.status_code == 422 and "From" in answer.json()["error"]["message"]
 
 
+async def test_a_message_too_large_for_any_record_is_refused_rather_than_retried_for_ever():
+    ingest = Ingest(max_json_bytes=3_000_000)
+    async with ingest.client() as http:
+        answer = await http.post("/v1/inbound/sms", data={**SMS, "To": "x" * 1_500_000})
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == "too_large"
+    assert ingest.published == []
+
+
 # ------------------------------------------------------------------ WhatsApp
 
 def hook(*messages, statuses=None) -> bytes:

@@ -12,7 +12,8 @@ from email.parser import BytesParser
 from services.ingest.channels.mailheaders import (
     MAX_PARSED_HEADER, addresses, date_of, decode_words, first_id, headers_of, message_ids, unescape)
 from services.ingest.channels.mailtext import read_html, visible_text
-from services.ingest.domain import Blob, Normalised, Rejected, cap_text, media_placeholder, message_id_for
+from services.ingest.domain import (
+    Blob, Normalised, Rejected, cap_name, cap_text, file_name, media_placeholder, media_type_of, message_id_for)
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -101,7 +102,8 @@ def _sender(headers: dict[str, str]) -> tuple[str | None, str]:
     senders = addresses(headers.get("from"))
     if not senders:
         raise Rejected("missing_sender", "the mail has no readable From address: there is nobody to answer")
-    return senders[0]
+    name, address = senders[0]
+    return cap_name(name), address
 
 
 def _derived_id(headers: dict[str, str], raw: bytes) -> str:
@@ -121,9 +123,10 @@ def _leaves(root: Message) -> Iterator[Message]:
     stack = [root]  # iterative: a deeply nested mail must not exhaust the call stack
     while stack:
         part = stack.pop()
-        payload = part.get_payload()
-        if part.get_content_maintype() == "multipart" and isinstance(payload, list):
-            stack.extend(reversed(payload))
+        # is_multipart() looks at the parsed parts; get_payload() would first decode a leaf with
+        # its declared charset, which raises for codecs like idna
+        if part.get_content_maintype() == "multipart" and part.is_multipart():
+            stack.extend(reversed(part.get_payload()))
         else:
             yield part
 
@@ -150,8 +153,14 @@ def _text(part: Message) -> str:
 
 
 def _filename(part: Message) -> str | None:
+    # read from the raw headers: the parser turns a header with 8-bit bytes (a UTF-8 file name,
+    # as many mailers send it) into a Header object whose text has lost them
+    holder = Message()
+    for name, value in part.raw_items():
+        if isinstance(value, str) and name.lower() in ("content-disposition", "content-type"):
+            holder[name] = unescape(value)
     try:
-        name = part.get_filename()
+        name = holder.get_filename()
     except Exception:
         return None
     if not name:
@@ -159,7 +168,7 @@ def _filename(part: Message) -> str | None:
     name = unescape(str(name))[:1000]
     if "=?" in name:  # RFC 2047 encoded words, as many mailers send them, though not allowed here
         name = decode_words(name)
-    return name[:255] or None
+    return file_name(name)
 
 
 def _read_parts(msg: Message, max_blob_bytes: int) -> tuple[str, str, list[Attachment], list[Blob]]:
@@ -186,7 +195,7 @@ def _read_parts(msg: Message, max_blob_bytes: int) -> tuple[str, str, list[Attac
         if kept:
             blobs.append(blob)
         attachments.append(Attachment(
-            filename=filename, media_type=media_type, size=len(blob.data), sha256=blob.sha256,
+            filename=filename, media_type=media_type_of(media_type), size=len(blob.data), sha256=blob.sha256,
             content_ref=blob.ref if kept else None,
             inline=disposition == "inline" or (disposition is None and part.get("content-id") is not None)))
     return "\n".join(plain), "\n".join(html), attachments, blobs

@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 from email import policy, utils
 from email.message import Message
 
+from services.ingest.domain import MAX_ID
+
 # the structured header parser slows down with the square of a header's length; what it reads
 # is cut to a size no real header reaches
 MAX_PARSED_HEADER = 16_384
+MAX_ADDRESS = 254  # characters of a mail address (RFC 5321's path, less its brackets)
 _ID = re.compile(r"<([^<>\s]+)>")
 _ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
 
@@ -47,12 +50,13 @@ def addresses(value: str | None) -> list[tuple[str | None, str]]:
     except Exception:  # nested comments exhaust its recursion
         return []
     return [(decode_words(name) or None if name else None, unescape(address).strip().lower())
-            for name, address in found if _ADDRESS.fullmatch(address.strip())]
+            for name, address in found if len(address.strip()) <= MAX_ADDRESS and _ADDRESS.fullmatch(address.strip())]
 
 
 def message_ids(value: str | None) -> list[str]:
-    """The `<id>`s of Message-ID, In-Reply-To or References, without brackets, first seen first."""
-    return list(dict.fromkeys(_ID.findall(value or "")))
+    """The `<id>`s of Message-ID, In-Reply-To or References, without brackets, first seen first
+    (one longer than a header line may be is no id a mailer wrote)."""
+    return list(dict.fromkeys(i for i in _ID.findall(value or "") if len(i) <= MAX_ID))
 
 
 def first_id(value: str | None) -> str | None:
@@ -60,7 +64,7 @@ def first_id(value: str | None) -> str | None:
     if ids:
         return ids[0]
     bare = (value or "").strip().strip("<>")  # some mailers leave the brackets out
-    return bare if bare and " " not in bare and len(bare) <= 998 else None
+    return bare if bare and " " not in bare and len(bare) <= MAX_ID else None
 
 
 def date_of(value: str | None) -> datetime | None:

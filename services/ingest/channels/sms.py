@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.ingest.domain import Rejected, cap_text, e164, e164_or_raw, media_placeholder, message_id_for
+from services.ingest.domain import (
+    Rejected, cap_name, cap_text, e164, e164_or_raw, media_placeholder, media_type_of, message_id_for)
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -22,7 +23,7 @@ def normalise_sms(form: dict[str, str], *, received_at: datetime) -> MessageRece
         count = min(int(form.get("NumMedia") or 0), MAX_MEDIA)
     except ValueError:
         raise Rejected("invalid_request", f"NumMedia: {form.get('NumMedia')!r} is not a number") from None
-    media = [Attachment(media_type=form.get(f"MediaContentType{i}") or "application/octet-stream",
+    media = [Attachment(media_type=media_type_of(form.get(f"MediaContentType{i}")),
                         content_ref=form[f"MediaUrl{i}"])
              for i in range(count) if form.get(f"MediaUrl{i}")]
     body = form.get("Body", "").strip()
@@ -34,7 +35,7 @@ def normalise_sms(form: dict[str, str], *, received_at: datetime) -> MessageRece
         channel=Channel.whatsapp if via_whatsapp else Channel.sms,
         external_id=sid,
         thread_key=f"whatsapp:{phone.removeprefix('+')}" if via_whatsapp else f"sms:{phone}",
-        customer=CustomerRef(name=form.get("ProfileName") or None, identities=identities),
+        customer=CustomerRef(name=cap_name(form.get("ProfileName")), identities=identities),
         text=cap_text(body) or media_placeholder([m.media_type for m in media]),
         attachments=media,
         language=detect_language(body),

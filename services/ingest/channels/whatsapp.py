@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.ingest.domain import Rejected, cap_text, e164, e164_or_raw, message_id_for
+from services.ingest.domain import (
+    Rejected, cap_name, cap_text, e164, e164_or_raw, file_name, media_type_of, message_id_for)
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -59,8 +60,9 @@ def _content(msg: WaMessage) -> tuple[str, list[Attachment]]:
     if msg.type == "text":
         return _s(body.get("body")) or "", []
     if msg.type in _MEDIA:
-        media = [Attachment(filename=_s(body.get("filename")), content_ref=f"whatsapp-media:{_s(body.get('id'))}",
-                            media_type=_s(body.get("mime_type")) or "application/octet-stream")]
+        media = [Attachment(filename=file_name(_s(body.get("filename"))),
+                            content_ref=f"whatsapp-media:{_s(body.get('id'))}",
+                            media_type=media_type_of(_s(body.get("mime_type"))))]
         return _s(body.get("caption")) or f"[{msg.type}]", media if body.get("id") else []
     if msg.type == "location":
         place = "; ".join(_s(body.get(k)) for k in ("name", "address") if _s(body.get(k)))
@@ -93,7 +95,7 @@ def normalise_whatsapp(payload: WhatsAppWebhook, *, received_at: datetime) -> li
                 external_id=msg.id,
                 thread_key=f"whatsapp:{wa_id}",
                 # the same phone on SMS and WhatsApp is one customer
-                customer=CustomerRef(name=_s(names.get(msg.sender)), identities=[
+                customer=CustomerRef(name=cap_name(_s(names.get(msg.sender))), identities=[
                     Identity(kind="whatsapp", value=wa_id), Identity(kind="phone", value=phone)]),
                 text=cap_text(text.strip() or f"[{msg.type}]"),
                 attachments=media,
