@@ -1,12 +1,15 @@
-"""The admin API of routing: agents, their skills, capacity and presence."""
+"""The admin API of routing: agents (skills, capacity, presence, working hours), automation
+rules, the knowledge base and SLA escalations."""
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from services.routing.domain import Agent, AgentProfile, Presence
+from services.routing.escalation import Escalation
+from services.routing.kb import Article, search
 from services.routing.rules import Rule
 from services.routing.service import RoutingService
 from services.routing.store import RoutingStore
@@ -54,6 +57,52 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
     async def delete_rule(rule_id: str) -> None:
         if not await store.delete_rule(rule_id):
             raise ApiError(404, "not_found", f"rule {rule_id} does not exist")
+
+    @router.put("/kb/articles/{article_id}", dependencies=[auth.admin],
+                summary="Create or replace a knowledge-base article")
+    async def put_article(article_id: str, article: Article) -> dict[str, Any]:
+        check_id(article_id, "article")
+        await store.put_article(article_id, article, service.clock())
+        return {"id": article_id, **article.model_dump(mode="json")}
+
+    @router.get("/kb/articles/{article_id}", summary="One knowledge-base article")
+    async def get_article(article_id: str) -> dict[str, Any]:
+        article = await store.get_article(article_id)
+        if article is None:
+            raise ApiError(404, "not_found", f"article {article_id} does not exist")
+        return {"id": article_id, **article.model_dump(mode="json")}
+
+    @router.delete("/kb/articles/{article_id}", dependencies=[auth.admin], status_code=204,
+                   summary="Delete a knowledge-base article")
+    async def delete_article(article_id: str) -> None:
+        if not await store.delete_article(article_id):
+            raise ApiError(404, "not_found", f"article {article_id} does not exist")
+
+    @router.get("/kb/search", summary="Articles that answer a question, best first, with a score from 0 to 1")
+    async def search_articles(q: str = Query(min_length=1, max_length=5000),
+                              language: str | None = Query(None, max_length=10),
+                              limit: int = Query(5, ge=1, le=50)) -> dict[str, Any]:
+        hits = search(await store.all_articles(language), q, language, limit)
+        return {"items": [h.model_dump() for h in hits]}
+
+    @router.put("/escalations/{escalation_id}", dependencies=[auth.admin],
+                summary="Create or replace an escalation on SLA warnings or breaches")
+    async def put_escalation(escalation_id: str, escalation: Escalation) -> dict[str, Any]:
+        check_id(escalation_id, "escalation")
+        await store.put_escalation(escalation_id, escalation)
+        return {"id": escalation_id, **escalation.model_dump(mode="json")}
+
+    @router.get("/escalations", summary="Every escalation, in the order they run")
+    async def list_escalations() -> dict[str, Any]:
+        escalations = await store.all_escalations()
+        return {"items": [{"id": eid, **e.model_dump(mode="json")}
+                          for eid, e in sorted(escalations.items(), key=lambda x: (x[1].order, x[0]))]}
+
+    @router.delete("/escalations/{escalation_id}", dependencies=[auth.admin], status_code=204,
+                   summary="Delete an escalation")
+    async def delete_escalation(escalation_id: str) -> None:
+        if not await store.delete_escalation(escalation_id):
+            raise ApiError(404, "not_found", f"escalation {escalation_id} does not exist")
 
     @router.get("/agents", summary="Every agent with skills, presence and current load")
     async def list_agents() -> dict[str, Any]:

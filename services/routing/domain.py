@@ -1,10 +1,17 @@
-"""Who may take a ticket, and who should: pure rules over agents and a ticket's needs."""
+"""Who may take a ticket, and who should: pure rules over agents and a ticket's needs.
+
+Skills are written `name` or `name:level` (level 1 to 5; a plain name is level 1). A ticket
+that needs `refunds:3` goes only to agents with refunds at level 3 or more; among those who
+fit, the best skill match is preferred. An agent is available when they are online and
+inside their working hours (when they have any)."""
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from shared.events import TicketSnapshot
 
@@ -15,15 +22,124 @@ class Presence(StrEnum):
     offline = "offline"
 
 
+# ---------------------------------------------------------------- skills with levels
+
+MAX_LEVEL = 5
+_LEVELLED = re.compile(r"(?P<name>.+):(?P<level>\d+)")
+
+
+def parse_skill(skill: str) -> tuple[str, int]:
+    """`refunds:3` → ("refunds", 3); `refunds` → ("refunds", 1)."""
+    if m := _LEVELLED.fullmatch(skill.strip()):
+        return m["name"].strip().casefold(), int(m["level"])
+    return skill.strip().casefold(), 1
+
+
+def check_skills(skills: list[str]) -> list[str]:
+    for skill in skills:
+        name, level = parse_skill(skill)
+        if not name:
+            raise ValueError(f"{skill!r}: a skill needs a name")
+        if not 1 <= level <= MAX_LEVEL:
+            raise ValueError(f"{skill!r}: skill levels are 1 to {MAX_LEVEL}")
+    return skills
+
+
+def skill_levels(skills: list[str]) -> dict[str, int]:
+    levels: dict[str, int] = {}
+    for skill in skills:
+        name, level = parse_skill(skill)
+        levels[name] = max(level, levels.get(name, 0))
+    return levels
+
+
+# ---------------------------------------------------------------- working hours
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # Python's weekday() order
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
+
+
+def _minutes(hhmm: str) -> int:
+    if not _HHMM.fullmatch(hhmm):
+        raise ValueError(f"{hhmm!r} is not a time of day: use HH:MM from 00:00 to 23:59, or 24:00 as an end")
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class WorkingHours(BaseModel):
+    """An agent's weekly shifts in their time zone. A range ending before it starts runs past
+    midnight (`["22:00", "06:00"]` on mon is Monday 22:00 to Tuesday 06:00); days without
+    ranges are days off."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field(min_length=1, max_length=64, examples=["Asia/Riyadh"])
+    hours: dict[str, list[tuple[str, str]]] = Field(
+        default_factory=dict, examples=[{"sun": [["09:00", "17:00"]], "mon": [["22:00", "06:00"]]}])
+
+    _zone: ZoneInfo = PrivateAttr()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'Asia/Riyadh'") from None
+        return name
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, hours: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+        for day, ranges in hours.items():
+            if day not in DAY_NAMES:
+                raise ValueError(f"unknown day {day!r}: days are {', '.join(DAY_NAMES)}")
+            for start, end in ranges:
+                try:
+                    if _minutes(start) == _minutes(end):
+                        raise ValueError(f"the range {start}-{end} is empty")
+                except ValueError as error:
+                    raise ValueError(f"{day}: {error}") from None
+        return hours
+
+    def model_post_init(self, _context: object) -> None:
+        self._zone = ZoneInfo(self.timezone)
+
+    def on_shift(self, at: datetime) -> bool:
+        local = at.astimezone(self._zone)
+        minute = local.hour * 60 + local.minute
+        today = DAY_NAMES[local.weekday()]
+        yesterday = DAY_NAMES[(local - timedelta(days=1)).weekday()]
+        for start, end in self.hours.get(today, []):
+            s, e = _minutes(start), _minutes(end)
+            if (s < e and s <= minute < e) or (e < s and minute >= s):
+                return True
+        for start, end in self.hours.get(yesterday, []):  # last night's shift running past midnight
+            s, e = _minutes(start), _minutes(end)
+            if e < s and minute < e:
+                return True
+        return False
+
+
+# ---------------------------------------------------------------- agents
+
 class AgentProfile(BaseModel):
     """What an admin sets with `PUT /v1/agents/{agent_id}`."""
 
     name: str = Field(min_length=1, max_length=200)
-    skills: list[str] = Field(default_factory=list, max_length=100)
+    skills: list[str] = Field(default_factory=list, max_length=100,
+                              description="`name` or `name:level` (level 1-5; a plain name is level 1)")
     languages: list[str] = Field(default_factory=list, max_length=50)
     channels: list[str] = Field(default_factory=list, max_length=20)
     capacity: int = Field(ge=0, le=1000)
     team: str | None = Field(None, max_length=200)
+    working_hours: WorkingHours | None = Field(
+        None, description="weekly shifts; outside them the agent takes no new tickets even when online")
+
+    @field_validator("skills")
+    @classmethod
+    def _levels_in_range(cls, skills: list[str]) -> list[str]:
+        return check_skills(skills)
 
 
 class Agent(AgentProfile):
@@ -37,12 +153,17 @@ class Agent(AgentProfile):
         return len(self.tickets)
 
 
+def available(agent: Agent, now: datetime) -> bool:
+    """Online and on shift: may be offered new tickets."""
+    return agent.presence == Presence.online and (agent.working_hours is None or agent.working_hours.on_shift(now))
+
+
 class Needs(BaseModel):
     """What a ticket requires of the agent who takes it."""
 
     channel: str
     language: str | None = None
-    skills: list[str] = Field(default_factory=list)
+    skills: list[str] = Field(default_factory=list)  # `name` or `name:minimum level`
     team: str | None = None
 
 
@@ -54,38 +175,57 @@ def needs_of(ticket: TicketSnapshot, skills: list[str] | None = None, team: str 
     return Needs(channel=ticket.channel.value, language=ticket.language, skills=skills or [], team=team)
 
 
-def explain(agent: Agent, needs: Needs) -> str:
+def speaks(agent: Agent, language: str | None) -> bool:
+    return language is None or not agent.languages or language in agent.languages
+
+
+def fits(agent: Agent, needs: Needs) -> bool:
+    """Covers the ticket's channel, language, skills (at their levels) and team; load aside."""
+    levels = skill_levels(agent.skills)
+    return ((not agent.channels or needs.channel in agent.channels)
+            and speaks(agent, needs.language)
+            and all(levels.get(name, 0) >= level for name, level in map(parse_skill, needs.skills))
+            and (needs.team is None or agent.team == needs.team))
+
+
+def can_take(agent: Agent, needs: Needs, now: datetime | None = None) -> bool:
+    return ((agent.presence == Presence.online if now is None else available(agent, now))
+            and agent.load < agent.capacity and fits(agent, needs))
+
+
+def skill_match(agent: Agent, needs: Needs) -> int:
+    """How well the agent covers the wanted skills: the sum of their levels in them."""
+    levels = skill_levels(agent.skills)
+    return sum(levels.get(name, 0) for name, _ in map(parse_skill, needs.skills))
+
+
+def rank(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
+         previous: str | None = None) -> list[Agent]:
+    """Best first among those who can take the ticket: the agent who served this customer
+    before (`previous`), then the best skill match, then the lowest load relative to capacity,
+    then the one who waited longest since their last assignment."""
+    epoch = datetime.min
+
+    def key(agent: Agent):
+        last = agent.last_assigned_at.replace(tzinfo=None) if agent.last_assigned_at else epoch
+        return (agent.id != previous, -skill_match(agent, needs), agent.load / agent.capacity, last, agent.id)
+
+    return sorted((a for a in agents if can_take(a, needs, now)), key=key)
+
+
+def explain(agent: Agent, needs: Needs, *, previous: bool = False) -> str:
     """Why this agent, in words for the timeline."""
     parts = [f"load {agent.load}/{agent.capacity} at the time"]
     if needs.skills:
-        parts.insert(0, "skills " + ", ".join(needs.skills))
+        levels = skill_levels(agent.skills)
+        parts.insert(0, "skills " + ", ".join(
+            f"{name} (level {levels.get(name, 0)})" if ":" in wanted else name
+            for wanted, (name, _) in ((s, parse_skill(s)) for s in needs.skills)))
+    if previous:
+        parts.insert(0, "served this customer before")
     if needs.language:
         parts.append(f"speaks {needs.language}")
     if needs.team:
         parts.append(f"team {needs.team}")
     parts.append(f"works {needs.channel}")
     return "; ".join(parts)
-
-
-def can_take(agent: Agent, needs: Needs) -> bool:
-    return (
-        agent.presence == Presence.online
-        and agent.load < agent.capacity
-        and (not agent.channels or needs.channel in agent.channels)
-        and (needs.language is None or not agent.languages or needs.language in agent.languages)
-        and all(skill in agent.skills for skill in needs.skills)
-        and (needs.team is None or agent.team == needs.team)
-    )
-
-
-def rank(agents: list[Agent], needs: Needs) -> list[Agent]:
-    """Best first: most of the wanted skills, then the lowest load relative to capacity,
-    then the one who waited longest since their last assignment."""
-    epoch = datetime.min.replace(tzinfo=None)
-
-    def key(agent: Agent):
-        matched = sum(1 for s in needs.skills if s in agent.skills)
-        last = agent.last_assigned_at.replace(tzinfo=None) if agent.last_assigned_at else epoch
-        return (-matched, agent.load / agent.capacity, last, agent.id)
-
-    return sorted((a for a in agents if can_take(a, needs)), key=key)

@@ -1,14 +1,17 @@
 """Automation rules: admin-defined data, evaluated in order on each new ticket. Pure.
 
 A rule's conditions all have to hold (a list means "any of these"); its actions set the
-priority, add tags, require skills or a team, or mark the ticket as spam. Rules run in
+priority, add tags, require skills (`name` or `name:minimum level`) or a team, answer from
+the knowledge base, or mark the ticket as spam. Rules run in
 ascending `order`; a rule with `stop` ends the evaluation."""
 from __future__ import annotations
 
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from services.routing.domain import check_skills
 
 
 class Priority(StrEnum):
@@ -27,12 +30,26 @@ class Conditions(BaseModel):
     priority: list[str] | None = Field(None, description="any of these priorities")
 
 
+class KbAnswer(BaseModel):
+    """Answer the customer with the knowledge-base article that best matches their message."""
+
+    min_score: float = Field(0.6, ge=0.0, le=1.0,
+                             description="send the article only when its search score (0-1) is at least this")
+
+
 class Actions(BaseModel):
     priority: Priority | None = None
     add_tags: list[str] = Field(default_factory=list, max_length=20)
-    require_skills: list[str] = Field(default_factory=list, max_length=20)
+    require_skills: list[str] = Field(default_factory=list, max_length=20,
+                                      description="`name` or `name:level`: the agent needs at least that level")
     team: str | None = None
+    answer_from_kb: KbAnswer | None = None
     mark_spam: bool = False
+
+    @field_validator("require_skills")
+    @classmethod
+    def _levels_in_range(cls, skills: list[str]) -> list[str]:
+        return check_skills(skills)
 
 
 class Rule(BaseModel):
@@ -63,6 +80,7 @@ class Outcome(BaseModel):
     add_tags: list[str] = Field(default_factory=list)
     skills: list[str] = Field(default_factory=list)
     team: str | None = None
+    kb_min_score: float | None = None  # set when a rule asked for a knowledge-base answer
     spam: bool = False
 
 
@@ -95,6 +113,8 @@ def evaluate(rules: dict[str, Rule], facts: Facts) -> Outcome:
         facts = facts.model_copy(update={"tags": [*facts.tags, *act.add_tags]})
         outcome.skills += [s for s in act.require_skills if s not in outcome.skills]
         outcome.team = act.team or outcome.team
+        if act.answer_from_kb:
+            outcome.kb_min_score = act.answer_from_kb.min_score
         outcome.spam = outcome.spam or act.mark_spam
         if rule.stop:
             break

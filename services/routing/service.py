@@ -1,4 +1,5 @@
-"""Routing use cases: assign each ticket to the best agent who can take it, or queue it."""
+"""Routing use cases: assign each ticket to the best agent who can take it, or queue it;
+answer frequent questions from the knowledge base; escalate on SLA warnings and breaches."""
 from __future__ import annotations
 
 import asyncio
@@ -6,13 +7,32 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from services.routing.domain import RELEASING_STATUSES, Agent, AgentProfile, Presence, explain, needs_of, rank
+from services.routing.domain import (
+    RELEASING_STATUSES, Agent, AgentProfile, Needs, Presence, available, can_take, explain, fits, needs_of, rank,
+)
+from services.routing.escalation import EscalationPlan, SlaKind, plan_escalation
+from services.routing.kb import best_answer
 from services.routing.rules import Facts, evaluate
 from services.routing.store import RoutingStore
 from shared import topics
-from shared.events import ApplyAutomation, AssignTicket, EventType, TicketSnapshot, make_event, stable_id, utcnow
+from shared.events import (
+    ApplyAutomation, AssignTicket, EventType, SlaTargetEvent, TicketSnapshot, make_event, stable_id, utcnow,
+)
 
 log = logging.getLogger(__name__)
+
+
+def offerable(agents: list[Agent], needs: Needs, now: datetime) -> tuple[Needs, str]:
+    """The needs to route by: as they are, unless nobody on shift who otherwise fits reads the
+    ticket's language — then better someone who can use a translator than a ticket waiting
+    for no one."""
+    if needs.language is None:
+        return needs, ""
+    on_shift = [a for a in agents if available(a, now)]
+    anyone = needs.model_copy(update={"language": None})
+    if any(fits(a, needs) for a in on_shift) or not any(fits(a, anyone) for a in on_shift):
+        return needs, ""
+    return anyone, f"; nobody on shift speaks {needs.language}"
 
 
 class RoutingService:
@@ -32,14 +52,23 @@ class RoutingService:
             channel=ticket.channel.value, language=ticket.language, text=text, tags=ticket.tags,
             customer_id=ticket.customer_id, priority=ticket.priority))
         if outcome.fired:
+            reply = reply_source = None
+            if outcome.kb_min_score is not None and not outcome.spam:
+                found = best_answer(await self.store.all_articles(ticket.language), text, ticket.language,
+                                    outcome.kb_min_score)
+                if found:
+                    article_id, article, score = found
+                    reply, reply_source = article.body, f"kb:{article_id}"
+                    log.info("ticket %s answered from %s (score %.2f)", ticket.id, reply_source, score)
             await self._send(EventType.APPLY_AUTOMATION, ApplyAutomation(
                 command_id=stable_id("automation", ticket.id), ticket_id=ticket.id, rules=outcome.fired,
                 priority=outcome.priority.value if outcome.priority else None, add_tags=outcome.add_tags,
-                mark_spam=outcome.spam), ticket.id)
+                mark_spam=outcome.spam, team=outcome.team, reply=reply, reply_source=reply_source), ticket.id)
         if outcome.spam:
             return None  # spam waits for nobody
-        if outcome.priority:
-            ticket = ticket.model_copy(update={"priority": outcome.priority.value})
+        ticket = ticket.model_copy(update={  # as it is about to be, for escalations and the queue
+            "priority": outcome.priority.value if outcome.priority else ticket.priority,
+            "tags": [*ticket.tags, *outcome.add_tags], "team": outcome.team or ticket.team})
         await self.store.remember(ticket, needs_of(ticket, outcome.skills, outcome.team))
         return await self.route(ticket)
 
@@ -54,21 +83,18 @@ class RoutingService:
         needs = remembered[1] if remembered else needs_of(ticket)
         holder, reason, team = await self.store.holder_of(ticket.id), None, needs.team
         if holder is None:
+            now = self.clock()
             online = await self.store.all_agents(online_only=True)
-            candidates, note = rank(online, needs), ""
-            if not candidates and needs.language:
-                # nobody on shift reads this language: better someone who can use a translator
-                # than a ticket waiting for no one
-                candidates = rank(online, needs.model_copy(update={"language": None}))
-                note = f"; nobody online speaks {needs.language}"
-            for agent in candidates:
-                if await self.store.reserve(agent, ticket.id, self.clock()):
+            wanted, note = offerable(online, needs, now)
+            previous = await self.store.last_agent(ticket.customer_id)
+            for agent in rank(online, wanted, now, previous=previous):
+                if await self.store.reserve(agent, ticket.id, now):
                     holder = await self.store.claim(ticket.id, agent.id)
-                    reason = explain(agent, needs.model_copy(update={"language": None}) if note else needs) + note
+                    reason = explain(agent, wanted, previous=agent.id == previous) + note
                     team = needs.team or agent.team
                     break
         if holder is None:
-            await self.store.enqueue(ticket, self.clock())
+            await self.store.enqueue(ticket, needs, self.clock())
             log.info("no agent can take %s now; it waits in the queue", ticket.id)
             return None
         await self._send(EventType.ASSIGN_TICKET, AssignTicket(
@@ -90,15 +116,17 @@ class RoutingService:
                     log.warning("ticket %s of offline agent %s is unknown here; freed its slot", ticket_id, agent_id)
         return moved
 
-    async def assigned_elsewhere(self, ticket_id: str, agent_id: str) -> None:
-        """Someone put the ticket on an agent by hand: move its slot there (even past
-        capacity — a person decided), freeing the slot it held."""
-        if await self.store.holder_of(ticket_id) == agent_id:
+    async def assigned_elsewhere(self, ticket: TicketSnapshot, agent_id: str) -> None:
+        """The ticket is on `agent_id` now. If someone put it there by hand, move its slot there
+        (even past capacity — a person decided), freeing the slot it held."""
+        await self.store.note_served(ticket.customer_id, agent_id, self.clock())
+        await self.store.refresh(ticket)
+        if await self.store.holder_of(ticket.id) == agent_id:
             return
-        if await self.store.release(ticket_id):
+        if await self.store.release(ticket.id):
             await self.drain()
-        await self.store.take(agent_id, ticket_id, self.clock())
-        await self.store.dequeue(ticket_id)
+        await self.store.take(agent_id, ticket.id, self.clock())
+        await self.store.dequeue(ticket.id)
 
     async def unassigned(self, ticket: TicketSnapshot) -> None:
         """Taken off its agent: free the slot and find it someone new."""
@@ -106,21 +134,113 @@ class RoutingService:
         await self.route(ticket)
         await self.drain()
 
-    async def ticket_finished(self, ticket_id: str) -> None:
-        if await self.store.release(ticket_id):
+    async def ticket_finished(self, ticket: TicketSnapshot) -> None:
+        await self.store.refresh(ticket)
+        if await self.store.release(ticket.id):
             await self.drain()
-        await self.store.dequeue(ticket_id)
+        await self.store.dequeue(ticket.id)
+
+    async def reopened(self, ticket: TicketSnapshot) -> None:
+        await self.store.refresh(ticket)
+        await self.route(ticket)
+
+    async def ticket_changed(self, ticket: TicketSnapshot) -> None:
+        """Priority or tags changed: escalations look at the current ones; a queued ticket
+        takes its new priority's place."""
+        await self.store.refresh(ticket)
+        if ticket.assignee is None and await self.store.queued(ticket.id):
+            remembered = await self.store.recall(ticket.id)
+            await self.store.enqueue(ticket, remembered[1] if remembered else needs_of(ticket), self.clock())
 
     async def drain(self) -> int:
-        """Offer waiting tickets (urgent first, then oldest) to agents with free capacity."""
+        """Offer waiting tickets (urgent first, then oldest) to agents with free capacity; a
+        ticket nobody on shift can take stays where it is and the next one is tried."""
         async with self._drain_lock:
             assigned = 0
-            for ticket in await self.store.waiting():
-                if not any(a.load < a.capacity for a in await self.store.all_agents(online_only=True)):
+            now = self.clock()
+            agents = await self.store.all_agents(online_only=True)
+            for ticket, needs in await self.store.waiting():
+                if not any(available(a, now) and a.load < a.capacity for a in agents):
                     break
+                wanted, _ = offerable(agents, needs or needs_of(ticket), now)
+                if not any(can_take(a, wanted, now) for a in agents):
+                    continue
                 if await self.route(ticket):
                     assigned += 1
+                    agents = await self.store.all_agents(online_only=True)
             return assigned
+
+    async def drain_if_waiting(self) -> int:
+        """For the periodic round: agents whose shift just began take from the queue."""
+        return await self.drain() if await self.store.queue_length() else 0
+
+    # ------------------------------------------------------------ escalation
+    async def sla_event(self, event_id: str, kind: SlaKind, sla: SlaTargetEvent) -> EscalationPlan | None:
+        """Escalate as configured. Safe to run twice for one event: the decision where the ticket
+        goes is recorded under the event's id before anything is sent, and every command id is
+        derived from that id."""
+        escalations = await self.store.all_escalations()
+        remembered = await self.store.recall(sla.ticket_id) if escalations else None
+        if remembered is None:
+            return None
+        ticket, needs = remembered
+        if ticket.status in RELEASING_STATUSES:
+            return None
+        plan = plan_escalation(escalations, kind, sla.target, ticket)
+        if not plan.fired:
+            return plan
+        key = stable_id("escalation", event_id, sla.ticket_id)
+        decision = await self.store.escalation_decision(key) or await self._decide_move(key, ticket, needs, plan)
+        new_needs = needs.model_copy(update={"team": plan.team}) if plan.team else needs
+        priority = plan.priority.value if plan.priority else None
+        await self.store.set_needs(ticket.id, new_needs, priority=priority)
+        if priority and await self.store.queued(ticket.id):
+            await self.store.enqueue(ticket.model_copy(update={"priority": priority}), new_needs, self.clock())
+        names = [f"{name} (SLA {sla.target.value} {kind.value})" for name in plan.fired]
+        await self._send(EventType.APPLY_AUTOMATION, ApplyAutomation(
+            command_id=key, ticket_id=ticket.id, rules=names, priority=priority, team=plan.team), ticket.id)
+        if agent_id := decision.get("agent_id"):
+            await self.store.move(ticket.id, agent_id)
+            await self.store.dequeue(ticket.id)
+            await self._send(EventType.ASSIGN_TICKET, AssignTicket(
+                command_id=stable_id(key, "assign"), ticket_id=ticket.id, agent_id=agent_id,
+                reason=f"escalated: {'; '.join(names)}; {decision.get('reason')}",
+                team=plan.team or decision.get("team")), ticket.id)
+        elif plan.moves and await self.store.queued(ticket.id):
+            await self.drain()  # the team may have room now
+        return plan
+
+    async def _decide_move(self, key: str, ticket: TicketSnapshot, needs: Needs, plan: EscalationPlan) -> dict:
+        """Reserve a slot with the lead or the team (if the plan moves the ticket and someone
+        can take it) and record that choice; an earlier choice for the same event wins."""
+        choice: dict = {"agent_id": None}
+        holder = await self.store.holder_of(ticket.id)
+        if plan.moves:
+            now = self.clock()
+            online = await self.store.all_agents(online_only=True)
+            by_id = {a.id: a for a in online}
+            lead = by_id.get(plan.agent) if plan.agent else None
+            candidates: list[Agent] = []
+            if lead and (lead.id == holder or can_take(lead, needs.model_copy(update={"skills": [], "team": None}), now)):
+                candidates = [lead]
+            elif plan.team:
+                wanted, _ = offerable(online, needs.model_copy(update={"team": plan.team}), now)
+                current = by_id.get(holder) if holder else None
+                if current and current.team == plan.team:
+                    candidates = [current]  # already with the team: it stays
+                else:
+                    candidates = rank(online, wanted, now)
+            for agent in candidates:
+                if agent.id == holder:
+                    break  # already where it should be
+                if await self.store.reserve(agent, ticket.id, now):
+                    choice = {"agent_id": agent.id, "team": agent.team,
+                              "reason": explain(agent, needs.model_copy(update={"team": plan.team}))}
+                    break
+        recorded = await self.store.record_escalation(key, choice)
+        if choice["agent_id"] and recorded.get("agent_id") != choice["agent_id"]:
+            await self.store.release_slot(ticket.id, choice["agent_id"])  # another delivery decided first
+        return recorded
 
     async def _send(self, type_: str, command: AssignTicket | ApplyAutomation, ticket_id: str) -> None:
         event = make_event(type_, command, source=self.source, subject=ticket_id, id_=command.command_id)

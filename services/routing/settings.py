@@ -9,3 +9,5 @@ class RoutingSettings(ServiceSettings):
     http_port: int = port_field("routing", 8003)
     # an agent who goes offline keeps their tickets this long (a dropped connection, a break)
     offline_grace_s: float = Field(300.0, validation_alias="ROUTING_OFFLINE_GRACE_S")
+    # how often the queue is offered to agents whose shift has begun (other changes offer it at once)
+    queue_sweep_s: float = Field(15.0, validation_alias="ROUTING_QUEUE_SWEEP_S")

@@ -1,4 +1,5 @@
-"""The collections routing owns: agents, capacity slots, assignments and the waiting queue.
+"""The collections routing owns: agents, capacity slots, assignments, the waiting queue,
+automation rules, the knowledge base, escalations and who served each customer last.
 
 Capacity is enforced with unique keys, the one write both FerretDB and MongoDB make
 atomic: an agent with capacity N has slots `<agent>#0` … `<agent>#N-1`, and taking a
@@ -12,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from services.routing.domain import Agent, AgentProfile, Needs, Presence
+from services.routing.escalation import Escalation
+from services.routing.kb import Article
 from services.routing.rules import Rule
 from shared.events import TicketSnapshot
 from shared.locks import KeyedLock
@@ -28,6 +31,10 @@ class RoutingStore:
         self.queue = mongo.collection("routing_queue")
         self.tickets = mongo.collection("routing_tickets")  # what each ticket needs, for re-routing
         self.rules = mongo.collection("routing_rules")
+        self.articles = mongo.collection("routing_kb_articles")
+        self.escalations = mongo.collection("routing_escalations")
+        self.escalated = mongo.collection("routing_escalation_decisions")  # one per (SLA event, ticket)
+        self.customers = mongo.collection("routing_customers")  # customer id -> the agent who served them last
         self.locks = KeyedLock()  # agent documents are changed by one writer at a time
 
     async def ensure_indexes(self) -> None:
@@ -117,6 +124,16 @@ class RoutingStore:
                 await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": agent_id})
             return winner
 
+    async def move(self, ticket_id: str, agent_id: str) -> None:
+        """The ticket now holds a slot of `agent_id` (reserved already): point its claim there and
+        free the slot it held elsewhere. Running it again changes nothing."""
+        await upsert(self.assignments, {"_id": ticket_id}, {"$set": {"agent_id": agent_id}})
+        await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": {"$ne": agent_id}})
+
+    async def release_slot(self, ticket_id: str, agent_id: str) -> None:
+        """Give back a slot reserved for a ticket that went elsewhere after all."""
+        await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": agent_id})
+
     async def release(self, ticket_id: str) -> list[str]:
         """Free the slot a ticket holds; a second call finds nothing to free."""
         agents = [s["agent_id"] async for s in self.slots.find({"ticket_id": ticket_id})]
@@ -142,6 +159,25 @@ class RoutingStore:
             return None
         return TicketSnapshot.model_validate(doc["ticket"]), Needs.model_validate(doc["needs"])
 
+    async def refresh(self, ticket: TicketSnapshot) -> None:
+        """Keep the remembered snapshot current (priority, tags, status), never stepping back."""
+        await self.tickets.update_one({"_id": ticket.id, "ticket.version": {"$lt": ticket.version}},
+                                      {"$set": {"ticket": ticket.model_dump(mode="json")}})
+
+    async def set_needs(self, ticket_id: str, needs: Needs, *, priority: str | None = None) -> None:
+        change: dict[str, Any] = {"needs": needs.model_dump()}
+        if priority:
+            change["ticket.priority"] = priority
+        await self.tickets.update_one({"_id": ticket_id}, {"$set": change})
+
+    # ------------------------------------------------------------ who served a customer
+    async def note_served(self, customer_id: str, agent_id: str, now: datetime) -> None:
+        await upsert(self.customers, {"_id": customer_id}, {"$set": {"agent_id": agent_id, "at": now}})
+
+    async def last_agent(self, customer_id: str) -> str | None:
+        doc = await self.customers.find_one({"_id": customer_id})
+        return doc["agent_id"] if doc else None
+
     # ------------------------------------------------------------ automation rules
     async def put_rule(self, rule_id: str, rule: Rule) -> None:
         await upsert(self.rules, {"_id": rule_id}, {"$set": rule.model_dump(mode="json")})
@@ -152,18 +188,61 @@ class RoutingStore:
     async def all_rules(self) -> dict[str, Rule]:
         return {d["_id"]: Rule.model_validate(d) async for d in self.rules.find({})}
 
+    # ------------------------------------------------------------ knowledge base
+    async def put_article(self, article_id: str, article: Article, now: datetime) -> None:
+        await upsert(self.articles, {"_id": article_id}, {"$set": {**article.model_dump(), "updated_at": now}})
+
+    async def get_article(self, article_id: str) -> Article | None:
+        doc = await self.articles.find_one({"_id": article_id})
+        return Article.model_validate(doc) if doc else None
+
+    async def delete_article(self, article_id: str) -> bool:
+        return (await self.articles.delete_one({"_id": article_id})).deleted_count > 0
+
+    async def all_articles(self, language: str | None = None) -> dict[str, Article]:
+        query = {"language": language} if language else {}
+        return {d["_id"]: Article.model_validate(d) async for d in self.articles.find(query)}
+
+    # ------------------------------------------------------------ escalations
+    async def put_escalation(self, escalation_id: str, escalation: Escalation) -> None:
+        await upsert(self.escalations, {"_id": escalation_id}, {"$set": escalation.model_dump(mode="json")})
+
+    async def delete_escalation(self, escalation_id: str) -> bool:
+        return (await self.escalations.delete_one({"_id": escalation_id})).deleted_count > 0
+
+    async def all_escalations(self) -> dict[str, Escalation]:
+        return {d["_id"]: Escalation.model_validate(d) async for d in self.escalations.find({})}
+
+    async def escalation_decision(self, key: str) -> dict[str, Any] | None:
+        return await self.escalated.find_one({"_id": key})
+
+    async def record_escalation(self, key: str, decision: dict[str, Any]) -> dict[str, Any]:
+        """Keep the first decision taken for `key`; a later (redelivered, racing) one gets that one back."""
+        try:
+            await self.escalated.insert_one({"_id": key, **decision})
+            return {"_id": key, **decision}
+        except DuplicateKeyError:
+            return await self.escalated.find_one({"_id": key})
+
     # ------------------------------------------------------------ the waiting queue
-    async def enqueue(self, ticket: TicketSnapshot, now: datetime) -> None:
-        await upsert(self.queue, {"_id": ticket.id}, {"$setOnInsert": {
-            "ticket": ticket.model_dump(mode="json"), "rank": PRIORITY_RANK.get(ticket.priority, 2),
-            "enqueued_at": now}})
+    async def enqueue(self, ticket: TicketSnapshot, needs: Needs, now: datetime) -> None:
+        """Put the ticket in the queue, or update its priority and needs if it is there already
+        (it keeps its place among tickets of its priority)."""
+        await upsert(self.queue, {"_id": ticket.id}, {
+            "$set": {"ticket": ticket.model_dump(mode="json"), "needs": needs.model_dump(),
+                     "rank": PRIORITY_RANK.get(ticket.priority, 2)},
+            "$setOnInsert": {"enqueued_at": now}})
+
+    async def queued(self, ticket_id: str) -> bool:
+        return await self.queue.find_one({"_id": ticket_id}, {"_id": 1}) is not None
 
     async def dequeue(self, ticket_id: str) -> None:
         await self.queue.delete_one({"_id": ticket_id})
 
-    async def waiting(self, limit: int = 500) -> list[TicketSnapshot]:
-        return [TicketSnapshot.model_validate(d["ticket"]) async for d in
-                self.queue.find({}).sort([("rank", ASCENDING), ("enqueued_at", ASCENDING)]).limit(limit)]
+    async def waiting(self, limit: int = 1000) -> list[tuple[TicketSnapshot, Needs | None]]:
+        """Urgent first, then oldest."""
+        return [(TicketSnapshot.model_validate(d["ticket"]), Needs.model_validate(d["needs"]) if d.get("needs") else None)
+                async for d in self.queue.find({}).sort([("rank", ASCENDING), ("enqueued_at", ASCENDING)]).limit(limit)]
 
     async def queue_length(self) -> int:
         return await self.queue.count_documents({})

@@ -1,7 +1,10 @@
 """Who gets a ticket: pure routing rules."""
 from datetime import UTC, datetime
 
-from services.routing.domain import Agent, Needs, Presence, can_take, rank
+import pytest
+from pydantic import ValidationError
+
+from services.routing.domain import Agent, AgentProfile, Needs, Presence, WorkingHours, can_take, rank
 
 
 def agent(agent_id: str, *, load: int = 0, capacity: int = 3, presence=Presence.online,
@@ -42,3 +45,75 @@ def test_best_skill_match_beats_lower_load():
     assert rank([specialist, generalist], needs)[0].id == "generalist"
     needs = Needs(channel="chat", skills=["refunds"])
     assert [a.id for a in rank([specialist, generalist], needs)] == ["specialist"]
+
+
+# ---------------------------------------------------------------- skill levels
+
+def test_a_skill_level_is_a_minimum_and_a_plain_skill_is_level_one():
+    needs = Needs(channel="chat", skills=["refunds:3"])
+    assert can_take(agent("a", skills=("refunds:3",)), needs)
+    assert can_take(agent("a", skills=("Refunds:5",)), needs)
+    assert not can_take(agent("a", skills=("refunds:2",)), needs)
+    assert not can_take(agent("a", skills=("refunds",)), needs)
+    assert can_take(agent("a", skills=("refunds",)), Needs(channel="chat", skills=["refunds"]))
+
+
+def test_the_best_skill_match_comes_first_then_the_lowest_load():
+    needs = Needs(channel="chat", skills=["refunds:2"])
+    expert = agent("expert", load=2, skills=("refunds:5",))
+    able = agent("able", load=0, skills=("refunds:2",))
+    able_busy = agent("able-busy", load=1, skills=("refunds:2",))
+    assert [a.id for a in rank([able_busy, able, expert], needs)] == ["expert", "able", "able-busy"]
+
+
+def test_skill_levels_outside_one_to_five_are_refused():
+    with pytest.raises(ValidationError):
+        AgentProfile(name="a", capacity=1, skills=["refunds:0"])
+    with pytest.raises(ValidationError):
+        AgentProfile(name="a", capacity=1, skills=["refunds:6"])
+    assert AgentProfile(name="a", capacity=1, skills=["refunds", "tech:5"]).skills == ["refunds", "tech:5"]
+
+
+# ---------------------------------------------------------------- working hours
+
+RIYADH_DAYS = WorkingHours(timezone="Asia/Riyadh", hours={"sun": [["09:00", "17:00"]], "mon": [["09:00", "17:00"]]})
+NIGHTS = WorkingHours(timezone="Europe/Stockholm", hours={"fri": [["22:00", "06:00"]]})
+
+
+@pytest.mark.parametrize(("hours", "at", "on"), [
+    (RIYADH_DAYS, "2026-11-23T06:00:00+00:00", True),  # Monday 09:00 in Riyadh
+    (RIYADH_DAYS, "2026-11-23T05:59:00+00:00", False),  # 08:59
+    (RIYADH_DAYS, "2026-11-23T14:00:00+00:00", False),  # 17:00: the shift has ended
+    (RIYADH_DAYS, "2026-11-24T08:00:00+00:00", False),  # Tuesday: a day off
+    (NIGHTS, "2026-11-27T21:30:00+00:00", True),  # Friday 22:30 in Stockholm
+    (NIGHTS, "2026-11-28T04:59:00+00:00", True),  # Saturday 05:59: still Friday's night shift
+    (NIGHTS, "2026-11-28T05:00:00+00:00", False),  # Saturday 06:00
+    (NIGHTS, "2026-11-28T21:30:00+00:00", False),  # Saturday night: no shift
+])
+def test_working_hours_in_the_agents_time_zone_including_shifts_past_midnight(hours, at, on):
+    assert hours.on_shift(datetime.fromisoformat(at)) is on
+
+
+def test_an_online_agent_outside_their_hours_is_not_offered_tickets():
+    a = agent("a").model_copy(update={"working_hours": RIYADH_DAYS})
+    assert can_take(a, NEEDS, datetime.fromisoformat("2026-11-23T07:00:00+00:00"))
+    assert not can_take(a, NEEDS, datetime.fromisoformat("2026-11-24T07:00:00+00:00"))
+    assert not can_take(a.model_copy(update={"presence": Presence.away}), NEEDS,
+                        datetime.fromisoformat("2026-11-23T07:00:00+00:00"))
+
+
+def test_bad_working_hours_are_refused():
+    for bad in ({"timezone": "Mars/Base", "hours": {}}, {"timezone": "UTC", "hours": {"monday": [["09:00", "17:00"]]}},
+                {"timezone": "UTC", "hours": {"mon": [["9am", "17:00"]]}}, {"timezone": "UTC", "hours": {"mon": [["09:00", "09:00"]]}}):
+        with pytest.raises(ValidationError):
+            WorkingHours.model_validate(bad)
+
+
+# ---------------------------------------------------------------- the customer's previous agent
+
+def test_the_previous_agent_comes_first_when_they_fit_and_have_room():
+    known = agent("known", load=2, capacity=3)
+    fresh = agent("fresh", load=0, capacity=3)
+    assert [a.id for a in rank([known, fresh], NEEDS, previous="known")] == ["known", "fresh"]
+    assert [a.id for a in rank([agent("known", load=3, capacity=3), fresh], NEEDS, previous="known")] == ["fresh"]
+    assert [a.id for a in rank([agent("known", languages=("ar",)), fresh], NEEDS, previous="known")] == ["fresh"]
