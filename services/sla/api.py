@@ -76,7 +76,7 @@ def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
 
     @router.get("/tickets/{ticket_id}/sla", summary="Each SLA target of a ticket with due time and state")
     async def ticket_sla(ticket_id: str) -> dict[str, Any]:
-        clocks = await store.clocks_of(ticket_id)
+        clocks = await service.ticket_clocks(ticket_id)
         if not clocks:
             raise ApiError(404, "not_found", f"no SLA clock for ticket {ticket_id} (yet)")
         return {"ticket_id": ticket_id, "targets": await service.view(clocks)}

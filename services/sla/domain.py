@@ -14,10 +14,13 @@ DEFAULT_POLICY_ID = "default"
 
 
 class PolicyMatch(BaseModel):
+    """What a ticket must have for the policy to apply; a field left out matches anything."""
+
     channel: str | None = None
     priority: str | None = None
-    tags: list[str] | None = None
-    tier: str | None = None
+    tags: list[str] | None = Field(None, description="every one of these tags")
+    tier: str | None = Field(None, description="the customer's service tier (e.g. vip)")
+    team: str | None = Field(None, description="the team the ticket belongs to")
 
 
 class Policy(BaseModel):
@@ -40,12 +43,14 @@ class ClockState(StrEnum):
     breached = "breached"
 
 
-def matches(policy: Policy, ticket: TicketSnapshot, tier: str | None = None) -> bool:
+def matches(policy: Policy, ticket: TicketSnapshot) -> bool:
+    """A ticket without a tier or a team (not known yet) fits only policies that ask for neither."""
     m = policy.match
     return ((m.channel is None or m.channel == ticket.channel.value)
             and (m.priority is None or m.priority == ticket.priority)
             and (not m.tags or all(t in ticket.tags for t in m.tags))
-            and (m.tier is None or m.tier == tier))
+            and (m.tier is None or m.tier == ticket.customer_tier)
+            and (m.team is None or m.team == ticket.team))
 
 
 def choose_policy(policies: dict[str, Policy], ticket: TicketSnapshot) -> tuple[str, Policy] | None:
@@ -89,9 +94,13 @@ class Clock(BaseModel):
     due_at: datetime | None = None
     warn_at: datetime | None = None
     state: ClockState = ClockState.running
+    paused_at: datetime | None = None
     warned: bool = False
     met_at: datetime | None = None
     breached_at: datetime | None = None
+    # the tickets.events partition the ticket's events arrive on: the SLA process consuming that
+    # partition owns the clock's timers (None: unknown, any process may fire them)
+    partition: int | None = None
 
     @property
     def key(self) -> str:
@@ -109,13 +118,16 @@ class Clock(BaseModel):
             return self.warn_at
         return self.due_at
 
+    def overdue(self, at: datetime) -> bool:
+        """Running past its due time: breached, whether or not the breach was noticed yet."""
+        return self.state == ClockState.running and self.due_at is not None and at >= self.due_at
+
     def fire(self, now: datetime) -> str | None:
         """What a due clock turns into: "warning", "breached", or None if not yet due."""
         if self.state != ClockState.running or self.due_at is None:
             return None
         if now >= self.due_at:
-            self.used_s, self.running_since = float(self.budget_s), None
-            self.state, self.breached_at = ClockState.breached, self.due_at
+            self._breach()
             return "breached"
         if self.warn_at and not self.warned and now >= self.warn_at:
             self.warned = True
@@ -128,28 +140,50 @@ class Clock(BaseModel):
         if self.finished:
             return None
         if self.due_at is not None and self.state == ClockState.running and at > self.due_at:
-            self.used_s, self.running_since = float(self.budget_s), None
-            self.state, self.breached_at = ClockState.breached, self.due_at
+            self._breach()
             return "breached"
-        self.used_s, self.running_since = self.used(at, calendar), None
-        self.state, self.met_at = ClockState.met, at
+        self._meet(at, calendar)
         return "met"
+
+    def settle(self, kind: str, at: datetime | None, calendar: Calendar | None = None) -> None:
+        """Take a decision made elsewhere (another process, or before a restart): "warning",
+        "breached" or "met" at `at`, so this copy of the clock never decides it again."""
+        if kind == "warning":
+            self.warned = True
+        elif not self.finished and kind == "breached":
+            self._breach()
+        elif not self.finished and kind == "met":
+            self._meet(at or self.running_since or self.started_at, calendar)
+
+    def _breach(self) -> None:
+        self.used_s, self.running_since, self.paused_at = float(self.budget_s), None, None
+        self.state, self.breached_at = ClockState.breached, self.due_at
+
+    def _meet(self, at: datetime, calendar: Calendar | None) -> None:
+        self.used_s, self.running_since, self.paused_at = self.used(at, calendar), None, None
+        self.state, self.met_at = ClockState.met, at
 
     def pause(self, at: datetime, calendar: Calendar | None) -> bool:
         """The ticket waits on the customer: stop spending the budget."""
         if self.state != ClockState.running or self.running_since is None:
             return False
         self.used_s += max(0.0, elapsed(self.running_since, at, calendar))
+        # no due time while paused: it is only known once the clock runs again
         self.state, self.running_since, self.due_at, self.warn_at = ClockState.paused, None, None, None
+        self.paused_at = at
         return True
 
     def resume(self, at: datetime, calendar: Calendar | None) -> bool:
         """The customer wrote (or the ticket is active again): the rest of the budget runs from `at`."""
         if self.state != ClockState.paused:
             return False
-        self.state, self.running_since = ClockState.running, at
+        self.state, self.running_since, self.paused_at = ClockState.running, at, None
         self._schedule(calendar)
         return True
+
+    def remaining(self, now: datetime, calendar: Calendar | None) -> float | None:
+        """Budget left (business seconds on a calendar); None once the target is met or breached."""
+        return None if self.finished else max(0.0, self.budget_s - self.used(now, calendar))
 
     def used(self, now: datetime, calendar: Calendar | None) -> float:
         if self.state == ClockState.running and self.running_since is not None:

@@ -1,13 +1,26 @@
-"""The collections SLA owns: policies, business-hours calendars, clocks (durable timers) and
-decisions (one per warning and one per outcome of each clock, claimed by a unique key)."""
+"""The collections SLA owns: policies, business-hours calendars, clocks (durable timers),
+decisions (one per warning and one per outcome of each clock, claimed by a unique key) and the
+markers of decisions sent.
+
+Clocks are written when a ticket event changes them (insert when started, update otherwise) and
+read back whole when this process takes over a partition; the scheduler works from memory
+(services/sla/timers.py). A warning or breach raised by the scheduler is recorded as its
+decision only — the clock document catches up with the next change of its ticket — because on
+FerretDB 1.24 an update reads the whole collection and holds up other writes while it does."""
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import AsyncIterator
+from typing import Any
 
 from services.sla.calendar import Calendar
-from services.sla.domain import Clock, ClockState, Policy
+from services.sla.domain import Clock, Policy
 from shared.locks import KeyedLock
-from shared.mongo import ASCENDING, Mongo, upsert, without_id
+from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, upsert, without_id
+
+
+def clock_document(clock: Clock) -> dict[str, Any]:
+    """A clock as stored: its fields, its key as `_id`, and when the scheduler must look at it next."""
+    return {"_id": clock.key, **clock.model_dump(), "next_fire_at": clock.next_fire_at()}
 
 
 class SlaStore:
@@ -16,12 +29,12 @@ class SlaStore:
         self.calendars = mongo.collection("sla_calendars")
         self.clocks = mongo.collection("sla_clocks")
         self.decisions = mongo.collection("sla_decisions")
-        self.locks = KeyedLock()  # one writer per clock document in this process
+        self.sent = mongo.collection("sla_decisions_sent")
+        self.locks = KeyedLock()  # one writer per clock in this process
 
     async def ensure_indexes(self) -> None:
-        await self.clocks.create_index([("state", ASCENDING), ("next_fire_at", ASCENDING)])
+        # the per-ticket view of a ticket this process does not hold reads by ticket
         await self.clocks.create_index([("ticket_id", ASCENDING)])
-        await self.decisions.create_index([("sent", ASCENDING), ("at", ASCENDING)])
 
     # ------------------------------------------------------------ policies
     async def put_policy(self, policy_id: str, policy: Policy) -> None:
@@ -44,29 +57,36 @@ class SlaStore:
 
     # ------------------------------------------------------------ clocks
     async def start_clock(self, clock: Clock) -> bool:
-        """Create the clock unless it exists (a redelivered event changes nothing)."""
-        result = await upsert(self.clocks, {"_id": clock.key}, {"$setOnInsert": {
-            **clock.model_dump(), "next_fire_at": clock.next_fire_at()}})
-        return result.upserted_id is not None
+        """Create the clock unless it exists (a redelivered event changes nothing). An insert:
+        an upsert would read the collection first."""
+        try:
+            await self.clocks.insert_one(clock_document(clock))
+            return True
+        except DuplicateKeyError:
+            return False
 
     async def load(self, key: str) -> Clock | None:
         doc = await self.clocks.find_one({"_id": key})
         return Clock.model_validate(doc) if doc else None
 
     async def save(self, clock: Clock) -> None:
-        await self.clocks.update_one({"_id": clock.key},
-                                     {"$set": {**clock.model_dump(), "next_fire_at": clock.next_fire_at()}})
+        doc = clock_document(clock)
+        del doc["_id"]
+        await self.clocks.update_one({"_id": clock.key}, {"$set": doc})
+
+    async def all_clocks(self) -> AsyncIterator[Clock]:
+        """Every clock, in no particular order (one pass over the collection)."""
+        async for doc in self.clocks.find({}):
+            yield Clock.model_validate(doc)
 
     async def clocks_of(self, ticket_id: str) -> list[Clock]:
         return [Clock.model_validate(d) async for d in
-                self.clocks.find({"ticket_id": ticket_id}).sort([("due_at", ASCENDING)])]
+                self.clocks.find({"ticket_id": ticket_id}).sort([("started_at", ASCENDING)])]
 
-    async def due(self, now: datetime, limit: int = 500) -> list[str]:
-        return [d["_id"] async for d in self.clocks.find(
-            {"state": ClockState.running.value, "next_fire_at": {"$lte": now}}, {"_id": 1})
-            .sort([("next_fire_at", ASCENDING)]).limit(limit)]
-
-    async def next_due(self) -> datetime | None:
-        doc = await self.clocks.find_one({"state": ClockState.running.value}, {"next_fire_at": 1},
-                                         sort=[("next_fire_at", ASCENDING)])
-        return doc["next_fire_at"] if doc else None
+    async def claims_of(self, clocks: list[Clock]) -> list[dict[str, Any]]:
+        """The decisions taken on these clocks (for a ticket this process does not hold)."""
+        ids = [f"{c.key}:{slot}" for c in clocks for slot in ("warning", "outcome")]
+        if not ids:
+            return []
+        return [d async for d in self.decisions.find({"_id": {"$in": ids}},
+                                                      {"kind": 1, "at": 1, "event.data.at": 1})]

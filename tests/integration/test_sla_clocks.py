@@ -5,11 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.sla.decisions import SlaClaims
 from services.sla.domain import Policy
 from services.sla.service import SlaService
 from services.sla.store import SlaStore
 from shared.events import Channel, EventType, TicketSnapshot
-from shared.outbox import EventClaims
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -43,14 +43,17 @@ async def sla(mongo):
     await store.put_policy("std", Policy(name="std", first_response_s=3600, next_response_s=1800,
                                          resolution_s=8 * 3600, warn_before_s=600))
     events, clock = Recorder(), Clock()
-    service = SlaService(store=store, claims=EventClaims(store.decisions, events), source="test",
-                         default_policy=Policy(name="d", first_response_s=60), clock=clock)
-    return service, events, clock
+    return new_service(store, events, clock), events, clock
+
+
+def new_service(store, events, clock):
+    return SlaService(store=store, claims=SlaClaims(store.decisions, store.sent, events), source="test",
+                      default_policy=Policy(name="d", first_response_s=60), clock=clock)
 
 
 async def targets(service):
     return {t["target"] + (f":{t['cycle']}" if t["cycle"] else ""): t
-            for t in await service.view(await service.store.clocks_of("TK-9"))}
+            for t in await service.view(await service.ticket_clocks("TK-9"))}
 
 
 async def test_clocks_pause_while_waiting_on_the_customer_and_next_response_starts_on_their_reply(sla):
@@ -108,3 +111,32 @@ async def test_redelivered_ticket_events_change_nothing(sla):
         await service.on_ticket_event(EventType.TICKET_REPLIED, snap("new"), msg("outbound", replied, "o1"), replied)
     assert [e["type"] for e in events] == ["deskstream.sla.met"]
     assert len(await service.store.clocks_of("TK-9")) == 2
+
+
+async def test_a_restarted_service_reads_back_every_clock_and_decision_and_raises_nothing_twice(sla):
+    service, events, clock = sla
+    await service.on_ticket_event(EventType.TICKET_CREATED, snap("new"), {}, T0)
+    clock.now = T0 + timedelta(minutes=55)
+    await service.fire_due()  # the first-response warning
+    replied = T0 + timedelta(minutes=70)  # too late: breached on the answer
+    clock.now = replied
+    await service.on_ticket_event(EventType.TICKET_REPLIED, snap("new"), msg("outbound", replied, "o1"), replied)
+    await service.on_ticket_event(EventType.TICKET_STATUS_CHANGED, snap("open"), {}, replied)
+    clock.now = T0 + timedelta(hours=7, minutes=51)
+    await service.fire_due()  # the resolution warning, recorded as its decision only
+    before = await targets(service)
+    assert [e["type"].rsplit(".", 1)[1] for e in events] == ["warning", "breached", "warning"]
+
+    # a second process (or this one after a restart) loads the clocks from the real server
+    clock.now = T0 + timedelta(hours=9)  # the resolution target (8 h) passed while nobody watched
+    restarted = new_service(service.store, events, clock)
+    assert await restarted.load() == 2
+    after = await targets(restarted)
+    assert after["first_response"]["state"] == "breached" and after["resolution"]["state"] == "running"
+    assert {k: (v["due"], v["state"]) for k, v in after.items()} == {k: (v["due"], v["state"]) for k, v in before.items()}
+    assert await restarted.fire_due() == 1  # the resolution breach, and no second warning
+    assert [e["type"].rsplit(".", 1)[1] for e in events] == ["warning", "breached", "warning", "breached"]
+    # what a process that does not hold the ticket answers for it, from the store
+    view = {t["target"]: t["state"] for t in await service.view(await new_service(service.store, events, clock)
+                                                                 .ticket_clocks("TK-9"))}
+    assert view == {"first_response": "breached", "resolution": "breached"}

@@ -76,3 +76,43 @@ def test_pausing_twice_or_resuming_a_running_clock_changes_nothing():
     assert not clock.resume(T0, None)
     assert clock.pause(T0 + timedelta(seconds=10), None) and not clock.pause(T0 + timedelta(seconds=20), None)
     assert clock.used_s == 10
+
+
+def test_policies_match_on_the_customers_tier_and_the_tickets_team_once_they_are_known():
+    policies = {
+        "vip-billing": Policy(name="vb", match=PolicyMatch(tier="vip", team="billing"), first_response_s=300, order=1),
+        "billing": Policy(name="b", match=PolicyMatch(team="billing"), first_response_s=1800, order=5),
+        "vip": Policy(name="v", match=PolicyMatch(tier="vip"), first_response_s=900, order=10),
+        "all": Policy(name="a", first_response_s=3600, order=100),
+    }
+
+    def chosen(**facts):
+        return choose_policy(policies, ticket().model_copy(update=facts))[0]
+
+    assert chosen(customer_tier="vip", team="billing") == "vip-billing"
+    assert chosen(customer_tier="vip", team="returns") == "vip"
+    assert chosen(team="billing") == "billing"
+    # tickets filed before the tier and team were carried, or with neither known yet
+    assert chosen() == "all" and chosen(customer_tier=None, team=None) == "all"
+    assert chosen(customer_tier="standard") == "all"
+
+
+def test_a_decision_taken_elsewhere_settles_the_clock_the_same_way():
+    breached = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600, warn_before_s=60))
+    breached.settle("warning", T0 + timedelta(seconds=540))
+    assert breached.warned and breached.next_fire_at() == breached.due_at
+    breached.settle("breached", None)
+    assert breached.state == ClockState.breached and breached.breached_at == T0 + timedelta(seconds=600)
+
+    met = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600))
+    met.settle("met", T0 + timedelta(seconds=200))
+    assert met.state == ClockState.met and met.used(T0 + timedelta(hours=1), None) == 200
+    met.settle("breached", None)  # an outcome is taken once
+    assert met.state == ClockState.met
+
+
+def test_a_clock_past_its_due_time_is_overdue_until_it_has_its_outcome():
+    clock = first_response_clock(ticket(), "p", Policy(name="d", first_response_s=600))
+    assert not clock.overdue(T0 + timedelta(seconds=599)) and clock.overdue(T0 + timedelta(seconds=600))
+    clock.pause(T0 + timedelta(seconds=100), None)
+    assert not clock.overdue(T0 + timedelta(hours=5))  # paused: nothing is being spent
