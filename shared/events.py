@@ -92,6 +92,18 @@ class CustomerRef(BaseModel):
 
 # ---------------------------------------------------------------- ingest → tickets
 
+class DeliveryReported(BaseModel):
+    """A provider says what became of a message we sent (Twilio status callback, WhatsApp
+    `statuses`), keyed by the provider's id for it."""
+
+    channel: Channel
+    provider_id: str = Field(min_length=1, max_length=300)
+    state: Literal["sent", "delivered", "failed"]
+    provider_status: str = Field(max_length=50, description="the provider's own word: delivered, read, undelivered…")
+    error: str | None = Field(None, max_length=500)
+    at: datetime
+
+
 class Attachment(BaseModel):
     """A file that came with a message. Its bytes are kept by ingest (`content_ref`) or,
     for providers that host media, referenced by the provider's URL."""
@@ -323,6 +335,7 @@ class DeadLetter(BaseModel):
 
 class EventType:
     MESSAGE_RECEIVED = "deskstream.message.received"
+    DELIVERY_REPORTED = "deskstream.delivery.reported"
     TICKET_CREATED = "deskstream.ticket.created"
     TICKET_MESSAGE_ADDED = "deskstream.ticket.message_added"
     TICKET_REPLIED = "deskstream.ticket.replied"
@@ -349,6 +362,7 @@ class EventType:
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.MESSAGE_RECEIVED: MessageReceived,
+    EventType.DELIVERY_REPORTED: DeliveryReported,
     EventType.TICKET_CREATED: TicketCreated,
     EventType.TICKET_MESSAGE_ADDED: TicketMessageAdded,
     EventType.TICKET_REPLIED: TicketReplied,
@@ -384,8 +398,9 @@ def _record(name: str, doc: str, types: tuple[str, ...]) -> type[CloudEvent]:
 
 
 MessageReceivedRecord = _record(
-    "MessageReceivedRecord", "A normalised inbound channel message on `ingest.messages`.",
-    (EventType.MESSAGE_RECEIVED,))
+    "MessageReceivedRecord", "A normalised inbound channel message, or a provider's delivery report for a "
+                             "message we sent, on `ingest.messages`.",
+    (EventType.MESSAGE_RECEIVED, EventType.DELIVERY_REPORTED))
 TicketEventRecord = _record(
     "TicketEventRecord", "A ticket change on `tickets.events`; `subject` is the ticket id.",
     tuple(t for t in EVENT_TYPES if t.startswith("deskstream.ticket.")))

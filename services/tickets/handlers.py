@@ -9,7 +9,7 @@ from services.tickets.service import TicketService
 from shared import topics
 from shared.broker import at_least_once, broadcast
 from shared.events import (
-    ApplyAutomation, AssignTicket, Channel, CloudEvent, EventType, MessageReceived, SlaTargetEvent, TicketReplied,
+    ApplyAutomation, AssignTicket, Channel, CloudEvent, DeliveryReported, EventType, MessageReceived, SlaTargetEvent, TicketReplied,
 )
 
 SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached", EventType.SLA_MET: "met"}
@@ -36,10 +36,13 @@ def build_router(service: TicketService, delivery: DeliveryService | None = None
                     hub.publish(replied.ticket.id, chat_item(replied.message))
 
     @router.subscriber(topics.INGEST_MESSAGES, **at_least_once(topics.GROUP_TICKETS),
-                       description="File each normalised channel message into exactly one ticket")
+                       description="File each normalised channel message into exactly one ticket; "
+                                   "record providers' delivery reports on the messages we sent")
     async def file_message(event: CloudEvent) -> None:
         if event.type == EventType.MESSAGE_RECEIVED:
             await service.file_message(MessageReceived.model_validate(event.data))
+        elif event.type == EventType.DELIVERY_REPORTED and delivery is not None:
+            await delivery.on_report(DeliveryReported.model_validate(event.data))
 
     @router.subscriber(topics.SLA_EVENTS, **at_least_once(topics.GROUP_TICKETS),
                        description="Put SLA warnings, breaches and met targets on the ticket's timeline")

@@ -266,6 +266,16 @@ class TicketService:
             message_id, state=state, detail=detail, provider_id=provider_id, attempts=attempts, now=now,
             next_attempt_at=next_attempt_at))
 
+    async def record_provider_report(self, ticket_id: str, *, provider_id: str, state: DeliveryState,
+                                     detail: str) -> Ticket:
+        def decide(t: Ticket, now: datetime) -> list[Event]:
+            message = next((m for m in t.messages if m.delivery and m.delivery.provider_id == provider_id), None)
+            if message is None:
+                return []
+            return t.record_delivery(message.message_id, state=state, detail=detail, provider_id=provider_id,
+                                     attempts=message.delivery.attempts, now=now)
+        return await self._change(ticket_id, decide)
+
     async def wake_postponed(self) -> int:
         woken = 0
         for ticket_id in await self.store.postponed_due(self.clock()):

@@ -151,3 +151,22 @@ async def test_no_adapter_means_not_sent_said_on_the_ticket(mongo):
     await w.on_replied(replied)
     delivery = await delivery_of(store, replied)
     assert delivery.state == DeliveryState.not_sent and "no chat provider" in delivery.detail
+
+
+async def test_a_providers_delivery_report_marks_the_message_delivered_once(mongo):
+    from shared.events import DeliveryReported
+    from shared.events import Channel as Ch
+
+    channel = Channel()
+    worker, replied, store, published, clock = await setup(mongo, channel)
+    w = worker()
+    await w.on_replied(replied)
+    report = DeliveryReported(channel=Ch.chat, provider_id="p-1", state="delivered", provider_status="read",
+                              at=clock.now)
+    assert await w.on_report(report)
+    assert await w.on_report(report)  # redelivered: no second change
+    delivery = await delivery_of(store, replied)
+    assert (delivery.state, delivery.detail) == (DeliveryState.delivered, "read")
+    assert [t for _, t, _, _ in published].count("deskstream.ticket.delivery_updated") == 2  # sent, delivered
+    unknown = report.model_copy(update={"provider_id": "p-someone-elses"})
+    assert not await w.on_report(unknown)

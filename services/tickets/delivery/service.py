@@ -21,7 +21,7 @@ from services.tickets.delivery.store import DeliveryStore
 from services.tickets.domain import DeliveryState
 from services.tickets.service import NotFound, TicketService
 from services.tickets.store import Purged, TicketStore
-from shared.events import TicketReplied, utcnow
+from shared.events import DeliveryReported, TicketReplied, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class DeliveryService:
             await self.store.forget(message_id)
             return False
         now = self.clock()
+        if item["next_at"] > now:
+            return False  # waiting for its back-off, or another worker's attempt is in flight
         number = item["attempts"] + 1
         if await self.store.claim(message_id, number, now) is None:
             claim = await self.store.claim_of(message_id, number)
@@ -108,6 +110,20 @@ class DeliveryService:
         if sent.provider_id:
             await self.ticket_store.index_external(ticket.channel.value, sent.provider_id, ticket_id)
         await self._finish(ticket_id, message_id, DeliveryState.sent, sent.detail, sent.provider_id, number)
+        return True
+
+    async def on_report(self, report: DeliveryReported) -> bool:
+        """A provider's word on a message we sent (delivered, read, undelivered…)."""
+        ticket_id = await self.ticket_store.ticket_of_external(report.channel.value, report.provider_id)
+        if ticket_id is None:
+            log.info("a %s report for %s, which we did not send; ignored", report.channel, report.provider_id)
+            return False
+        detail = f"{report.provider_status}" + (f": {report.error}" if report.error else "")
+        try:
+            await self.tickets.record_provider_report(ticket_id, provider_id=report.provider_id,
+                                                      state=DeliveryState(report.state), detail=detail)
+        except NotFound:
+            return False
         return True
 
     async def mark_delivered(self, ticket_id: str, message_id: str, detail: str) -> None:
