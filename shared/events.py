@@ -18,7 +18,10 @@ SPECVERSION = "1.0"
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC, to the millisecond: what MongoDB (BSON dates) keeps, so a time in an event
+    and the same time read back from the database are equal."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def stable_id(*parts: str, size: int = 20) -> str:
@@ -335,7 +338,7 @@ class DeadLetter(BaseModel):
 
 class EventType:
     MESSAGE_RECEIVED = "deskstream.message.received"
-    DELIVERY_REPORTED = "deskstream.delivery.reported"
+    DELIVERY_REPORTED = "deskstream.message.delivery_reported"
     TICKET_CREATED = "deskstream.ticket.created"
     TICKET_MESSAGE_ADDED = "deskstream.ticket.message_added"
     TICKET_REPLIED = "deskstream.ticket.replied"

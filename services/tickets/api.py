@@ -143,7 +143,7 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
 
     @router.get("/tickets", summary="Tickets with filters, text search, sorting and cursor pagination")
     async def list_tickets(
-        status: str | None = Query(None, max_length=40, description="a built-in or custom status"),
+        status: str | None = Query(None, pattern=r"^[a-z][a-z0-9_-]{1,39}$", description="a built-in or custom status"),
         assignee: str | None = Query(None, max_length=200),
         customer: str | None = Query(None, max_length=200), channel: Channel | None = None,
         tag: str | None = Query(None, max_length=200), team: str | None = Query(None, max_length=200),

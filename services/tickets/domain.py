@@ -369,14 +369,16 @@ class Ticket(BaseModel):
             return []
         return [self._set_status(S.closed, actor="auto-close", now=now)]
 
-    def record_sla(self, target: str, state: str, *, at: datetime, due_at: datetime | None) -> bool:
-        """An SLA warning, breach or met target, on the timeline (once); no ticket event, as
-        the SLA service has already announced it on `sla.events`."""
+    def record_sla(self, target: str, state: str, *, at: datetime, due_at: datetime | None,
+                   now: datetime) -> bool:
+        """An SLA warning, breach or met target, on the timeline (once) when it is heard of,
+        with the SLA service's own time in the details; no ticket event, as the SLA service
+        has already announced it on `sla.events`."""
         if self.sla.get(target) == state:
             return False
         self.sla[target] = state
-        self._log(at, f"sla_{state}", actor="sla", target=target,
-                  **({"due_at": due_at.isoformat()} if due_at else {}))
+        self._log(max(now, self.timeline[-1].at) if self.timeline else now, f"sla_{state}", actor="sla",
+                  target=target, happened_at=at.isoformat(), **({"due_at": due_at.isoformat()} if due_at else {}))
         return True
 
     # ------------------------------------------------------------ merge and split

@@ -169,7 +169,7 @@ class TicketService:
     async def record_sla(self, event_id: str, ticket_id: str, *, target: str, state: str, at: datetime,
                          due_at: datetime | None) -> None:
         def decide(t: Ticket, now: datetime) -> list[Event]:
-            t.record_sla(target, state, at=at, due_at=due_at)
+            t.record_sla(target, state, at=at, due_at=due_at, now=now)
             return []
         try:
             await self._change(ticket_id, decide, command_id=event_id)

@@ -69,6 +69,16 @@ def _after(messages: list[Message], last_seen: str | None) -> list[Message]:
     return messages[ids.index(last_seen) + 1:] if last_seen in ids else messages
 
 
+_background: set[asyncio.Task[None]] = set()
+
+
+def background(work) -> None:
+    """Run `work` to the end even if the request that started it goes away."""
+    task = asyncio.create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryService, *,
                       ping_s: float = 15.0) -> APIRouter:
     router = APIRouter(prefix="/v1/chat", tags=["chat"])
@@ -115,17 +125,19 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
                 current = await store.load(ticket.id) or ticket
                 backlog = [m for m in _after(current.messages, last_event_id) if m.direction == Direction.outbound]
                 seen = {m.message_id for m in current.messages}
+                # recorded alongside the push, not after it: a widget that hangs up at once
+                # (the generator is then cancelled at its next step) still got the message
+                background(delivered(ticket.id, backlog, "pushed to the chat widget"))
                 for m in backlog:
                     yield {"event": "message", "id": m.message_id, "data": chat_item(m)}
-                await delivered(ticket.id, backlog, "pushed to the chat widget")
                 while True:
                     item = await live.get()
                     if item["message_id"] in seen:
                         continue
                     seen.add(item["message_id"])
+                    background(delivered(ticket.id, [Message.model_validate({**item, "channel": ticket.channel})],
+                                         "pushed to the chat widget"))
                     yield {"event": "message", "id": item["message_id"], "data": item}
-                    await delivered(ticket.id, [Message.model_validate({**item, "channel": ticket.channel})],
-                                    "pushed to the chat widget")
 
         async def encoded() -> AsyncIterator[dict[str, Any]]:
             async for event in events():
