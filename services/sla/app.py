@@ -37,7 +37,7 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=registry)
     service.observe_lag = lag.observe
     rt.broker.include_router(handlers.build_router(service))
-    rt.on_start += [store.ensure_indexes, service.install_default_policy]
+    rt.on_start += [store.ensure_indexes, store.move_unsharded_clocks, service.install_default_policy]
     rt.loops.append(service.run_scheduler)
     rt.every(2.0, claims.sweep_once, "SLA event(s) not published at first sent")
     return create_http_app(rt, title="deskstream sla",

@@ -28,18 +28,20 @@ class SlaClaims(EventClaims):
     async def relay(self, doc: dict[str, Any]) -> None:
         if doc.get("sent"):
             return
-        self.unsent[doc["_id"]] = doc
-        await self.publish(doc["topic"], doc["event"], doc["key"])
+        try:
+            await self.publish(doc["topic"], doc["event"], doc["key"])
+        except Exception:
+            self.unsent[doc["_id"]] = doc  # the sweeper tries again
+            raise
+        self.unsent.pop(doc["_id"], None)
         try:
             await self.sent.insert_one({"_id": doc["_id"], "at": utcnow().isoformat()})
         except DuplicateKeyError:
             pass  # sent before (a re-send)
-        self.unsent.pop(doc["_id"], None)
 
     async def sweep_once(self, older_than: timedelta = timedelta(seconds=3), limit: int = 200) -> int:
         """Publish again what this process claimed but could not publish (Kafka was away)."""
-        cutoff = (utcnow() - older_than).isoformat()
-        stale = [doc for doc in list(self.unsent.values()) if doc["at"] < cutoff][:limit]
+        stale = list(self.unsent.values())[:limit]
         for doc in stale:
             await self.relay(doc)
         return len(stale)

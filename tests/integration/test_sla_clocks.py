@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.sla.decisions import SlaClaims
-from services.sla.domain import Policy
+from services.sla.domain import Policy, start_clock
 from services.sla.service import SlaService
-from services.sla.store import SlaStore
-from shared.events import Channel, EventType, TicketSnapshot
+from services.sla.store import SlaStore, clock_document
+from shared.events import Channel, EventType, SlaTarget, TicketSnapshot
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -140,3 +140,13 @@ async def test_a_restarted_service_reads_back_every_clock_and_decision_and_raise
     view = {t["target"]: t["state"] for t in await service.view(await new_service(service.store, events, clock)
                                                                  .ticket_clocks("TK-9"))}
     assert view == {"first_response": "breached", "resolution": "breached"}
+
+
+async def test_clocks_kept_in_one_collection_before_the_split_are_moved_into_their_shards(sla):
+    service, events, clock = sla
+    old = start_clock("TK-OLD", SlaTarget.first_response, "std", Policy(name="s", first_response_s=60), 60, T0, None)
+    await service.store.unsharded_clocks.insert_one(clock_document(old))
+    assert await service.store.move_unsharded_clocks() == 1
+    assert await service.store.move_unsharded_clocks() == 0  # a second start finds nothing left to move
+    assert [c.key for c in await service.store.clocks_of("TK-OLD")] == ["TK-OLD:first_response"]
+    assert await service.load() == 1 and service.book.knows("TK-OLD")
