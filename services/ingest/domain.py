@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import phonenumbers
 from pydantic import AfterValidator
+from pydantic_core import PydanticSerializationError
 
 from shared.events import Channel, MessageReceived, stable_id
 
@@ -20,6 +21,7 @@ MAX_ID = 998  # characters of a channel's own id or reference (a mail header lin
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+*-]{0,126}/[a-z0-9*][a-z0-9!#$&^_.+*-]{0,126}")
 # Kafka takes ~1 MB a record; json.dumps escapes non-ASCII (\uXXXX), so measure it that way
 MAX_RECORD_BYTES = 800_000
+MAX_ESCAPE = 6  # json.dumps writes no UTF-8 byte as more than six bytes (a control character as \u00XX)
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, any surrogate is a lone one
 
 
@@ -137,6 +139,11 @@ def fit_for_kafka(message: MessageReceived) -> MessageReceived:
     middle of its references (threading needs the first and the last), then the end of its
     attachment list (a note in the text says how many; a mail's original keeps them). What
     still does not fit is refused (`too_large`): retrying could not help."""
+    try:  # the common case, cheaply: valid UTF-8 and surely small enough
+        if len(message.model_dump_json()) * MAX_ESCAPE <= MAX_RECORD_BYTES:
+            return message
+    except PydanticSerializationError:  # a lone surrogate: cleaned below
+        pass
     data = clean_strings(message.model_dump(mode="json"))
     size = len(json.dumps(data))
     if size > MAX_RECORD_BYTES and data.get("html"):

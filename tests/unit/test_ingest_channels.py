@@ -292,3 +292,11 @@ def test_a_record_that_cannot_fit_at_all_is_refused_not_retried():
     with pytest.raises(Rejected) as refused:
         fit_for_kafka(message)
     assert refused.value.code == "too_large"
+
+
+def test_a_record_is_measured_as_json_writes_it_so_control_characters_count_six_times():
+    just_under = big_message("a" * 150_000, None)  # 150 KB: fits whole
+    assert fit_for_kafka(just_under).text == just_under.text
+    controls = fit_for_kafka(big_message("\x01" * 140_000, None))  # 140 KB, but 840 KB as \u0001
+    assert len(json.dumps(controls.model_dump(mode="json"))) <= MAX_RECORD_BYTES
+    assert controls.text.endswith("[…cut: the original is kept]")

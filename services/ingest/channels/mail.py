@@ -155,10 +155,13 @@ def _text(part: Message) -> str:
 def _filename(part: Message) -> str | None:
     # read from the raw headers: the parser turns a header with 8-bit bytes (a UTF-8 file name,
     # as many mailers send it) into a Header object whose text has lost them
+    fields = [(name, value) for name, value in part.raw_items() if isinstance(value, str)
+              and name.lower() in ("content-disposition", "content-type")]
+    if not any("name" in value.lower() for _, value in fields):  # most parts: no file name at all
+        return None
     holder = Message()
-    for name, value in part.raw_items():
-        if isinstance(value, str) and name.lower() in ("content-disposition", "content-type"):
-            holder[name] = unescape(value)
+    for name, value in fields:
+        holder[name] = unescape(value)
     try:
         name = holder.get_filename()
     except Exception:
