@@ -104,6 +104,13 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
         if not await store.delete_escalation(escalation_id):
             raise ApiError(404, "not_found", f"escalation {escalation_id} does not exist")
 
+    @router.get("/queue", summary="Tickets waiting for an agent, in the order they will be offered")
+    async def list_queue(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        waiting = await store.waiting(limit)
+        return {"items": [{"ticket_id": t.id, "priority": t.priority, "needs": needs.model_dump() if needs else None}
+                          for t, needs in waiting],
+                "length": await store.queue_length()}
+
     @router.get("/agents", summary="Every agent with skills, presence and current load")
     async def list_agents() -> dict[str, Any]:
         return {"items": [agent_view(a) for a in await store.all_agents()],

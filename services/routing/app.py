@@ -25,8 +25,10 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
                              offline_grace_s=settings.offline_grace_s)
     rt.broker.include_router(handlers.build_router(service))
     rt.on_start.append(store.ensure_indexes)
+    rt.loops.append(service.run_drainer)
     rt.every(2.0, service.reroute_offline, "ticket(s) of offline agents re-routed")
     rt.every(settings.queue_sweep_s, service.drain_if_waiting, "queued ticket(s) assigned (shifts began)")
+    rt.every(settings.reconcile_s, service.reconcile, "slot(s) and load(s) healed")
     return create_http_app(rt, title="deskstream routing",
                            description="Agents, skills, capacity, presence and assignment; automation rules, "
                                        "the knowledge base and SLA escalations.",

@@ -146,6 +146,7 @@ class Agent(AgentProfile):
     id: str
     presence: Presence = Presence.offline
     tickets: list[str] = Field(default_factory=list)  # the tickets this agent carries now
+    slots: list[str] = Field(default_factory=list, exclude=True)  # the capacity slots they hold (store detail)
     last_assigned_at: datetime | None = None
 
     @property

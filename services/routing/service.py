@@ -44,6 +44,7 @@ class RoutingService:
         self.source = source
         self.clock = clock
         self._drain_lock = asyncio.Lock()
+        self._drain_wanted: asyncio.Event | None = None  # set once `run_drainer` runs (the app)
 
     # ------------------------------------------------------------ tickets
     async def ticket_created(self, ticket: TicketSnapshot, text: str) -> str | None:
@@ -69,11 +70,13 @@ class RoutingService:
         ticket = ticket.model_copy(update={  # as it is about to be, for escalations and the queue
             "priority": outcome.priority.value if outcome.priority else ticket.priority,
             "tags": [*ticket.tags, *outcome.add_tags], "team": outcome.team or ticket.team})
-        await self.store.remember(ticket, needs_of(ticket, outcome.skills, outcome.team))
-        return await self.route(ticket)
+        fresh = await self.store.remember(ticket, needs_of(ticket, outcome.skills, outcome.team))
+        await self._queue_first()
+        return await self.route(ticket, fresh=fresh)
 
-    async def route(self, ticket: TicketSnapshot) -> str | None:
-        """Assign `ticket` (idempotent: a ticket already reserved keeps its agent)."""
+    async def route(self, ticket: TicketSnapshot, *, fresh: bool = False) -> str | None:
+        """Assign `ticket` (idempotent: a ticket already reserved keeps its agent). `fresh`: seen
+        for the first time, so it holds no slot and waits in no queue yet."""
         if ticket.status in RELEASING_STATUSES:
             return None
         if ticket.assignee:  # already on someone (a reopened ticket keeps its agent)
@@ -81,15 +84,15 @@ class RoutingService:
             return ticket.assignee
         remembered = await self.store.recall(ticket.id)
         needs = remembered[1] if remembered else needs_of(ticket)
-        holder, reason, team = await self.store.holder_of(ticket.id), None, needs.team
+        holder, reason, team = await self.store.holder_of(ticket.id, fresh=fresh), None, needs.team
         if holder is None:
             now = self.clock()
             online = await self.store.all_agents(online_only=True)
             wanted, note = offerable(online, needs, now)
             previous = await self.store.last_agent(ticket.customer_id)
             for agent in rank(online, wanted, now, previous=previous):
-                if await self.store.reserve(agent, ticket.id, now):
-                    holder = await self.store.claim(ticket.id, agent.id)
+                if slot := await self.store.reserve_slot(agent, ticket.id, now):
+                    holder = await self.store.claim(ticket.id, agent.id, slot)
                     reason = explain(agent, wanted, previous=agent.id == previous) + note
                     team = needs.team or agent.team
                     break
@@ -100,7 +103,8 @@ class RoutingService:
         await self._send(EventType.ASSIGN_TICKET, AssignTicket(
             command_id=stable_id("assign", ticket.id, holder), ticket_id=ticket.id, agent_id=holder,
             reason=reason, team=team), ticket.id)
-        await self.store.dequeue(ticket.id)
+        if not fresh:
+            await self.store.dequeue(ticket.id)
         return holder
 
     async def reroute_offline(self) -> int:
@@ -124,7 +128,7 @@ class RoutingService:
         if await self.store.holder_of(ticket.id) == agent_id:
             return
         if await self.store.release(ticket.id):
-            await self.drain()
+            await self.drain_soon()
         await self.store.take(agent_id, ticket.id, self.clock())
         await self.store.dequeue(ticket.id)
 
@@ -132,12 +136,12 @@ class RoutingService:
         """Taken off its agent: free the slot and find it someone new."""
         await self.store.release(ticket.id)
         await self.route(ticket)
-        await self.drain()
+        await self.drain_soon()
 
     async def ticket_finished(self, ticket: TicketSnapshot) -> None:
         await self.store.refresh(ticket)
         if await self.store.release(ticket.id):
-            await self.drain()
+            await self.drain_soon()
         await self.store.dequeue(ticket.id)
 
     async def reopened(self, ticket: TicketSnapshot) -> None:
@@ -170,6 +174,42 @@ class RoutingService:
                     agents = await self.store.all_agents(online_only=True)
             return assigned
 
+    async def reconcile(self) -> int:
+        """For the periodic round: heal slots and loads a crash between two writes left wrong."""
+        return await self.store.reconcile(self.clock())
+
+    async def drain_soon(self) -> None:
+        """Capacity may have freed: offer the queue. In the app a background drainer does it, so
+        a burst of resolved tickets costs one pass over the queue, not one each; without the
+        drainer (tests, tools) it happens now."""
+        if self._drain_wanted is None:
+            await self.drain()
+        else:
+            self._drain_wanted.set()
+
+    async def _queue_first(self) -> None:
+        """Before a new ticket is routed, capacity that freed meanwhile goes to those waiting."""
+        if self._drain_wanted is not None and self._drain_wanted.is_set():
+            self._drain_wanted.clear()
+            await self.drain()
+
+    async def run_drainer(self) -> None:
+        """The background drainer (a runtime loop): one drain per burst of requests."""
+        self._drain_wanted = wanted = asyncio.Event()
+        try:
+            while True:
+                await wanted.wait()
+                wanted.clear()
+                try:
+                    if assigned := await self.drain():
+                        log.info("%s queued ticket(s) assigned", assigned)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("offering the queue failed; the periodic round will retry")
+        finally:
+            self._drain_wanted = None
+
     async def drain_if_waiting(self) -> int:
         """For the periodic round: agents whose shift just began take from the queue."""
         return await self.drain() if await self.store.queue_length() else 0
@@ -200,14 +240,14 @@ class RoutingService:
         await self._send(EventType.APPLY_AUTOMATION, ApplyAutomation(
             command_id=key, ticket_id=ticket.id, rules=names, priority=priority, team=plan.team), ticket.id)
         if agent_id := decision.get("agent_id"):
-            await self.store.move(ticket.id, agent_id)
+            await self.store.move(ticket.id, agent_id, decision.get("slot"))
             await self.store.dequeue(ticket.id)
             await self._send(EventType.ASSIGN_TICKET, AssignTicket(
                 command_id=stable_id(key, "assign"), ticket_id=ticket.id, agent_id=agent_id,
                 reason=f"escalated: {'; '.join(names)}; {decision.get('reason')}",
                 team=plan.team or decision.get("team")), ticket.id)
         elif plan.moves and await self.store.queued(ticket.id):
-            await self.drain()  # the team may have room now
+            await self.drain_soon()  # the team may have room now
         return plan
 
     async def _decide_move(self, key: str, ticket: TicketSnapshot, needs: Needs, plan: EscalationPlan) -> dict:
@@ -233,13 +273,13 @@ class RoutingService:
             for agent in candidates:
                 if agent.id == holder:
                     break  # already where it should be
-                if await self.store.reserve(agent, ticket.id, now):
-                    choice = {"agent_id": agent.id, "team": agent.team,
+                if slot := await self.store.reserve_slot(agent, ticket.id, now):
+                    choice = {"agent_id": agent.id, "slot": slot, "team": agent.team,
                               "reason": explain(agent, needs.model_copy(update={"team": plan.team}))}
                     break
         recorded = await self.store.record_escalation(key, choice)
-        if choice["agent_id"] and recorded.get("agent_id") != choice["agent_id"]:
-            await self.store.release_slot(ticket.id, choice["agent_id"])  # another delivery decided first
+        if choice["agent_id"] and recorded.get("slot") != choice["slot"]:
+            await self.store.release_slot(ticket.id, choice["agent_id"], choice["slot"])  # decided elsewhere first
         return recorded
 
     async def _send(self, type_: str, command: AssignTicket | ApplyAutomation, ticket_id: str) -> None:
@@ -249,11 +289,11 @@ class RoutingService:
     # ------------------------------------------------------------ agents
     async def put_agent(self, agent_id: str, profile: AgentProfile) -> Agent:
         agent = await self.store.upsert_agent(agent_id, profile, self.clock())
-        await self.drain()
+        await self.drain_soon()
         return agent
 
     async def set_presence(self, agent_id: str, presence: Presence) -> Agent | None:
         agent = await self.store.set_presence(agent_id, presence, self.clock())
         if agent and presence == Presence.online:
-            await self.drain()
+            await self.drain_soon()
         return agent

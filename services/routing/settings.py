@@ -11,3 +11,5 @@ class RoutingSettings(ServiceSettings):
     offline_grace_s: float = Field(300.0, validation_alias="ROUTING_OFFLINE_GRACE_S")
     # how often the queue is offered to agents whose shift has begun (other changes offer it at once)
     queue_sweep_s: float = Field(15.0, validation_alias="ROUTING_QUEUE_SWEEP_S")
+    # how often capacity slots and agents' loads are checked against each other (crash leftovers)
+    reconcile_s: float = Field(30.0, validation_alias="ROUTING_RECONCILE_S")

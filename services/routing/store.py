@@ -8,7 +8,6 @@ slot insert the same key; exactly one succeeds. A ticket is claimed the same way
 (`routing_assignments._id` = ticket id), so it is never given to two agents."""
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -47,7 +46,7 @@ class RoutingStore:
         async with self.locks.hold(agent_id):
             await upsert(self.agents, {"_id": agent_id}, {
                 "$set": {**profile.model_dump(), "updated_at": now},
-                "$setOnInsert": {"presence": Presence.offline.value, "created_at": now}})
+                "$setOnInsert": {"presence": Presence.offline.value, "created_at": now, "tickets": [], "slots": []}})
         return await self.get_agent(agent_id)
 
     async def set_presence(self, agent_id: str, presence: Presence, now: datetime) -> Agent | None:
@@ -63,95 +62,174 @@ class RoutingStore:
             result = await self.agents.update_one({"_id": agent_id}, {"$set": change})
         return await self.get_agent(agent_id) if result.matched_count else None
 
+    # An agent's document mirrors the slots they hold (`tickets`, `slots`), so reading who is
+    # free is one read of a small collection: the slots collection, which has no index the
+    # MongoDB-wire server uses for anything but `_id`, is only scanned by `reconcile`.
+
     async def get_agent(self, agent_id: str) -> Agent | None:
         doc = await self.agents.find_one({"_id": agent_id})
-        if doc is None:
-            return None
-        held = [s["ticket_id"] async for s in self.slots.find({"agent_id": agent_id})]
-        return to_agent(doc, held)
+        return to_agent(doc) if doc else None
 
     async def all_agents(self, *, online_only: bool = False) -> list[Agent]:
-        held: dict[str, list[str]] = defaultdict(list)
-        async for slot in self.slots.find({}, {"agent_id": 1, "ticket_id": 1}):
-            held[slot["agent_id"]].append(slot["ticket_id"])
         query = {"presence": Presence.online.value} if online_only else {}
-        return [to_agent(d, held[d["_id"]]) async for d in self.agents.find(query).sort([("_id", ASCENDING)])]
+        return [to_agent(d) async for d in self.agents.find(query).sort([("_id", ASCENDING)])]
 
     # ------------------------------------------------------------ slots and assignments
-    async def holder_of(self, ticket_id: str) -> str | None:
+    async def holder_of(self, ticket_id: str, *, fresh: bool = False) -> str | None:
+        """Who has the ticket. `fresh`: the caller knows no slot was ever reserved for it (a
+        ticket seen for the first time), so a slot without a claim need not be looked for."""
         claim = await self.assignments.find_one({"_id": ticket_id})
         if claim:
             return claim["agent_id"]
+        if fresh:
+            return None
         slot = await self.slots.find_one({"ticket_id": ticket_id})  # reserved, claim not yet written
         if slot:
-            return await self.claim(ticket_id, slot["agent_id"])
+            return await self.claim(ticket_id, slot["agent_id"], slot["_id"])
         return None
 
     async def reserve(self, agent: Agent, ticket_id: str, now: datetime) -> bool:
         """Take one free slot of `agent` for the ticket; False when none is left."""
-        taken = {s["_id"].rsplit("#", 1)[1] async for s in self.slots.find({"agent_id": agent.id}, {"_id": 1})}
+        return await self.reserve_slot(agent, ticket_id, now) is not None
+
+    async def reserve_slot(self, agent: Agent, ticket_id: str, now: datetime) -> str | None:
+        """Take one free slot of `agent` for the ticket: its id, or None when none is left."""
+        taken = set(agent.slots)
         for n in range(agent.capacity):
-            if str(n) in taken:
+            slot_id = f"{agent.id}#{n}"
+            if slot_id in taken:
                 continue
             try:
-                await self.slots.insert_one({"_id": f"{agent.id}#{n}", "agent_id": agent.id,
-                                             "ticket_id": ticket_id, "at": now})
+                await self.slots.insert_one({"_id": slot_id, "agent_id": agent.id, "ticket_id": ticket_id, "at": now})
             except DuplicateKeyError:
                 continue  # someone took this slot a moment ago; try the next
-            async with self.locks.hold(agent.id):
-                await self.agents.update_one({"_id": agent.id}, {"$set": {"last_assigned_at": now}})
-            return True
-        return False
+            await self._mirror_add(agent.id, ticket_id, slot_id, now)
+            return slot_id
+        return None
+
+    async def _mirror_add(self, agent_id: str, ticket_id: str, slot_id: str, now: datetime | None = None) -> None:
+        change: dict[str, Any] = {"$addToSet": {"tickets": ticket_id, "slots": slot_id}}
+        if now is not None:
+            change["$set"] = {"last_assigned_at": now}
+        async with self.locks.hold(agent_id):
+            await self.agents.update_one({"_id": agent_id}, change)
+
+    async def _free(self, slot_id: str, agent_id: str, ticket_id: str) -> None:
+        await self.slots.delete_one({"_id": slot_id, "ticket_id": ticket_id})
+        async with self.locks.hold(agent_id):
+            await self.agents.update_one({"_id": agent_id},
+                                         {"$pullAll": {"tickets": [ticket_id], "slots": [slot_id]}})
 
     async def take(self, agent_id: str, ticket_id: str, now: datetime) -> None:
         """Record a ticket on an agent regardless of capacity (a manual assignment)."""
         if await self.holder_of(ticket_id) == agent_id:
             return
         agent = await self.get_agent(agent_id)
-        if agent is None or not await self.reserve(agent.model_copy(update={"presence": "online"}), ticket_id, now):
-            await upsert(self.slots, {"_id": f"{agent_id}#extra-{ticket_id}"},
-                         {"$setOnInsert": {"agent_id": agent_id, "ticket_id": ticket_id, "at": now}})
-        await self.claim(ticket_id, agent_id)
+        slot_id = None
+        if agent is not None:
+            slot_id = await self.reserve_slot(agent, ticket_id, now)
+        if slot_id is None:
+            slot_id = f"{agent_id}#extra-{ticket_id}"
+            await upsert(self.slots, {"_id": slot_id}, {"$setOnInsert": {"agent_id": agent_id, "ticket_id": ticket_id,
+                                                                          "at": now}})
+            await self._mirror_add(agent_id, ticket_id, slot_id)
+        await self.claim(ticket_id, agent_id, slot_id)
 
-    async def claim(self, ticket_id: str, agent_id: str) -> str:
+    async def claim(self, ticket_id: str, agent_id: str, slot_id: str | None = None) -> str:
         """Record who has the ticket; if another router got there first, theirs stands."""
         try:
-            await self.assignments.insert_one({"_id": ticket_id, "agent_id": agent_id})
+            await self.assignments.insert_one({"_id": ticket_id, "agent_id": agent_id, "slot": slot_id})
             return agent_id
         except DuplicateKeyError:
             winner = (await self.assignments.find_one({"_id": ticket_id}))["agent_id"]
             if winner != agent_id:
-                await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": agent_id})
+                async for slot in self.slots.find({"ticket_id": ticket_id, "agent_id": agent_id}):
+                    await self._free(slot["_id"], agent_id, ticket_id)
             return winner
 
-    async def move(self, ticket_id: str, agent_id: str) -> None:
+    async def move(self, ticket_id: str, agent_id: str, slot_id: str | None = None) -> None:
         """The ticket now holds a slot of `agent_id` (reserved already): point its claim there and
         free the slot it held elsewhere. Running it again changes nothing."""
-        await upsert(self.assignments, {"_id": ticket_id}, {"$set": {"agent_id": agent_id}})
-        await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": {"$ne": agent_id}})
+        claim = await self.assignments.find_one({"_id": ticket_id})
+        if claim and claim["agent_id"] != agent_id and claim.get("slot"):
+            await self._free(claim["slot"], claim["agent_id"], ticket_id)
+        await upsert(self.assignments, {"_id": ticket_id}, {"$set": {"agent_id": agent_id, "slot": slot_id}})
 
-    async def release_slot(self, ticket_id: str, agent_id: str) -> None:
+    async def release_slot(self, ticket_id: str, agent_id: str, slot_id: str) -> None:
         """Give back a slot reserved for a ticket that went elsewhere after all."""
-        await self.slots.delete_many({"ticket_id": ticket_id, "agent_id": agent_id})
+        await self._free(slot_id, agent_id, ticket_id)
 
-    async def release(self, ticket_id: str) -> list[str]:
+    async def release(self, ticket_id: str, *, fresh: bool = False) -> list[str]:
         """Free the slot a ticket holds; a second call finds nothing to free."""
-        agents = [s["agent_id"] async for s in self.slots.find({"ticket_id": ticket_id})]
-        await self.slots.delete_many({"ticket_id": ticket_id})
-        await self.assignments.delete_many({"_id": ticket_id})
-        return agents
+        claim = await self.assignments.find_one({"_id": ticket_id})
+        if claim and claim.get("slot"):
+            held = [{"_id": claim["slot"], "agent_id": claim["agent_id"]}]
+        elif fresh:
+            held = []
+        else:  # a slot without a claim (or a claim from before slots were named on it)
+            held = [s async for s in self.slots.find({"ticket_id": ticket_id}, {"agent_id": 1})]
+        for slot in held:
+            await self._free(slot["_id"], slot["agent_id"], ticket_id)
+        if claim:
+            await self.assignments.delete_one({"_id": ticket_id})
+        return [s["agent_id"] for s in held]
 
     async def offline_since_before(self, cutoff: datetime) -> list[str]:
         return [d["_id"] async for d in self.agents.find(
             {"presence": Presence.offline.value, "offline_since": {"$lte": cutoff}}, {"_id": 1})]
 
     async def tickets_of(self, agent_id: str) -> list[str]:
-        return [s["ticket_id"] async for s in self.slots.find({"agent_id": agent_id}, {"ticket_id": 1})]
+        agent = await self.get_agent(agent_id)
+        return agent.tickets if agent else []
+
+    async def reconcile(self, now: datetime, *, orphan_after_s: float = 60.0) -> int:
+        """Heal what a crash between two writes can leave: a slot whose ticket was never claimed
+        (or claimed elsewhere) is freed once it is old enough not to be a reservation in
+        flight, and each agent's mirror is brought back to the slots they hold. Returns the
+        number of fixes. The mirrors are read before the slots are scanned, so a reservation
+        made meanwhile is never taken away."""
+        mirrors = {d["_id"]: (set(d.get("tickets") or []), set(d.get("slots") or []))
+                   async for d in self.agents.find({}, {"tickets": 1, "slots": 1})}
+        claims = {d["_id"]: d async for d in self.assignments.find({})}
+        fixes = 0
+        held: dict[str, tuple[set[str], set[str]]] = {}
+        async for slot in self.slots.find({}):
+            claim = claims.get(slot["ticket_id"])
+            ok = claim is not None and claim["agent_id"] == slot["agent_id"] and claim.get("slot") in (None, slot["_id"])
+            at = slot.get("at")
+            if not ok and at is not None and (now - at.replace(tzinfo=now.tzinfo)).total_seconds() > orphan_after_s:
+                await self._free(slot["_id"], slot["agent_id"], slot["ticket_id"])  # takes it off the mirror too
+                mirror_tickets, mirror_slots = mirrors.get(slot["agent_id"], (set(), set()))
+                mirror_tickets.discard(slot["ticket_id"])
+                mirror_slots.discard(slot["_id"])
+                fixes += 1
+                continue
+            tickets, slots = held.setdefault(slot["agent_id"], (set(), set()))
+            tickets.add(slot["ticket_id"])
+            slots.add(slot["_id"])
+        for agent_id, (tickets, slots) in mirrors.items():
+            has_tickets, has_slots = held.get(agent_id, (set(), set()))
+            extra = {"tickets": sorted(tickets - has_tickets), "slots": sorted(slots - has_slots)}
+            missing = {"tickets": sorted(has_tickets - tickets), "slots": sorted(has_slots - slots)}
+            change: dict[str, Any] = {}
+            if extra["tickets"] or extra["slots"]:
+                change["$pullAll"] = {k: v for k, v in extra.items() if v}
+            if change or missing["tickets"] or missing["slots"]:
+                async with self.locks.hold(agent_id):
+                    if change:
+                        await self.agents.update_one({"_id": agent_id}, change)
+                    for field, values in missing.items():  # one at a time: no `$each` on every server
+                        for value in values:
+                            await self.agents.update_one({"_id": agent_id}, {"$addToSet": {field: value}})
+                fixes += 1
+        return fixes
 
     # ------------------------------------------------------------ what tickets need
-    async def remember(self, ticket: TicketSnapshot, needs: Needs) -> None:
-        await upsert(self.tickets, {"_id": ticket.id}, {"$setOnInsert": {
+    async def remember(self, ticket: TicketSnapshot, needs: Needs) -> bool:
+        """Keep what the ticket needs; True when it is seen for the first time."""
+        result = await upsert(self.tickets, {"_id": ticket.id}, {"$setOnInsert": {
             "ticket": ticket.model_dump(mode="json"), "needs": needs.model_dump()}})
+        return result is not None and result.upserted_id is not None
 
     async def recall(self, ticket_id: str) -> tuple[TicketSnapshot, Needs] | None:
         doc = await self.tickets.find_one({"_id": ticket_id})
@@ -248,5 +326,6 @@ class RoutingStore:
         return await self.queue.count_documents({})
 
 
-def to_agent(doc: dict[str, Any], tickets: list[str]) -> Agent:
-    return Agent.model_validate({**doc, "id": doc["_id"], "tickets": sorted(tickets)})
+def to_agent(doc: dict[str, Any]) -> Agent:
+    return Agent.model_validate({**doc, "id": doc["_id"], "tickets": sorted(doc.get("tickets") or []),
+                                 "slots": doc.get("slots") or []})

@@ -25,7 +25,9 @@ def client():
     service = RoutingService(store=store, publish=Commands(), source="test", clock=Clock())
     app = create_http_app(runtime, title="routing", description="test",
                           routers=[api.build_router(service, store, require_token(runtime))])
-    return TestClient(app)
+    client = TestClient(app)
+    client.service = service
+    return client
 
 
 def test_the_contracts_agent_body_still_works_and_levels_and_hours_are_optional(client):
@@ -74,3 +76,15 @@ def test_a_rule_can_answer_from_the_knowledge_base(client):
     assert r.status_code == 200 and r.json()["then"]["answer_from_kb"] == {"min_score": 0.7}
     bad = {**rule, "then": {"answer_from_kb": {"min_score": 2}}}
     assert client.put("/v1/rules/faq", json=bad, headers=ADMIN).status_code == 422
+
+
+
+async def test_the_queue_lists_waiting_tickets_urgent_first(client):
+    from tests.unit.test_routing_service import ticket
+
+    assert client.get("/v1/queue", headers=AGENT).json() == {"items": [], "length": 0}
+    await client.service.ticket_created(ticket("t-normal"), "hello")  # no agent yet: both wait
+    await client.service.ticket_created(ticket("t-urgent", priority="urgent", language="ar"), "مرحبا")
+    body = client.get("/v1/queue", headers=AGENT).json()
+    assert body["length"] == 2 and [i["ticket_id"] for i in body["items"]] == ["t-urgent", "t-normal"]
+    assert body["items"][0]["needs"] == {"channel": "chat", "language": "ar", "skills": [], "team": None}

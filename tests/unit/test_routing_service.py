@@ -52,8 +52,8 @@ def _matches(doc: dict, query: dict) -> bool:
 
 
 class Result:
-    def __init__(self, matched: int = 0, deleted: int = 0) -> None:
-        self.matched_count, self.deleted_count = matched, deleted
+    def __init__(self, matched: int = 0, deleted: int = 0, upserted_id: Any = None) -> None:
+        self.matched_count, self.deleted_count, self.upserted_id = matched, deleted, upserted_id
 
 
 class Cursor:
@@ -95,17 +95,24 @@ class MemoryCollection:
         self.docs[doc["_id"]] = copy.deepcopy(doc)
 
     async def update_one(self, query: dict, update: dict, upsert: bool = False) -> Result:
-        doc = next((d for d in self.docs.values() if _matches(d, query)), None)
+        doc, inserted = next((d for d in self.docs.values() if _matches(d, query)), None), None
         if doc is None:
             if not upsert:
                 return Result()
             doc = {k: v for k, v in query.items() if not isinstance(v, dict)}
             for path, value in update.get("$setOnInsert", {}).items():
                 _set(doc, path, copy.deepcopy(value))
-            self.docs[doc["_id"]] = doc
+            self.docs[doc["_id"]] = inserted = doc
         for path, value in update.get("$set", {}).items():
             _set(doc, path, copy.deepcopy(value))
-        return Result(matched=1)
+        for path, value in update.get("$addToSet", {}).items():
+            items = _get(doc, path) or []
+            _set(doc, path, items if value in items else [*items, value])
+        for path, values in update.get("$pullAll", {}).items():
+            _set(doc, path, [v for v in _get(doc, path) or [] if v not in values])
+        unknown = set(update) - {"$set", "$setOnInsert", "$addToSet", "$pullAll"}
+        assert not unknown, f"the in-memory collection does not do {unknown}"
+        return Result(matched=1, upserted_id=inserted and inserted["_id"])
 
     async def delete_one(self, query: dict) -> Result:
         for key, d in list(self.docs.items()):
@@ -269,3 +276,36 @@ async def test_queued_tickets_go_urgent_first_and_a_ticket_nobody_can_take_does_
     await service.ticket_finished(ticket("urgent").model_copy(update={"status": "resolved"}))
     assert sent.of("assign_ticket")[-1]["ticket_id"] == "normal"  # the Arabic one was not offered to ana
     assert [t.id for t, _ in await store.waiting()] == ["ar-waiting"]
+
+
+async def test_a_slot_left_by_a_crash_is_freed_and_loads_are_healed(routing):
+    service, store, sent, clock = routing
+    await online(service, "ana", capacity=2)
+    agent = await store.get_agent("ana")
+    assert await store.reserve(agent, "lost", clock.now)  # the process died before claiming it
+    await service.ticket_created(ticket("t1"), "hello")
+    await store.agents.update_one({"_id": "ana"}, {"$pullAll": {"tickets": ["t1"]}})  # a mirror update lost
+    assert await service.reconcile() == 1  # the mirror is healed; the fresh orphan may still be in flight
+    assert (await store.get_agent("ana")).tickets == ["lost", "t1"]
+    clock.now += timedelta(minutes=2)
+    assert await service.reconcile() == 1
+    assert (await store.get_agent("ana")).tickets == ["t1"] and await store.holder_of("t1") == "ana"
+    assert await service.reconcile() == 0
+
+
+async def test_with_the_background_drainer_a_new_ticket_does_not_jump_the_queue(routing):
+    import asyncio
+
+    service, store, sent, _ = routing
+    drainer = asyncio.create_task(service.run_drainer())
+    await asyncio.sleep(0)
+    try:
+        await online(service, "ana", capacity=1)
+        await service.ticket_created(ticket("t0"), "first")
+        await service.ticket_created(ticket("t1"), "waits")
+        await service.ticket_finished(ticket("t0").model_copy(update={"status": "resolved"}))  # a slot frees
+        await service.ticket_created(ticket("t2"), "arrives just then")
+        assert [c["ticket_id"] for c in sent.of("assign_ticket")] == ["t0", "t1"]
+        assert [t.id for t, _ in await store.waiting()] == ["t2"]
+    finally:
+        drainer.cancel()
