@@ -48,7 +48,7 @@ class KafkaLikePublisher:
 
     async def publish(self, body, key, headers):
         encoded = json.dumps(body).encode()
-        key.decode("utf-8")
+        key.decode("utf-8")  # the key is the thread key: it must be text other services can read
         if len(encoded) + len(key) > KAFKA_MAX_REQUEST:
             raise ValueError(f"MessageSizeTooLargeError: {len(encoded)} bytes")
         self.records.append(json.loads(encoded))
