@@ -117,6 +117,8 @@ class Attachment(BaseModel):
     sha256: str | None = None
     content_ref: str | None = None
     inline: bool = False
+    content_id: str | None = Field(None, max_length=998, description="an inline part's Content-ID (no angle "
+                                   "brackets): what `cid:` links in the message's HTML point at")
 
 
 class MessageReceived(BaseModel):

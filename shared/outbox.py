@@ -1,6 +1,10 @@
 """Outbox in the document: events are stored on the document they describe, in the same
 atomic write as the change, and published afterwards. A crash in between re-sends them
-later (the sweeper); consumers de-duplicate on the CloudEvents `id`."""
+later (the sweeper); consumers de-duplicate on the CloudEvents `id`.
+
+So that the sweeper never has to search the whole collection for pending events, a small
+marker (`<collection>_outbox`, keyed by document id) is written before any write that
+carries events and removed once they are published: the sweeper reads only markers."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -24,6 +28,7 @@ def entry(topic: str, key: str, event: CloudEvent) -> dict[str, Any]:
 class Outbox:
     def __init__(self, collection: Collection, publish: Publish, locks: KeyedLock | None = None) -> None:
         self.collection = collection
+        self.marks = collection.database[f"{collection.name}_outbox"]
         self.publish = publish
         # the same locks the owning service holds while it changes a document
         self.locks = locks or KeyedLock()
@@ -36,19 +41,25 @@ class Outbox:
             await self.publish(item["topic"], item["event"], item["key"])
         if pending:
             await self.collection.update_one({"_id": doc["_id"]}, {"$pullAll": {FIELD: pending}})
+        await self.marks.delete_one({"_id": doc["_id"]})
         return len(pending)
+
+    async def mark(self, doc_id: str) -> None:
+        """Before a write that carries events: remember the document may have some pending."""
+        await self.marks.update_one({"_id": doc_id}, {"$set": {"at": utcnow().isoformat()}}, upsert=True)
 
     async def sweep_once(self, older_than: timedelta = timedelta(seconds=3), limit: int = 200) -> int:
         """Relay events left behind by a crash between a write and its publish."""
         cutoff = (utcnow() - older_than).isoformat()
         sent = 0
-        stale = [d["_id"] async for d in self.collection.find(
-            {FIELD: {"$ne": []}, f"{FIELD}.at": {"$lt": cutoff}}, {"_id": 1}).limit(limit)]
+        stale = [d["_id"] async for d in self.marks.find({"at": {"$lt": cutoff}}, {"_id": 1}).limit(limit)]
         for doc_id in stale:
             async with self.locks.hold(doc_id):
                 doc = await self.collection.find_one({"_id": doc_id}, {FIELD: 1})
                 if doc:
                     sent += await self.relay(doc)
+                else:
+                    await self.marks.delete_one({"_id": doc_id})
         return sent
 
 

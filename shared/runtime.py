@@ -82,8 +82,11 @@ class Runtime:
             try:
                 if not await self.mongo.ping(timeout=3):
                     raise ConnectionError("MongoDB does not answer")
+                await self.mongo.detect()
                 for hook in self.on_start:
                     await hook()
+                if made := await self.mongo.index_lookups():
+                    log.info("added the _id lookup index FerretDB's SQLite backend lacks to %d collection(s)", made)
                 await ensure_topics(self.settings.kafka_bootstrap_servers)
                 await self.broker.start()
                 self.broker_started = True

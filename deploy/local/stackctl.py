@@ -1171,6 +1171,8 @@ def up(
                 continue
             senv = dict(env)
             senv[f"{name.upper()}_HTTP_PORT"] = str(port)
+            if not infra.mongodb_external:  # our FerretDB: the services may index its SQLite files
+                senv["DESKSTREAM_FERRETDB_SQLITE_DIR"] = str(paths.ferretdb_data)
             pid = _spawn(paths, name, [sys.executable, "-m", f"services.{name}"], cwd=REPO_ROOT, env=senv,
                          addr=f"{HOST}:{port}")
             started.append((name, pid, port, "started"))

@@ -258,6 +258,7 @@ class TicketService:
             now = self.clock()
             event = self._cloud_event(ticket.id, EventType.TICKET_PURGED, TicketPurged(
                 ticket_id=ticket.id, customer_id=ticket.customer.id, actor=actor, at=now))
+            await self.outbox.mark(ticket.id)
             await self.outbox.relay(await self.store.purge(ticket, event, now))
 
     async def record_delivery(self, ticket_id: str, *, message_id: str, state: DeliveryState, detail: str | None,
@@ -308,6 +309,8 @@ class TicketService:
     async def _save(self, ticket: Ticket, events: list[Event], *, expected_version: int | None,
                     command_id: str | None = None) -> None:
         cloud = [(topics.TICKETS_EVENTS, self._cloud_event(ticket.id, type_, payload)) for type_, payload in events]
+        if cloud:
+            await self.outbox.mark(ticket.id)
         doc = await self.store.save(ticket, cloud, expected_version=expected_version, command_id=command_id)
         await self.outbox.relay(doc)
 

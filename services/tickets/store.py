@@ -2,6 +2,7 @@
 index, conversation threads, customers and their identities."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import datetime
@@ -33,7 +34,9 @@ class VersionConflict(Exception):
 
 class TicketStore:
     def __init__(self, mongo: Mongo) -> None:
+        self.mongo = mongo
         self.tickets = mongo.collection("tickets")
+        self.outbox_marks = mongo.collection("tickets_outbox")  # see shared/outbox.py
         self.message_index = mongo.collection("ticket_messages")
         self.threads = mongo.collection("ticket_threads")
         self.external_refs = mongo.collection("ticket_external_refs")
@@ -104,15 +107,16 @@ class TicketStore:
         if push:
             update["$push"] = push
         doc = await self.tickets.find_one_and_update(
-            {"_id": ticket.id, "version": expected_version}, update,
+            self.mongo.by_id(ticket.id, version=expected_version), update,
             return_document=ReturnDocument.AFTER)
-        if doc is None:
+        if doc is None or doc.get("version") != expected_version + 1:
             raise VersionConflict(ticket.id)
         ticket.version = expected_version + 1
         return doc
 
     async def command_applied(self, ticket_id: str, command_id: str) -> bool:
-        return await self.tickets.count_documents({"_id": ticket_id, "applied_commands": command_id}) > 0
+        doc = await self.tickets.find_one({"_id": ticket_id}, {"applied_commands": 1})
+        return bool(doc) and command_id in doc.get("applied_commands", [])
 
     async def pending_of(self, ticket_id: str) -> dict[str, Any] | None:
         return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 1})
@@ -213,7 +217,9 @@ class TicketStore:
         identities are linked to it, and a message that links two customers merges them
         (the older one stays). Idempotent, so a redelivered message changes nothing."""
         keys = list(dict.fromkeys(i.key for i in identities))
-        known = {d["_id"]: d["customer_id"] async for d in self.identities.find({"_id": {"$in": keys}})}
+        # one lookup per identity: an `_id` lookup is indexed on every server, `$in` is not on FerretDB
+        found_docs = await asyncio.gather(*(self.identities.find_one({"_id": k}) for k in keys))
+        known = {d["_id"]: d["customer_id"] for d in found_docs if d}
         found = list(dict.fromkeys(known[k] for k in keys if k in known))
         customer_id = await self._oldest(found) if found else customer_id_for(keys[0])
         for other in found:

@@ -101,6 +101,7 @@ def test_attachments_and_inline_images_are_listed_hashed_and_kept():
     by_name = {a.filename: a for a in result.message.attachments}
     photo, invoice = by_name["broken.png"], by_name["facture n°1234.pdf"]
     assert photo.inline and photo.media_type == "image/png" and photo.size == len(png)
+    assert photo.content_id == "photo1"  # what cid:photo1 in the HTML points at
     assert not invoice.inline and invoice.sha256 == hashlib.sha256(pdf).hexdigest()
     assert invoice.content_ref == f"blob:{invoice.sha256}"
     kept = {b.sha256: b.data for b in result.blobs}

@@ -200,5 +200,6 @@ def _read_parts(msg: Message, max_blob_bytes: int) -> tuple[str, str, list[Attac
         attachments.append(Attachment(
             filename=filename, media_type=media_type_of(media_type), size=len(blob.data), sha256=blob.sha256,
             content_ref=blob.ref if kept else None,
-            inline=disposition == "inline" or (disposition is None and part.get("content-id") is not None)))
+            inline=disposition == "inline" or (disposition is None and part.get("content-id") is not None),
+            content_id=(first_id(str(part.get("content-id"))) or None) if part.get("content-id") else None))
     return "\n".join(plain), "\n".join(html), attachments, blobs
