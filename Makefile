@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) deploy/local/stackctl.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv provision up down status run demo redrive test test-unit docs clean
+.PHONY: help venv provision up down status run demo redrive test test-unit docs chaos clean
 
 help:
 	@echo "make run      start Kafka, FerretDB and the five services, load a demo retailer, play traffic (Ctrl-C stops)"
@@ -15,6 +15,7 @@ help:
 	@echo "make status   what is running"
 	@echo "make redrive  send dead-lettered records back to their topics once the cause is fixed"
 	@echo "make docs     regenerate docs/asyncapi.json and docs/openapi/*.json from the code"
+	@echo "make chaos    kill services, the broker and the database under load; prove nothing is lost (reports/chaos.json)"
 	@echo "make clean    stop and delete local data (keeps the download cache)"
 
 $(STAMP): pyproject.toml
@@ -51,6 +52,11 @@ redrive: $(STAMP)
 
 docs: $(STAMP)
 	@$(PY) -m docs.generate
+
+# the fault suite on a stack of its own (.state/chaos): table on stdout, details in reports/chaos.json
+chaos: $(STAMP)
+	@$(STACK) provision
+	@$(PY) -m tests.chaos.run $(ARGS)
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest tests/unit -q
