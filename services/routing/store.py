@@ -35,6 +35,7 @@ class RoutingStore:
         self.escalated = mongo.collection("routing_escalation_decisions")  # one per (SLA event, ticket)
         self.customers = mongo.collection("routing_customers")  # customer id -> the agent who served them last
         self.locks = KeyedLock()  # agent documents are changed by one writer at a time
+        self._suspects: set[tuple[str, str, str, str]] = set()  # mirror disagreements seen last round
 
     async def ensure_indexes(self) -> None:
         await self.slots.create_index([("ticket_id", ASCENDING)])
@@ -115,6 +116,8 @@ class RoutingStore:
             await self.agents.update_one({"_id": agent_id}, change)
 
     async def _free(self, slot_id: str, agent_id: str, ticket_id: str) -> None:
+        # only if the slot still holds this ticket; this filter reads the whole slots collection
+        # on FerretDB, which stays small (one document per ticket being worked on)
         await self.slots.delete_one({"_id": slot_id, "ticket_id": ticket_id})
         async with self.locks.hold(agent_id):
             await self.agents.update_one({"_id": agent_id},
@@ -185,9 +188,9 @@ class RoutingStore:
     async def reconcile(self, now: datetime, *, orphan_after_s: float = 60.0) -> int:
         """Heal what a crash between two writes can leave: a slot whose ticket was never claimed
         (or claimed elsewhere) is freed once it is old enough not to be a reservation in
-        flight, and each agent's mirror is brought back to the slots they hold. Returns the
-        number of fixes. The mirrors are read before the slots are scanned, so a reservation
-        made meanwhile is never taken away."""
+        flight, and an agent's mirror that disagrees with their slots in two rounds running
+        (so not just a reservation or release half done at the moment) is corrected. Returns
+        the number of fixes."""
         mirrors = {d["_id"]: (set(d.get("tickets") or []), set(d.get("slots") or []))
                    async for d in self.agents.find({}, {"tickets": 1, "slots": 1})}
         claims = {d["_id"]: d async for d in self.assignments.find({})}
@@ -207,21 +210,18 @@ class RoutingStore:
             tickets, slots = held.setdefault(slot["agent_id"], (set(), set()))
             tickets.add(slot["ticket_id"])
             slots.add(slot["_id"])
+        seen: set[tuple[str, str, str, str]] = set()  # (agent, field, value, "extra" | "missing")
         for agent_id, (tickets, slots) in mirrors.items():
             has_tickets, has_slots = held.get(agent_id, (set(), set()))
-            extra = {"tickets": sorted(tickets - has_tickets), "slots": sorted(slots - has_slots)}
-            missing = {"tickets": sorted(has_tickets - tickets), "slots": sorted(has_slots - slots)}
-            change: dict[str, Any] = {}
-            if extra["tickets"] or extra["slots"]:
-                change["$pullAll"] = {k: v for k, v in extra.items() if v}
-            if change or missing["tickets"] or missing["slots"]:
-                async with self.locks.hold(agent_id):
-                    if change:
-                        await self.agents.update_one({"_id": agent_id}, change)
-                    for field, values in missing.items():  # one at a time: no `$each` on every server
-                        for value in values:
-                            await self.agents.update_one({"_id": agent_id}, {"$addToSet": {field: value}})
-                fixes += 1
+            for field, mirror, truth in (("tickets", tickets, has_tickets), ("slots", slots, has_slots)):
+                seen.update((agent_id, field, v, "extra") for v in mirror - truth)
+                seen.update((agent_id, field, v, "missing") for v in truth - mirror)
+        confirmed, self._suspects = seen & self._suspects, seen - self._suspects
+        for agent_id, field, value, kind in sorted(confirmed):
+            async with self.locks.hold(agent_id):
+                op = {"$pullAll": {field: [value]}} if kind == "extra" else {"$addToSet": {field: value}}
+                await self.agents.update_one({"_id": agent_id}, op)
+            fixes += 1
         return fixes
 
     # ------------------------------------------------------------ what tickets need
@@ -238,9 +238,12 @@ class RoutingStore:
         return TicketSnapshot.model_validate(doc["ticket"]), Needs.model_validate(doc["needs"])
 
     async def refresh(self, ticket: TicketSnapshot) -> None:
-        """Keep the remembered snapshot current (priority, tags, status), never stepping back."""
-        await self.tickets.update_one({"_id": ticket.id, "ticket.version": {"$lt": ticket.version}},
-                                      {"$set": {"ticket": ticket.model_dump(mode="json")}})
+        """Keep the remembered snapshot current (priority, tags, status), never stepping back.
+        Read and written by `_id` alone: FerretDB reads a whole collection for any other filter,
+        `_id` plus a version included."""
+        doc = await self.tickets.find_one({"_id": ticket.id}, {"ticket": 1})
+        if doc is not None and doc["ticket"]["version"] < ticket.version:
+            await self.tickets.update_one({"_id": ticket.id}, {"$set": {"ticket": ticket.model_dump(mode="json")}})
 
     async def set_needs(self, ticket_id: str, needs: Needs, *, priority: str | None = None) -> None:
         change: dict[str, Any] = {"needs": needs.model_dump()}
