@@ -18,7 +18,8 @@ from services.ingest.channels.sms import normalise_sms
 from services.ingest.channels.social import SocialInbound, normalise_social
 from services.ingest.channels.voice import VoiceInbound, normalise_voice
 from services.ingest.channels.webform import WebformInbound, normalise_webform
-from services.ingest.channels.whatsapp import WhatsAppWebhook, normalise_whatsapp
+from services.ingest.channels.receipts import twilio_report
+from services.ingest.channels.whatsapp import WhatsAppWebhook, normalise_whatsapp, reports_of
 from services.ingest.domain import Blob, Normalised, Rejected
 from services.ingest.ratelimit import RateLimited, RateLimiter, retry_after
 from services.ingest.service import IngestService, NotDurable
@@ -132,6 +133,26 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
         message = normalise("sms", normalise_sms, dict(pairs), received_at=utcnow())
         return await accepted(Normalised(message))
 
+    @router.post("/sms/status", status_code=202, responses={403: {"description": "bad X-Twilio-Signature"}},
+                 summary="Twilio status callback for a message we sent (set TWILIO_STATUS_CALLBACK_URL to it)",
+                 description="`MessageStatus` sent, delivered, read, undelivered, failed or canceled is passed "
+                             "to the tickets service; earlier states (queued, sending…) are acknowledged and "
+                             "dropped. Signed like the SMS webhook.",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": [
+                         "MessageSid", "MessageStatus"], "additionalProperties": {"type": "string"}}}}}})
+    async def sms_status(request: Request) -> JSONResponse:
+        pairs = form_pairs(await read_body(request, settings.max_json_bytes))
+        token = _secret(settings.twilio_auth_token)
+        if token:
+            url = settings.public_url.rstrip("/") + request.url.path
+            url += f"?{request.url.query}" if request.url.query else ""
+            if not twilio_valid(token, url, pairs, request.headers.get("x-twilio-signature")):
+                raise ApiError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match")
+        report = twilio_report(dict(pairs), received_at=utcnow())
+        return JSONResponse({"reported": report is not None and bool(await service.report(report))},
+                            status_code=202)
+
     @router.post("/whatsapp", status_code=202,
                  responses={**ACCEPTED, 200: {"description": 'statuses only, nothing to file: '
                                                              '{"message_id": null, "message_ids": []}'},
@@ -147,10 +168,12 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
         secret = _secret(settings.meta_app_secret)
         if secret and not meta_valid(secret, raw, request.headers.get("x-hub-signature-256")):
             raise ApiError(403, "invalid_signature", "X-Hub-Signature-256 is missing or does not match")
-        messages = normalise("whatsapp", normalise_whatsapp, parse_json(raw, WhatsAppWebhook), received_at=utcnow())
+        payload = parse_json(raw, WhatsAppWebhook)
+        messages = normalise("whatsapp", normalise_whatsapp, payload, received_at=utcnow())
         within_limit(*messages)
         ids = [await accept(message) for message in messages]
-        return JSONResponse({"message_id": ids[0] if ids else None, "message_ids": ids},
+        reports = [await service.report(r) for r in reports_of(payload, received_at=utcnow())]
+        return JSONResponse({"message_id": ids[0] if ids else None, "message_ids": ids, "reports": len(reports)},
                             status_code=202 if ids else 200)
 
     @router.get("/whatsapp", summary="Meta's subscription check: echoes hub.challenge when hub.verify_token "

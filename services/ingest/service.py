@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from services.ingest.domain import Blob, fit_for_kafka
 from shared import topics
-from shared.events import EventType, MessageReceived, make_event
+from shared.events import DeliveryReported, EventType, MessageReceived, make_event, stable_id
 
 
 class NotDurable(Exception):
@@ -18,6 +18,20 @@ class IngestService:
         self.source = source
         self.is_connected = is_connected
         self.blobs = blobs  # a BlobStore: where attachments and original mails are kept
+
+    async def report(self, report: DeliveryReported) -> str:
+        """A provider's delivery report, passed on to the tickets service; its event id
+        follows from what it says, so the provider's retries are duplicates downstream."""
+        if not self.is_connected():
+            raise NotDurable("the message broker is not reachable")
+        event = make_event(EventType.DELIVERY_REPORTED, report, source=self.source, subject=report.provider_id,
+                           id_="dr-" + stable_id(report.channel.value, report.provider_id, report.provider_status))
+        try:
+            await self.publisher.publish(event.model_dump(mode="json"), key=report.provider_id.encode(),
+                                         headers={"content-type": "application/cloudevents+json"})
+        except Exception as exc:
+            raise NotDurable(f"the message broker did not acknowledge the report: {type(exc).__name__}") from exc
+        return event.id
 
     async def accept(self, message: MessageReceived, blobs: Iterable[Blob] = ()) -> str:
         """Store the bytes, then publish and wait for the broker's acknowledgement (acks=all).

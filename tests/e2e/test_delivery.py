@@ -112,6 +112,21 @@ def test_sms_and_whatsapp_replies_go_out_through_the_providers(stack, agent, pro
     assert got and got[0]["text"]["body"] == "It arrives on Thursday."
     assert poll(lambda: (delivery(stack, wa_ticket, wa_out) or {}).get("provider_id") == got[0]["id"])
 
+    # the providers report back: Twilio's status callback, WhatsApp's statuses
+    with stack.client("ingest", auth=False) as ingest:
+        r = ingest.post("/v1/inbound/sms/status", data={"MessageSid": sent[0]["sid"], "MessageStatus": "delivered",
+                                                         "To": phone, "From": "+15005550006"})
+        assert r.status_code == 202 and r.json()["reported"] is True
+        statuses = {"object": "whatsapp_business_account", "entry": [{"id": "WABA1", "changes": [{
+            "field": "messages", "value": {"messaging_product": "whatsapp", "metadata": {"phone_number_id": "1"},
+                                           "statuses": [{"id": got[0]["id"], "status": "read", "recipient_id": wa_id,
+                                                         "timestamp": str(int(time.time()))}]}}]}]}
+        r = ingest.post("/v1/inbound/whatsapp", json=statuses)
+        assert r.status_code == 200 and r.json()["reports"] == 1
+    assert poll(lambda: (delivery(stack, ticket_id, out_id) or {}).get("state") == "delivered")
+    read = poll(lambda: (lambda d: d if d and d["state"] == "delivered" else None)(delivery(stack, wa_ticket, wa_out)))
+    assert read and read["detail"] == "read"
+
 
 def test_a_whatsapp_reply_the_provider_refuses_fails_visibly_without_retries(stack, agent, providers):
     wa_id = "9665" + str(uuid.uuid4().int)[:8]

@@ -203,8 +203,11 @@ async def test_whatsapp_status_only_webhook_answers_200_with_no_ids():
     async with ingest.client() as http:
         answer = await http.post("/v1/inbound/whatsapp", headers=JSON,
                                  content=hook(statuses=[{"id": "wamid.OUT", "status": "read"}]))
-    assert answer.status_code == 200 and answer.json() == {"message_id": None, "message_ids": []}
-    assert ingest.published == []
+    assert answer.status_code == 200 and answer.json() == {"message_id": None, "message_ids": [], "reports": 1}
+    # no message to file: only the delivery report, for the tickets service to mark the reply read
+    records = ingest.publisher.records
+    assert [r["type"] for r in records] == ["deskstream.message.delivery_reported"]
+    assert records[0]["data"]["provider_id"] == "wamid.OUT" and records[0]["data"]["state"] == "delivered"
 
 
 async def test_whatsapp_signature_is_required_when_an_app_secret_is_set():

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.domain import (
     Rejected, cap_name, cap_text, e164, e164_or_raw, file_name, media_type_of, message_id_for)
+from services.ingest.channels.receipts import WaStatus, whatsapp_reports
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -32,6 +33,7 @@ class WaValue(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     contacts: list[WaContact] = Field(default_factory=list)
     messages: list[WaMessage] = Field(default_factory=list, max_length=100)
+    statuses: list[WaStatus] = Field(default_factory=list, max_length=1000)
 
 
 class WaChange(BaseModel):
@@ -106,3 +108,9 @@ def normalise_whatsapp(payload: WhatsAppWebhook, *, received_at: datetime) -> li
                 received_at=received_at,
             ))
     return list(found.values())
+
+
+def reports_of(payload: WhatsAppWebhook, *, received_at: datetime):
+    """The delivery statuses a webhook carries, for messages we sent."""
+    return whatsapp_reports([s for e in payload.entry for c in e.changes for s in c.value.statuses],
+                            received_at=received_at)
