@@ -6,16 +6,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, EmailStr, Field
 
-from services.ingest.domain import MAX_TEXT, Blob, Normalised, message_id_for
+from services.ingest.domain import MAX_TEXT, Blob, Normalised, e164, message_id_for
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived, stable_id
 
 
 class WebformInbound(BaseModel):
-    """`POST /v1/inbound/webform` (CONTRACT.md): `name`, `email`, `subject`, `message`."""
+    """`POST /v1/inbound/webform` (CONTRACT.md): `name`, `email`, `subject`, `message`; an
+    optional `phone` (with its country code) links the customer's SMS and WhatsApp too."""
 
     name: str | None = Field(None, max_length=200)
     email: EmailStr
+    phone: str | None = Field(None, max_length=40)
     subject: str | None = Field(None, max_length=1000)
     message: str = Field(min_length=1, max_length=MAX_TEXT)
 
@@ -36,8 +38,9 @@ def normalise_webform(payload: WebformInbound, *, received_at: datetime, files: 
         channel=Channel.webform,
         external_id=digest,
         thread_key=f"webform:{message_id}",
-        customer=CustomerRef(name=(payload.name or "").strip() or None,
-                             identities=[Identity(kind="email", value=email)]),
+        customer=CustomerRef(name=(payload.name or "").strip() or None, identities=[
+            Identity(kind="email", value=email),
+            *([Identity(kind="phone", value=e164(payload.phone, field_name="phone"))] if payload.phone else [])]),
         subject=(payload.subject or "").strip() or None,
         text=payload.message,
         attachments=attachments,
