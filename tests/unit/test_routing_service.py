@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.routing.domain import AgentProfile, Presence, WorkingHours
+from services.routing.domain import AgentProfile, Presence
 from services.routing.kb import Article
 from services.routing.rules import Actions, Conditions, KbAnswer, Rule
 from services.routing.service import RoutingService
