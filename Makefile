@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) deploy/local/stackctl.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv provision up down status run demo redrive test test-unit docs chaos clean
+.PHONY: help venv provision up down status run demo redrive test test-unit docs chaos bench clean
 
 help:
 	@echo "make run      start Kafka, FerretDB and the five services, load a demo retailer, play traffic (Ctrl-C stops)"
@@ -16,6 +16,7 @@ help:
 	@echo "make redrive  send dead-lettered records back to their topics once the cause is fixed"
 	@echo "make docs     regenerate docs/asyncapi.json and docs/openapi/*.json from the code"
 	@echo "make chaos    kill services, the broker and the database under load; prove nothing is lost (reports/chaos.json)"
+	@echo "make bench    throughput, latency and memory end to end, with Kafka/FerretDB/FastStream yardsticks (bench/results.json)"
 	@echo "make clean    stop and delete local data (keeps the download cache)"
 
 $(STAMP): pyproject.toml
@@ -57,6 +58,12 @@ docs: $(STAMP)
 chaos: $(STAMP)
 	@$(STACK) provision
 	@$(PY) -m tests.chaos.run $(ARGS)
+
+# end to end on a stack of its own (.state/bench), ~10 min (ARGS=--quick: ~3 min); run under
+# `flock /tmp/deskstream-bench.lock` when others share the machine
+bench: $(STAMP)
+	@$(STACK) provision
+	@$(PY) -m bench.run $(ARGS)
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest tests/unit -q
