@@ -86,6 +86,17 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
         if wait := limiter.take(costs):
             raise RateLimited(wait)
 
+    async def twilio_form(request: Request) -> list[tuple[str, str]]:
+        """A Twilio webhook's form fields, its X-Twilio-Signature checked when TWILIO_AUTH_TOKEN is set."""
+        pairs = form_pairs(await read_body(request, settings.max_json_bytes))
+        token = _secret(settings.twilio_auth_token)
+        if token:
+            url = settings.public_url.rstrip("/") + request.url.path
+            url += f"?{request.url.query}" if request.url.query else ""
+            if not twilio_valid(token, url, pairs, request.headers.get("x-twilio-signature")):
+                raise ApiError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match")
+        return pairs
+
     async def accept(message: MessageReceived, blobs: tuple[Blob, ...] = ()) -> str:
         try:
             return await service.accept(message, blobs)
@@ -123,13 +134,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
                      "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": [
                          "MessageSid", "From", "To"], "additionalProperties": {"type": "string"}}}}}})
     async def inbound_sms(request: Request) -> JSONResponse:
-        pairs = form_pairs(await read_body(request, settings.max_json_bytes))
-        token = _secret(settings.twilio_auth_token)
-        if token:
-            url = settings.public_url.rstrip("/") + request.url.path
-            url += f"?{request.url.query}" if request.url.query else ""
-            if not twilio_valid(token, url, pairs, request.headers.get("x-twilio-signature")):
-                raise ApiError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match")
+        pairs = await twilio_form(request)
         message = normalise("sms", normalise_sms, dict(pairs), received_at=utcnow())
         return await accepted(Normalised(message))
 
@@ -142,13 +147,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
                      "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": [
                          "MessageSid", "MessageStatus"], "additionalProperties": {"type": "string"}}}}}})
     async def sms_status(request: Request) -> JSONResponse:
-        pairs = form_pairs(await read_body(request, settings.max_json_bytes))
-        token = _secret(settings.twilio_auth_token)
-        if token:
-            url = settings.public_url.rstrip("/") + request.url.path
-            url += f"?{request.url.query}" if request.url.query else ""
-            if not twilio_valid(token, url, pairs, request.headers.get("x-twilio-signature")):
-                raise ApiError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match")
+        pairs = await twilio_form(request)
         report = twilio_report(dict(pairs), received_at=utcnow())
         return JSONResponse({"reported": report is not None and bool(await service.report(report))},
                             status_code=202)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from shared.events import TicketSnapshot
+from shared.types import TimeZoneName
 
 
 class Presence(StrEnum):
@@ -73,20 +74,11 @@ class WorkingHours(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = Field(min_length=1, max_length=64, examples=["Asia/Riyadh"])
+    timezone: TimeZoneName
     hours: dict[str, list[tuple[str, str]]] = Field(
         default_factory=dict, examples=[{"sun": [["09:00", "17:00"]], "mon": [["22:00", "06:00"]]}])
 
     _zone: ZoneInfo = PrivateAttr()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError(f"unknown time zone {name!r}: use an IANA name such as 'Asia/Riyadh'") from None
-        return name
 
     @field_validator("hours")
     @classmethod
