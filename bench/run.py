@@ -39,7 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.chaos.run import Load  # noqa: E402  (the realistic five-channel request mix)
+from tests.chaos.run import Load, online_agents  # noqa: E402  (the realistic five-channel request mix)
 from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "bench"
@@ -360,21 +360,9 @@ async def faststream_hop(bootstrap: str, n: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------- run
-async def agents(urls: dict[str, str]) -> None:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=urls["routing"], headers=auth, timeout=10) as routing:
-        for agent in AGENTS:
-            r = await routing.put(f"/v1/agents/{agent}", json={
-                "name": agent, "skills": ["general"], "languages": ["en", "ar"],
-                "channels": ["chat", "email", "sms", "whatsapp", "webform", "social", "voice"],
-                "capacity": CAPACITY})
-            r.raise_for_status()
-            (await routing.put(f"/v1/agents/{agent}/presence", json={"status": "online"})).raise_for_status()
-
-
 async def measure(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str, Any]:
     urls, bootstrap = stack.service_urls, stack.kafka_bootstrap
-    await agents(urls)
+    await online_agents(urls["routing"], TOKEN, dict.fromkeys(AGENTS, CAPACITY))
     lag = Lag(bootstrap)
     await lag.start()
     try:

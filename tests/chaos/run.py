@@ -143,6 +143,19 @@ class Load:
             phase.refused += 1
 
 
+async def online_agents(routing_url: str, token: str, capacities: dict[str, int]) -> None:
+    """Generalists for every channel, online, with the given capacities."""
+    async with httpx.AsyncClient(base_url=routing_url, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=10) as routing:
+        for agent, capacity in capacities.items():
+            r = await routing.put(f"/v1/agents/{agent}", json={
+                "name": agent, "skills": ["general"], "languages": ["en", "ar"],
+                "channels": ["chat", "email", "sms", "whatsapp", "webform", "social", "voice"],
+                "capacity": capacity})
+            r.raise_for_status()
+            (await routing.put(f"/v1/agents/{agent}/presence", json={"status": "online"})).raise_for_status()
+
+
 async def until(check, timeout: float, interval: float = 0.5) -> float | None:
     """Seconds until `check()` holds, or None."""
     t0 = time.monotonic()
@@ -179,14 +192,7 @@ class Chaos:
         self.ctl.up(state_dir=STATE, port_offset=OFFSET, quiet=True, **PORTS)
 
     async def agents(self) -> None:
-        async with httpx.AsyncClient(base_url=self.urls["routing"], headers=self.auth, timeout=10) as routing:
-            for agent, capacity in AGENTS.items():
-                r = await routing.put(f"/v1/agents/{agent}", json={
-                    "name": agent, "skills": ["general"], "languages": ["en", "ar"],
-                    "channels": ["chat", "email", "sms", "whatsapp", "webform", "social", "voice"],
-                    "capacity": capacity})
-                r.raise_for_status()
-                (await routing.put(f"/v1/agents/{agent}/presence", json={"status": "online"})).raise_for_status()
+        await online_agents(self.urls["routing"], TOKEN, AGENTS)
 
     async def probe(self) -> bool:
         """A fresh chat message is filed and assigned: the whole pipeline works again."""
