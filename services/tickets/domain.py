@@ -476,7 +476,12 @@ class Ticket(BaseModel):
             ticket=self.snapshot(), from_status=previous.value, to_status=to.value, actor=actor, until=until))
 
     def _log(self, at: datetime, type_: str, *, actor: str | None, **details: Any) -> None:
-        self.timeline.append(TimelineEntry(at=at, type=type_, actor=actor, details=details))
+        """Add an entry in time order: a message received at ingest before an agent's reply
+        was recorded, but filed after it, still reads before the reply."""
+        i = len(self.timeline)
+        while i and self.timeline[i - 1].at > at:
+            i -= 1
+        self.timeline.insert(i, TimelineEntry(at=at, type=type_, actor=actor, details=details))
 
 
 class ThreadingPolicy(BaseModel):

@@ -145,3 +145,14 @@ def test_a_chat_session_continues_until_the_ticket_is_closed():
     assert not continues(ticket, chat("m4"), now=T0 + timedelta(hours=1), policy=policy)
     ticket.change_status(Status.closed, actor="a1", now=T0)
     assert not continues(ticket, chat("m5"), now=T0, policy=policy)
+
+
+def test_a_message_filed_after_a_later_reply_still_reads_before_it_on_the_timeline():
+    ticket = new_ticket()
+    ticket.reply(agent_id="a1", text="On its way", message_id="out_1", now=T0 + timedelta(seconds=10))
+    # received at ingest at +5 s, filed only after the reply was recorded
+    ticket.receive(chat("m2", "Any news?", at=T0 + timedelta(seconds=5)), now=T0 + timedelta(seconds=11))
+    times = [e.at for e in ticket.timeline]
+    assert times == sorted(times)
+    kinds = [e.type for e in ticket.timeline]
+    assert kinds.index("message_received", 2) < kinds.index("reply_sent")
