@@ -111,6 +111,17 @@ def without_id(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in doc.items() if k != "_id"}
 
 
+def stored_week(hours: dict[str, list[Any]]) -> dict[str, list[str]]:
+    """Weekly hours as stored: FerretDB keeps no arrays inside arrays, so a day's ranges
+    `[["09:00", "13:00"], ["14:00", "17:00"]]` are kept as `["09:00-13:00", "14:00-17:00"]`."""
+    return {day: ["-".join(r) if not isinstance(r, str) else r for r in ranges] for day, ranges in hours.items()}
+
+
+def loaded_week(hours: dict[str, list[Any]]) -> dict[str, list[list[str]]]:
+    """The API's shape again (documents written before, nested, are read as they are)."""
+    return {day: [r.split("-", 1) if isinstance(r, str) else list(r) for r in ranges] for day, ranges in hours.items()}
+
+
 async def upsert(collection: Collection, query: dict[str, Any], update: dict[str, Any], *,
                  returning: bool = False) -> Any:
     """An upsert that survives a racing upsert of the same key: concurrent upserts may both

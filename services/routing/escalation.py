@@ -49,7 +49,7 @@ class Escalation(BaseModel):
     """`PUT /v1/escalations/{escalation_id}`."""
 
     name: str = Field(min_length=1, max_length=200)
-    order: int = 1000
+    order: int = Field(1000, ge=-1_000_000, le=1_000_000)  # stored: it must fit a 64-bit integer
     enabled: bool = True
     on: list[SlaKind] = Field(min_length=1, description="warning, breached or both")
     when: EscalationMatch = Field(default_factory=EscalationMatch)

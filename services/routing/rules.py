@@ -56,7 +56,7 @@ class Rule(BaseModel):
     """`PUT /v1/rules/{rule_id}`."""
 
     name: str = Field(min_length=1, max_length=200)
-    order: int = 1000
+    order: int = Field(1000, ge=-1_000_000, le=1_000_000)  # stored: it must fit a 64-bit integer
     enabled: bool = True
     when: Conditions = Field(default_factory=Conditions)
     then: Actions

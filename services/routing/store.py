@@ -17,7 +17,7 @@ from services.routing.kb import Article
 from services.routing.rules import Rule
 from shared.events import TicketSnapshot
 from shared.locks import KeyedLock
-from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, upsert
+from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, loaded_week, stored_week, upsert
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
@@ -46,7 +46,7 @@ class RoutingStore:
     async def upsert_agent(self, agent_id: str, profile: AgentProfile, now: datetime) -> Agent:
         async with self.locks.hold(agent_id):
             await upsert(self.agents, {"_id": agent_id}, {
-                "$set": {**profile.model_dump(), "updated_at": now},
+                "$set": {**stored_profile(profile), "updated_at": now},
                 "$setOnInsert": {"presence": Presence.offline.value, "created_at": now, "tickets": [], "slots": []}})
         return await self.get_agent(agent_id)
 
@@ -329,6 +329,16 @@ class RoutingStore:
         return await self.queue.count_documents({})
 
 
+def stored_profile(profile: AgentProfile) -> dict[str, Any]:
+    doc = profile.model_dump()
+    if doc["working_hours"]:
+        doc["working_hours"]["hours"] = stored_week(doc["working_hours"]["hours"])
+    return doc
+
+
 def to_agent(doc: dict[str, Any]) -> Agent:
+    hours = doc.get("working_hours")
+    if hours:
+        hours = {**hours, "hours": loaded_week(hours.get("hours") or {})}
     return Agent.model_validate({**doc, "id": doc["_id"], "tickets": sorted(doc.get("tickets") or []),
-                                 "slots": doc.get("slots") or []})
+                                 "slots": doc.get("slots") or [], "working_hours": hours})

@@ -23,17 +23,20 @@ class PolicyMatch(BaseModel):
     team: str | None = Field(None, description="the team the ticket belongs to")
 
 
+MAX_TARGET_S = 10 * 365 * 86400  # ten years: longer is a typo, and would not fit the clock arithmetic
+
+
 class Policy(BaseModel):
     """`PUT /v1/policies/{policy_id}` (CONTRACT.md); times in seconds."""
 
     name: str = Field(min_length=1, max_length=200)
     match: PolicyMatch = Field(default_factory=PolicyMatch)
-    first_response_s: int = Field(gt=0)
-    next_response_s: int | None = Field(None, gt=0)
-    resolution_s: int | None = Field(None, gt=0)
-    warn_before_s: int | None = Field(None, ge=0)
+    first_response_s: int = Field(gt=0, le=MAX_TARGET_S)
+    next_response_s: int | None = Field(None, gt=0, le=MAX_TARGET_S)
+    resolution_s: int | None = Field(None, gt=0, le=MAX_TARGET_S)
+    warn_before_s: int | None = Field(None, ge=0, le=MAX_TARGET_S)
     calendar_id: str | None = None
-    order: int = 1000
+    order: int = Field(1000, ge=-1_000_000, le=1_000_000)
 
 
 class ClockState(StrEnum):

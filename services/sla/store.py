@@ -24,7 +24,7 @@ from pymongo.errors import BulkWriteError
 from services.sla.calendar import Calendar
 from services.sla.domain import Clock, Policy
 from shared.locks import KeyedLock
-from shared.mongo import ASCENDING, Collection, DuplicateKeyError, Mongo, upsert, without_id
+from shared.mongo import ASCENDING, Collection, DuplicateKeyError, Mongo, loaded_week, stored_week, upsert, without_id
 
 log = logging.getLogger(__name__)
 CLOCK_SHARDS = 64  # fixed: a clock is found in the shard of its ticket
@@ -104,11 +104,12 @@ class SlaStore:
     # ------------------------------------------------------------ calendars
     async def put_calendar(self, calendar_id: str, calendar: Calendar) -> None:
         # JSON mode: holidays are stored as "YYYY-MM-DD" strings (BSON has no date-only type)
-        await upsert(self.calendars, {"_id": calendar_id}, {"$set": calendar.model_dump(mode="json")})
+        doc = calendar.model_dump(mode="json")
+        await upsert(self.calendars, {"_id": calendar_id}, {"$set": {**doc, "hours": stored_week(doc["hours"])}})
 
     async def get_calendar(self, calendar_id: str) -> Calendar | None:
         doc = await self.calendars.find_one({"_id": calendar_id})
-        return Calendar.model_validate(without_id(doc)) if doc else None
+        return Calendar.model_validate({**without_id(doc), "hours": loaded_week(doc["hours"])}) if doc else None
 
     # ------------------------------------------------------------ clocks
     async def start_clock(self, clock: Clock) -> bool:

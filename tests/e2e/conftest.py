@@ -115,3 +115,9 @@ def agent(stack):
         r = routing.put(f"/v1/agents/{AGENT}/presence", json={"status": "online"})
         assert r.status_code == 200 and r.json()["presence"] == "online"
     return AGENT
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `runs_last` (the API fuzzing, which leaves random agents and tickets behind)
+    run after every other test on the shared stack."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
