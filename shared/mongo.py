@@ -55,6 +55,12 @@ class Mongo:
         the owning process's per-key lock (shared/locks.py), with one writer process per store."""
         return {"_id": doc_id} if self.ferretdb else {"_id": doc_id, **guard}
 
+    def sqlite_file(self) -> Path | None:
+        """FerretDB's SQLite file for this database, when the server is FerretDB and its files
+        are local to this process (stackctl sets DESKSTREAM_FERRETDB_SQLITE_DIR); else None."""
+        folder = os.environ.get(SQLITE_DIR_ENV)
+        return Path(folder) / f"{self.database}.sqlite" if self.ferretdb and folder else None
+
     async def index_lookups(self) -> int:
         """FerretDB 1.24's SQLite backend looks documents up by `_id` with an SQL expression
         its own `_id` index does not match, so every lookup reads the whole table (measured:

@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from services.tickets.listing import SqliteListing
 from services.tickets.domain import PRIORITY_RANK, CustomerInfo, CustomStatus, Ticket, customer_id_for, search_terms
 from shared import topics
 from shared.events import CloudEvent, Identity
@@ -35,6 +36,7 @@ class VersionConflict(Exception):
 class TicketStore:
     def __init__(self, mongo: Mongo) -> None:
         self.mongo = mongo
+        self.listing: SqliteListing | None = None  # on FerretDB with local SQLite files (listing.py)
         self.tickets = mongo.collection("tickets")
         self.outbox_marks = mongo.collection("tickets_outbox")  # see shared/outbox.py
         self.message_index = mongo.collection("ticket_messages")
@@ -58,6 +60,10 @@ class TicketStore:
         await self.tickets.create_index([("search", 1)])
         await self.tickets.create_index([("sla_states", 1), ("created_at", DESCENDING)])
         await self.message_index.create_index([("ticket_id", 1)])
+        if (file := self.mongo.sqlite_file()) is not None:
+            listing = SqliteListing(file, "tickets")
+            if await listing.prepare():
+                self.listing = listing
 
     # ------------------------------------------------------------ tickets
     async def load(self, ticket_id: str) -> Ticket | None:
@@ -76,6 +82,8 @@ class TicketStore:
         return tombstone
 
     async def postponed_due(self, now: datetime, limit: int = 200) -> list[str]:
+        if self.listing is not None and self.listing.ready:
+            return await self.listing.ids({"status": "postponed", "postponed_until": {"$lte": now}}, limit)
         return [d["_id"] async for d in self.tickets.find(
             {"status": "postponed", "postponed_until": {"$lte": now}}, {"_id": 1}).limit(limit)]
 
@@ -133,12 +141,23 @@ class TicketStore:
         return doc
 
     async def resolved_before(self, cutoff: datetime, limit: int = 200) -> list[str]:
+        if self.listing is not None and self.listing.ready:
+            return await self.listing.ids({"status": "resolved", "resolved_at": {"$lte": cutoff}}, limit)
         return [d["_id"] async for d in self.tickets.find(
             {"status": "resolved", "resolved_at": {"$lte": cutoff}}, {"_id": 1}).limit(limit)]
 
     async def list_view(self, *, filters: dict[str, Any], limit: int, cursor: str | None,
                         sort: str = "-created_at") -> tuple[list[dict[str, Any]], str | None]:
         field, direction = SORTS[sort]
+        if self.listing is not None and self.listing.ready:
+            after = decode_cursor(cursor) if cursor else None
+            ids = await self.listing.page(filters, field=field, descending=direction == DESCENDING,
+                                          limit=limit + 1, after=after)
+            docs = [d for d in await asyncio.gather(*(self.tickets.find_one({"_id": i}, SUMMARY_FIELDS)
+                                                      for i in ids[:limit])) if d is not None]
+            more = len(ids) > limit
+            next_cursor = encode_cursor(docs[-1].get(field), docs[-1]["_id"]) if more and docs else None
+            return docs, next_cursor
         query: dict[str, Any] = {"purged": {"$ne": True}, **filters}
         if cursor:
             value, last_id = decode_cursor(cursor)

@@ -43,9 +43,11 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict]]
                 for record in part:
                     try:
                         body = json.loads(record.value)
-                    except ValueError:
+                    except (ValueError, RecursionError):
+                        body = None
+                    if not isinstance(body, dict):  # junk someone sent (see test_poison_records)
                         body = {"_raw": record.value}
-                    body["_key"] = record.key.decode() if record.key else None
+                    body["_key"] = record.key.decode(errors="replace") if record.key else None
                     body["_partition"] = record.partition
                     records.append(body)
     finally:

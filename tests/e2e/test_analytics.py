@@ -88,7 +88,7 @@ async def end_offsets(bootstrap: str, partitions: list[TopicPartition]) -> dict[
 def parse(value: bytes | None) -> dict[str, Any]:
     try:
         body = json.loads(value or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}
 
