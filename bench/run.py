@@ -254,6 +254,22 @@ async def latency_run(urls: dict[str, str], bootstrap: str, rate: float, duratio
             "ingest_response_p99_ms": _ms(pct(sender.response_s, 0.99))}
 
 
+# ---------------------------------------------------------------------------------- database commands
+async def db_commands(urls: dict[str, str], accepted: int) -> dict[str, Any]:
+    """What each service asked FerretDB over the whole run (its `deskstream_db_commands_total`),
+    per accepted message: where the database's time goes."""
+    pattern = re.compile(r'^deskstream_db_commands_total\{command="([^"]*)",collection="([^"]*)"\} (\S+)$', re.M)
+    by_service: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name in SERVICES:
+            text = (await http.get(f"{urls[name]}/metrics")).text
+            counts = {f"{c} {coll}".strip(): float(n) for c, coll, n in pattern.findall(text)}
+            by_service[name] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    per = {name: round(sum(c.values()) / max(accepted, 1), 1) for name, c in by_service.items()}
+    return {"accepted_messages": accepted, "per_message": per, "per_message_total": round(sum(per.values()), 1),
+            "by_service": by_service}
+
+
 # ---------------------------------------------------------------------------------- memory
 def rss(ctl: Any) -> dict[str, dict[str, float]]:
     """VmRSS / VmHWM of every process in each service's process group, in MB."""
@@ -367,7 +383,7 @@ async def measure(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str, A
     await lag.start()
     try:
         say(f"warm-up: {args.warmup:g} s at 2 msg/s")
-        await step(urls, lag, 2, args.warmup)
+        warm = await step(urls, lag, 2, args.warmup)
         await lag.drain(60)
         steps: list[dict[str, Any]] = []
         sustained = 0.0
@@ -393,6 +409,10 @@ async def measure(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str, A
     latency = await latency_run(urls, bootstrap, lat_rate, args.latency)
     say(f"  p50 {latency['p50']} ms, p99 {latency['p99']} ms, p99.9 {latency['p999']} ms "
         f"over {latency['assigned_measured']} tickets")
+    accepted = warm["accepted"] + sum(r["accepted"] for r in steps) + latency["accepted"]
+    commands = await db_commands(urls, accepted)
+    say(f"database commands per accepted message: {commands['per_message_total']} "
+        f"({', '.join(f'{k} {v}' for k, v in commands['per_message'].items())})")
     memory = rss(ctl)
     say("memory: " + ", ".join(f"{k} {v['rss_mb']} MB" for k, v in memory.items()))
     say(f"yardstick: Kafka ProducerPerformance, {args.kafka_records} × 1 KB")
@@ -415,7 +435,7 @@ async def measure(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str, A
     detail = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
               "args": {k: v for k, v in vars(args).items() if k != "out"},
-              "steps": steps, "latency": latency, "memory": memory, "kafka": kafka, "mongo": mongo,
+              "steps": steps, "latency": latency, "db_commands": commands, "memory": memory, "kafka": kafka, "mongo": mongo,
               "faststream_hop": hop}
     return {"results": results, "detail": detail}
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
-from pymongo import ASCENDING, DESCENDING, ReturnDocument  # noqa: F401  (re-exported)
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, monitoring  # noqa: F401  (re-exported)
 from pymongo.errors import DuplicateKeyError, PyMongoError  # noqa: F401  (re-exported)
 
 Collection = AsyncIOMotorCollection
@@ -27,10 +28,11 @@ SQLITE_DIR_ENV = "DESKSTREAM_FERRETDB_SQLITE_DIR"
 class Mongo:
     """A connected database handle with a cheap health check."""
 
-    def __init__(self, url: str, database: str, *, app_name: str) -> None:
+    def __init__(self, url: str, database: str, *, app_name: str, registry: CollectorRegistry | None = None) -> None:
+        listeners = [CommandMetrics(registry)] if registry is not None else []
         self.client: AsyncIOMotorClient = AsyncIOMotorClient(
             url, appname=app_name, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
-            tz_aware=True,
+            tz_aware=True, event_listeners=listeners,
         )
         self.db: Database = self.client[database]
         self.database = database
@@ -45,6 +47,13 @@ class Mongo:
         """Which server answers: FerretDB says so in `buildInfo`."""
         info = await self.build_info()
         self.ferretdb = "ferretdb" in info or "ferretdbVersion" in info
+
+    async def index(self, collection: Collection, keys: list[tuple[str, int]]) -> None:
+        """A secondary index for MongoDB's query planner. FerretDB 1.24 never uses one (it pushes
+        only `_id` equality down to storage) yet updates it on every write, so there it is not made
+        (the tickets' lists on FerretDB have indexes of their own: services/tickets/listing.py)."""
+        if not self.ferretdb:
+            await collection.create_index(keys)
 
     def by_id(self, doc_id: Any, **guard: Any) -> dict[str, Any]:
         """The filter of a conditional single-document write. On MongoDB the guard (a version,
@@ -61,6 +70,15 @@ class Mongo:
         folder = os.environ.get(SQLITE_DIR_ENV)
         return Path(folder) / f"{self.database}.sqlite" if self.ferretdb and folder else None
 
+    async def create_collections(self, names: list[str]) -> None:
+        existing = set(await self.db.list_collection_names())
+        for name in names:
+            if name not in existing:
+                try:
+                    await self.db.create_collection(name)
+                except PyMongoError:
+                    pass  # created meanwhile by another service
+
     async def index_lookups(self) -> int:
         """FerretDB 1.24's SQLite backend looks documents up by `_id` with an SQL expression
         its own `_id` index does not match, so every lookup reads the whole table (measured:
@@ -70,12 +88,7 @@ class Mongo:
         folder = os.environ.get(SQLITE_DIR_ENV)
         if not (self.ferretdb and folder):
             return 0
-        existing = set(await self.db.list_collection_names())
-        for name in sorted(self.names - existing):
-            try:
-                await self.db.create_collection(name)
-            except PyMongoError:
-                pass  # created meanwhile by another service
+        await self.create_collections(sorted(self.names))
         return await asyncio.to_thread(_sqlite_lookup_indexes, Path(folder) / f"{self.database}.sqlite",
                                        sorted(self.names))
 
@@ -91,6 +104,33 @@ class Mongo:
 
     def close(self) -> None:
         self.client.close()
+
+
+class CommandMetrics(monitoring.CommandListener):
+    """Every database command this process sends, by command and collection, with its time:
+    `deskstream_db_commands_total` and `deskstream_db_command_seconds` on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.count = Counter("deskstream_db_commands", "database commands sent", ["command", "collection"],
+                             registry=registry)
+        self.seconds = Histogram("deskstream_db_command_seconds", "database command round trip", ["command"],
+                                 registry=registry, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2))
+        self._started: dict[int, tuple[str, str]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        collection = event.command.get("collection" if event.command_name == "getMore" else event.command_name)
+        self._started[event.request_id] = (event.command_name, collection if isinstance(collection, str) else "")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self._finish(event.request_id, event.duration_micros)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._finish(event.request_id, event.duration_micros)
+
+    def _finish(self, request_id: int, micros: int) -> None:
+        command, collection = self._started.pop(request_id, ("?", ""))
+        self.count.labels(command, collection).inc()
+        self.seconds.labels(command).observe(micros / 1e6)
 
 
 def _sqlite_lookup_indexes(path: Path, names: list[str]) -> int:

@@ -27,7 +27,8 @@ class Runtime:
         self.service = service
         self.settings = settings
         self.telemetry = Telemetry(service)
-        self.mongo = Mongo(settings.mongodb_url, settings.mongodb_database, app_name=f"deskstream-{service}")
+        self.mongo = Mongo(settings.mongodb_url, settings.mongodb_database, app_name=f"deskstream-{service}",
+                           registry=self.telemetry.registry)
         self.broker: KafkaBroker = create_broker(
             bootstrap_servers=settings.kafka_bootstrap_servers, service=service,
             telemetry=self.telemetry, retry_backoff_s=settings.retry_backoff_s)

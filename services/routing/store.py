@@ -24,6 +24,7 @@ PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
 class RoutingStore:
     def __init__(self, mongo: Mongo) -> None:
+        self.mongo = mongo
         self.agents = mongo.collection("routing_agents")
         self.slots = mongo.collection("routing_slots")
         self.assignments = mongo.collection("routing_assignments")
@@ -38,9 +39,9 @@ class RoutingStore:
         self._suspects: set[tuple[str, str, str, str]] = set()  # mirror disagreements seen last round
 
     async def ensure_indexes(self) -> None:
-        await self.slots.create_index([("ticket_id", ASCENDING)])
-        await self.slots.create_index([("agent_id", ASCENDING)])
-        await self.queue.create_index([("rank", ASCENDING), ("enqueued_at", ASCENDING)])
+        await self.mongo.index(self.slots, [("ticket_id", ASCENDING)])
+        await self.mongo.index(self.slots, [("agent_id", ASCENDING)])
+        await self.mongo.index(self.queue, [("rank", ASCENDING), ("enqueued_at", ASCENDING)])
 
     # ------------------------------------------------------------ agents
     async def upsert_agent(self, agent_id: str, profile: AgentProfile, now: datetime) -> Agent:

@@ -54,6 +54,7 @@ async def insert_new(collection: Collection, docs: list[dict[str, Any]]) -> int:
 
 class SlaStore:
     def __init__(self, mongo: Mongo) -> None:
+        self.mongo = mongo
         self.policies = mongo.collection("sla_policies")
         self.calendars = mongo.collection("sla_calendars")
         self.clock_shards = [mongo.collection(f"sla_clocks_{i:02d}") for i in range(CLOCK_SHARDS)]
@@ -65,7 +66,7 @@ class SlaStore:
     async def ensure_indexes(self) -> None:
         # the per-ticket view of a ticket this process does not hold reads by ticket
         for shard in self.clock_shards:
-            await shard.create_index([("ticket_id", ASCENDING)])
+            await self.mongo.index(shard, [("ticket_id", ASCENDING)])
 
     async def move_unsharded_clocks(self) -> int:
         """Move clocks stored before the split into their shards (idempotent: several processes

@@ -116,10 +116,6 @@ class TicketService:
 
     # ------------------------------------------------------------ commands and agent actions
     async def apply_command(self, command: AssignTicket | ApplyAutomation) -> None:
-        if await self.store.command_applied(command.ticket_id, command.command_id):
-            async with self.locks.hold(command.ticket_id):
-                await self._relay(command.ticket_id)
-            return
         if isinstance(command, AssignTicket):
             def decide(t: Ticket, now: datetime) -> list[Event]:
                 return t.assign(command.agent_id, actor="routing", now=now, reason=command.reason,
@@ -289,11 +285,14 @@ class TicketService:
         for _ in range(MAX_ATTEMPTS):
             async with self.locks.hold(ticket_id):
                 try:
-                    ticket = await self.store.load(ticket_id)
+                    ticket, applied = await self.store.load_for(ticket_id, command_id)
                 except Purged as exc:
                     raise NotFound(ticket_id) from exc
                 if ticket is None:
                     raise NotFound(ticket_id)
+                if applied:  # a redelivered command: done before, but its events may be unsent
+                    await self._relay(ticket_id)
+                    return ticket
                 version = ticket.version
                 events = decide(ticket, self.clock())
                 if not events and not command_id:

@@ -48,19 +48,20 @@ class TicketStore:
         self.statuses = mongo.collection("ticket_statuses")
 
     async def ensure_indexes(self) -> None:
-        await self.tickets.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
-        await self.tickets.create_index([("status", 1), ("created_at", DESCENDING)])
-        await self.tickets.create_index([("customer.id", 1)])
-        await self.tickets.create_index([("assignee", 1)])
-        await self.tickets.create_index([("status", 1), ("postponed_until", 1)])
-        await self.tickets.create_index([("status", 1), ("resolved_at", 1)])
-        await self.tickets.create_index([("updated_at", DESCENDING), ("_id", DESCENDING)])
-        await self.tickets.create_index([("priority_rank", 1), ("_id", 1)])
-        await self.tickets.create_index([("team", 1), ("created_at", DESCENDING)])
-        await self.tickets.create_index([("search", 1)])
-        await self.tickets.create_index([("sla_states", 1), ("created_at", DESCENDING)])
-        await self.message_index.create_index([("ticket_id", 1)])
+        await self.mongo.index(self.tickets, [("created_at", DESCENDING), ("_id", DESCENDING)])
+        await self.mongo.index(self.tickets, [("status", 1), ("created_at", DESCENDING)])
+        await self.mongo.index(self.tickets, [("customer.id", 1)])
+        await self.mongo.index(self.tickets, [("assignee", 1)])
+        await self.mongo.index(self.tickets, [("status", 1), ("postponed_until", 1)])
+        await self.mongo.index(self.tickets, [("status", 1), ("resolved_at", 1)])
+        await self.mongo.index(self.tickets, [("updated_at", DESCENDING), ("_id", DESCENDING)])
+        await self.mongo.index(self.tickets, [("priority_rank", 1), ("_id", 1)])
+        await self.mongo.index(self.tickets, [("team", 1), ("created_at", DESCENDING)])
+        await self.mongo.index(self.tickets, [("search", 1)])
+        await self.mongo.index(self.tickets, [("sla_states", 1), ("created_at", DESCENDING)])
+        await self.mongo.index(self.message_index, [("ticket_id", 1)])
         if (file := self.mongo.sqlite_file()) is not None:
+            await self.mongo.create_collections(["tickets"])
             listing = SqliteListing(file, "tickets")
             if await listing.prepare():
                 self.listing = listing
@@ -71,6 +72,17 @@ class TicketStore:
         if doc and doc.get("purged"):
             raise Purged(ticket_id)
         return Ticket.model_validate(doc) if doc else None
+
+    async def load_for(self, ticket_id: str, command_id: str | None) -> tuple[Ticket | None, bool]:
+        """The ticket, and whether the command `command_id` was applied to it already: one read."""
+        if command_id is None:
+            return await self.load(ticket_id), False
+        doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0})
+        if doc and doc.get("purged"):
+            raise Purged(ticket_id)
+        if doc is None:
+            return None, False
+        return Ticket.model_validate(doc), command_id in (doc.get("applied_commands") or [])
 
     async def purge(self, ticket: Ticket, event: CloudEvent, now: datetime) -> dict[str, Any]:
         """Replace the ticket with a tombstone that keeps no personal data, only the
@@ -121,10 +133,6 @@ class TicketStore:
             raise VersionConflict(ticket.id)
         ticket.version = expected_version + 1
         return doc
-
-    async def command_applied(self, ticket_id: str, command_id: str) -> bool:
-        doc = await self.tickets.find_one({"_id": ticket_id}, {"applied_commands": 1})
-        return bool(doc) and command_id in doc.get("applied_commands", [])
 
     async def pending_of(self, ticket_id: str) -> dict[str, Any] | None:
         return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 1})
