@@ -258,12 +258,15 @@ async def latency_run(urls: dict[str, str], bootstrap: str, rate: float, duratio
 async def db_commands(urls: dict[str, str], accepted: int) -> dict[str, Any]:
     """What each service asked FerretDB over the whole run (its `deskstream_db_commands_total`),
     per accepted message: where the database's time goes."""
-    pattern = re.compile(r'^deskstream_db_commands_total\{command="([^"]*)",collection="([^"]*)"\} (\S+)$', re.M)
+    pattern = re.compile(r"^deskstream_db_commands_total\{([^}]*)\} (\S+)$", re.M)
     by_service: dict[str, dict[str, float]] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         for name in SERVICES:
             text = (await http.get(f"{urls[name]}/metrics")).text
-            counts = {f"{c} {coll}".strip(): float(n) for c, coll, n in pattern.findall(text)}
+            counts = {}
+            for labels, n in pattern.findall(text):
+                found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                counts[f"{found.get('command', '?')} {found.get('collection', '')}".strip()] = float(n)
             by_service[name] = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
     per = {name: round(sum(c.values()) / max(accepted, 1), 1) for name, c in by_service.items()}
     return {"accepted_messages": accepted, "per_message": per, "per_message_total": round(sum(per.values()), 1),

@@ -17,6 +17,7 @@ from services.routing.kb import Article
 from services.routing.rules import Rule
 from shared.events import TicketSnapshot
 from shared.locks import KeyedLock
+from shared.cache import Cached
 from shared.mongo import ASCENDING, DuplicateKeyError, Mongo, loaded_week, stored_week, upsert
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
@@ -25,6 +26,7 @@ PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 class RoutingStore:
     def __init__(self, mongo: Mongo) -> None:
         self.mongo = mongo
+        self._rules = Cached(self._load_rules)
         self.agents = mongo.collection("routing_agents")
         self.slots = mongo.collection("routing_slots")
         self.assignments = mongo.collection("routing_assignments")
@@ -263,11 +265,18 @@ class RoutingStore:
     # ------------------------------------------------------------ automation rules
     async def put_rule(self, rule_id: str, rule: Rule) -> None:
         await upsert(self.rules, {"_id": rule_id}, {"$set": rule.model_dump(mode="json")})
+        self._rules.invalidate()
 
     async def delete_rule(self, rule_id: str) -> bool:
-        return (await self.rules.delete_one({"_id": rule_id})).deleted_count > 0
+        deleted = (await self.rules.delete_one({"_id": rule_id})).deleted_count > 0
+        self._rules.invalidate()
+        return deleted
 
     async def all_rules(self) -> dict[str, Rule]:
+        """Every rule; read for every new ticket, so kept a few seconds (shared/cache.py)."""
+        return dict(await self._rules.get())
+
+    async def _load_rules(self) -> dict[str, Rule]:
         return {d["_id"]: Rule.model_validate(d) async for d in self.rules.find({})}
 
     # ------------------------------------------------------------ knowledge base

@@ -24,6 +24,7 @@ from pymongo.errors import BulkWriteError
 from services.sla.calendar import Calendar
 from services.sla.domain import Clock, Policy
 from shared.locks import KeyedLock
+from shared.cache import Cached
 from shared.mongo import ASCENDING, Collection, DuplicateKeyError, Mongo, loaded_week, stored_week, upsert, without_id
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ async def insert_new(collection: Collection, docs: list[dict[str, Any]]) -> int:
 class SlaStore:
     def __init__(self, mongo: Mongo) -> None:
         self.mongo = mongo
+        self._policies = Cached(self._load_policies)
         self.policies = mongo.collection("sla_policies")
         self.calendars = mongo.collection("sla_calendars")
         self.clock_shards = [mongo.collection(f"sla_clocks_{i:02d}") for i in range(CLOCK_SHARDS)]
@@ -95,11 +97,17 @@ class SlaStore:
     # ------------------------------------------------------------ policies
     async def put_policy(self, policy_id: str, policy: Policy) -> None:
         await upsert(self.policies, {"_id": policy_id}, {"$set": policy.model_dump()})
+        self._policies.invalidate()
 
     async def ensure_policy(self, policy_id: str, policy: Policy) -> None:
         await upsert(self.policies, {"_id": policy_id}, {"$setOnInsert": policy.model_dump()})
+        self._policies.invalidate()
 
     async def all_policies(self) -> dict[str, Policy]:
+        """Every policy; read on every ticket event, so kept a few seconds (shared/cache.py)."""
+        return dict(await self._policies.get())
+
+    async def _load_policies(self) -> dict[str, Policy]:
         return {d["_id"]: Policy.model_validate(d) async for d in self.policies.find({})}
 
     # ------------------------------------------------------------ calendars

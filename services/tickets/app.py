@@ -73,7 +73,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                           give_up_after_s=settings.delivery_give_up_s))
     hub = ChatHub()
 
-    rt.broker.include_router(handlers.build_router(service, delivery, hub))
+    rt.broker.include_router(handlers.build_router(service, delivery, hub, consumers=settings.consumers))
     rt.on_start.append(store.ensure_indexes)
     rt.every(2.0, outbox.sweep_once, "event(s) left by an earlier crash re-sent")
     rt.every(1.0, service.wake_postponed, "postponed ticket(s) woken")

@@ -16,7 +16,10 @@ SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breache
 
 
 def build_router(service: TicketService, delivery: DeliveryService | None = None,
-                 hub: ChatHub | None = None) -> KafkaRouter:
+                 hub: ChatHub | None = None, consumers: int = 1) -> KafkaRouter:
+    """`consumers` > 1: that many Kafka consumers of one group file messages (and apply commands)
+    side by side, each on its own partitions; writes to one ticket stay one at a time (the
+    service's per-ticket lock)."""
     router = KafkaRouter()
 
     if delivery is not None:
@@ -35,7 +38,7 @@ def build_router(service: TicketService, delivery: DeliveryService | None = None
                 if replied.ticket.channel == Channel.chat:
                     hub.publish(replied.ticket.id, chat_item(replied.message))
 
-    @router.subscriber(topics.INGEST_MESSAGES, **at_least_once(topics.GROUP_TICKETS),
+    @router.subscriber(topics.INGEST_MESSAGES, **at_least_once(topics.GROUP_TICKETS), max_workers=consumers,
                        description="File each normalised channel message into exactly one ticket; "
                                    "record providers' delivery reports on the messages we sent")
     async def file_message(event: CloudEvent) -> None:
@@ -52,7 +55,7 @@ def build_router(service: TicketService, delivery: DeliveryService | None = None
             await service.record_sla(event.id, sla.ticket_id, target=sla.target.value, state=state, at=sla.at,
                                      due_at=sla.due_at)
 
-    @router.subscriber(topics.TICKETS_COMMANDS, **at_least_once(topics.GROUP_TICKETS),
+    @router.subscriber(topics.TICKETS_COMMANDS, **at_least_once(topics.GROUP_TICKETS), max_workers=consumers,
                        description="Apply commands other services send (assignments, automation)")
     async def apply_command(event: CloudEvent) -> None:
         if event.type == EventType.ASSIGN_TICKET:

@@ -13,6 +13,11 @@ class TicketsSettings(ServiceSettings):
     reopen_window_s: int = Field(14 * 24 * 3600, validation_alias="TICKETS_REOPEN_WINDOW_S")
     # a resolved ticket the customer does not come back to is closed after this long
     auto_close_s: float = Field(72 * 3600, validation_alias="TICKETS_AUTO_CLOSE_S", gt=0)
+    # consumers filing messages and applying commands, each on its own partitions (order per
+    # conversation and per ticket holds: one partition is read by one of them, in order). On
+    # FerretDB more than one did not help (make bench: 10 msg/s with 3, 12 with 1; the database
+    # is the limit); on MongoDB, try more.
+    consumers: int = Field(1, validation_alias="TICKETS_CONSUMERS", ge=1, le=6)
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")

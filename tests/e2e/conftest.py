@@ -118,6 +118,10 @@ def agent(stack):
 
 
 def pytest_collection_modifyitems(items):
-    """Tests marked `runs_last` (the API fuzzing, which leaves random agents and tickets behind)
-    run after every other test on the shared stack."""
-    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
+    """Tests marked `runs_last(order=n)` run after every other test on the shared stack, by `n`:
+    they leave junk in the topics, or random agents, rules and tickets behind."""
+    def rank(item) -> int:
+        marker = item.get_closest_marker("runs_last")
+        return 0 if marker is None else marker.kwargs.get("order", 1)
+
+    items.sort(key=rank)
