@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -87,14 +85,6 @@ async def child(url: str, database: str, n: int) -> dict:
 
 
 # ------------------------------------------------------------------ the parent
-def extract(ref: str, into: Path) -> Path:
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref, "services", "shared"],
-                         check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        archive.extractall(into, filter="data")
-    return into
-
-
 def run_variant(name: str, code: Path, url: str, n: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code), DESKSTREAM_FERRETDB_SQLITE_DIR=str(STATE / "ferretdb-data"))
     database = f"writes_{uuid.uuid4().hex[:8]}"
@@ -119,6 +109,7 @@ def main() -> int:
         print(json.dumps(asyncio.run(child(url, database, int(n)))))
         return 0
     sys.path.insert(0, str(ROOT))
+    from bench.ingest import extract  # the baseline's services and shared, from `git archive`
     from tests.conftest import load_stackctl
 
     ctl = load_stackctl()
