@@ -90,7 +90,10 @@ def run_variant(name: str, code: Path, url: str, n: int) -> dict:
     database = f"writes_{uuid.uuid4().hex[:8]}"
     out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", url, database, str(n)],
                          cwd=code, env=env, check=True, capture_output=True, text=True)
-    result = {"variant": name, **json.loads(out.stdout.strip().splitlines()[-1])}
+    measured = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(measured.pop("code")).resolve() != code.resolve():  # the editable install must not win over PYTHONPATH
+        raise RuntimeError(f"{name} ran other code than {code}")
+    result = {"variant": name, **measured}
     print(f"  {name:12s} filed {result['filed_per_s']:6.1f}/s ({result['db_commands_per_filing']} db commands each), "
           f"assigned {result['assigned_per_s']:6.1f}/s ({result['db_commands_per_assignment']} each), "
           f"both {result['filed_and_assigned_per_s']:6.1f}/s", flush=True)
@@ -131,7 +134,7 @@ def main() -> int:
     summary = {}
     for name, _ in variants:
         mine = [r for r in results if r["variant"] == name]
-        summary[name] = {k: round(sum(r[k] for r in mine) / len(mine), 2) for k in mine[0] if k not in ("variant", "code")}
+        summary[name] = {k: round(sum(r[k] for r in mine) / len(mine), 2) for k in mine[0] if k != "variant"}
     if len(summary) == 2:
         before, after = summary.values()
         summary["ratio_both_per_s"] = round(after["filed_and_assigned_per_s"] / before["filed_and_assigned_per_s"], 2)
