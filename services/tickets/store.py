@@ -68,21 +68,17 @@ class TicketStore:
 
     # ------------------------------------------------------------ tickets
     async def load(self, ticket_id: str) -> Ticket | None:
-        doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
-        if doc and doc.get("purged"):
-            raise Purged(ticket_id)
-        return Ticket.model_validate(doc) if doc else None
+        return (await self.load_for(ticket_id, None))[0]
 
     async def load_for(self, ticket_id: str, command_id: str | None) -> tuple[Ticket | None, bool]:
         """The ticket, and whether the command `command_id` was applied to it already: one read."""
-        if command_id is None:
-            return await self.load(ticket_id), False
-        doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0})
+        skipped = {OUTBOX_FIELD: 0} if command_id else {OUTBOX_FIELD: 0, "applied_commands": 0}
+        doc = await self.tickets.find_one({"_id": ticket_id}, skipped)
         if doc and doc.get("purged"):
             raise Purged(ticket_id)
         if doc is None:
             return None, False
-        return Ticket.model_validate(doc), command_id in (doc.get("applied_commands") or [])
+        return Ticket.model_validate(doc), bool(command_id) and command_id in (doc.get("applied_commands") or [])
 
     async def purge(self, ticket: Ticket, event: CloudEvent, now: datetime) -> dict[str, Any]:
         """Replace the ticket with a tombstone that keeps no personal data, only the
