@@ -30,6 +30,12 @@ def stable_id(*parts: str, size: int = 20) -> str:
     return digest[:size]
 
 
+def inbound_message_id(channel: str, *external: str) -> str:
+    """The id of an inbound message: from the channel's own id for it, so a redelivered webhook is
+    the same message (and a mail's Message-ID leads to the message it names)."""
+    return "msg_" + stable_id(channel, *external, size=24)
+
+
 class CloudEvent(BaseModel):
     """CloudEvents 1.0, structured JSON mode. `data` stays a plain dict here so a
     consumer can skip types it does not know; `payload()` parses the known ones."""
@@ -198,6 +204,7 @@ class TicketAssigned(BaseModel):
     ticket: TicketSnapshot
     agent_id: str
     previous_agent_id: str | None = None
+    actor: str | None = Field(None, description="routing, or the agent or admin who assigned by hand")
 
 
 class TicketStatusChanged(BaseModel):
@@ -280,13 +287,14 @@ class TicketPurged(BaseModel):
 # ---------------------------------------------------------------- commands
 
 class AssignTicket(BaseModel):
-    """Routing asks tickets to put an agent on a ticket (topic `tickets.commands`)."""
+    """Put an agent on a ticket (topic `tickets.commands`): routing's choice, or an agent's or admin's."""
 
     command_id: str
     ticket_id: str
     agent_id: str
     reason: str | None = Field(None, description="why this agent: matched skills, load at the time")
     team: str | None = Field(None, description="the agent's team, recorded on the ticket")
+    actor: str = Field("routing", description="who assigned: routing, or the agent or admin who did it by hand")
 
 
 class ApplyAutomation(BaseModel):
@@ -301,6 +309,188 @@ class ApplyAutomation(BaseModel):
     team: str | None = Field(None, description="the team the ticket now belongs to")
     reply: str | None = Field(None, description="an automatic answer sent to the customer (a knowledge-base article)")
     reply_source: str | None = Field(None, description="where the answer came from, e.g. `kb:returns-policy`")
+
+
+# Agents' and admins' changes, and messages filed on behalf of another partition: the tickets
+# service's HTTP API sends each as a command to the ticket's partition on `tickets.commands`, so
+# the process owning the ticket applies it in order with everything else that happens to it, and
+# answers on `tickets.outcomes` (`request_id`).
+
+class TicketCommand(BaseModel):
+    command_id: str = Field(description="deterministic: the same request sent again is the same command")
+    ticket_id: str
+    request_id: str | None = Field(None, description="where the outcome goes back to (the asking API instance)")
+
+
+class ReplyToTicket(TicketCommand):
+    message_id: str
+    agent_id: str
+    text: str
+    html: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+
+
+class ChangeTicketStatus(TicketCommand):
+    status: str = Field(description="a built-in status")
+    substatus: str | None = Field(None, description="the admin-defined status within `status`, if one was asked for")
+    until: datetime | None = None
+    actor: str
+
+
+class AddTicketNote(TicketCommand):
+    note_id: str
+    author: str
+    text: str
+
+
+class SetTicketPriority(TicketCommand):
+    priority: str
+    actor: str
+
+
+class ChangeTicketTags(TicketCommand):
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+    actor: str
+
+
+class UnassignTicket(TicketCommand):
+    actor: str
+
+
+class MergeTicket(TicketCommand):
+    """Fold another ticket into this one (sent to the survivor)."""
+
+    other_id: str
+    other_tags: list[str] = Field(default_factory=list)
+    other_merged_from: list[str] = Field(default_factory=list)
+    other_inbound: int = 0
+    moved_message_ids: list[str] = Field(default_factory=list)
+    actor: str
+
+
+class CloseMergedTicket(TicketCommand):
+    """The ticket was folded into `survivor_id` (sent to the merged ticket)."""
+
+    survivor_id: str
+    actor: str
+
+
+class SplitTicket(TicketCommand):
+    """Move a customer message into a new ticket of its own (sent to the ticket it is on)."""
+
+    message: dict[str, Any] = Field(description="the message as the ticket shows it")
+    actor: str
+
+
+class PurgeTicket(TicketCommand):
+    actor: str
+
+
+class RecordDelivery(TicketCommand):
+    """What became of an outbound message (from the tickets service's delivery, or a provider's report,
+    which names the message by the provider's id for it)."""
+
+    message_id: str | None = None
+    state: str
+    detail: str | None = None
+    provider_id: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+
+
+class RefreshLists(TicketCommand):
+    """Write every ticket change of a partition to the lists now (sent to each partition before a list
+    is read, so a list shows every change acknowledged before it was asked for)."""
+
+
+class FileMessage(TicketCommand):
+    """A customer message for a ticket another partition owns (a quoted ticket reference, a reply to
+    a mail of that ticket): filed there."""
+
+    message: MessageReceived
+
+
+class CommandOutcome(BaseModel):
+    """How a command with a `request_id` ended (topic `tickets.outcomes`)."""
+
+    request_id: str
+    ticket_id: str
+    status: int = Field(description="as HTTP would say it: 200, 201, 404, 409, 422")
+    code: str | None = None
+    message: str | None = None
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- routing's dispatcher
+# Routing's view of who carries which ticket is one piece of state: an agent's capacity is shared by
+# all tickets. Every change of it is a record on `routing.dispatch` (one partition), applied in order
+# by the one process that owns that partition.
+
+class RouteTicket(BaseModel):
+    """Find an agent for the ticket (or queue it); a ticket with an assignee goes back to them."""
+
+    request_id: str
+    ticket: TicketSnapshot
+    needs: dict[str, Any] = Field(description="channel, language, skills (name or name:level), team")
+
+
+class ReleaseTicket(BaseModel):
+    """The ticket no longer occupies its agent (resolved, closed, spam, deleted, unassigned)."""
+
+    request_id: str
+    ticket_id: str
+    reroute: bool = Field(False, description="find it another agent (it was taken off its agent)")
+
+
+class KeepTicketWithAgent(BaseModel):
+    """Someone put the ticket on this agent by hand: it counts against them, even past capacity."""
+
+    request_id: str
+    ticket: TicketSnapshot
+    agent_id: str
+
+
+class TicketChangedForRouting(BaseModel):
+    """Priority or tags changed: a waiting ticket takes its new place, escalations see the change."""
+
+    request_id: str
+    ticket: TicketSnapshot
+
+
+class EscalateTicket(BaseModel):
+    """An SLA warning or breach, for the escalations admins configured."""
+
+    request_id: str
+    kind: str = Field(description="warning or breached")
+    sla: SlaTargetEvent
+
+
+class AgentUpdated(BaseModel):
+    """An agent's profile or presence changed (the document is in `routing_agents`)."""
+
+    request_id: str
+    agent_id: str
+
+
+class PublishRoutingView(BaseModel):
+    """Write who carries what and what waits, now (an API read asks for it, so it sees its own changes)."""
+
+    request_id: str
+
+
+# ---------------------------------------------------------------- customers
+
+class CustomerChanged(BaseModel):
+    """A customer's identities, tier or merge changed (on `tickets.events`, key = customer id):
+    every tickets process keeps who is who in memory and follows these."""
+
+    customer_id: str
+    identities: list[str] = Field(default_factory=list, description="identity keys now leading to this customer")
+    tier: str | None = None
+    tier_set: bool = Field(False, description="the tier was set (to `tier`, which may be null)")
+    merged_into: str | None = None
+    at: datetime
 
 
 # ---------------------------------------------------------------- sla
@@ -357,8 +547,30 @@ class EventType:
     TICKET_DELIVERY_UPDATED = "deskstream.ticket.delivery_updated"
     TICKET_MERGED = "deskstream.ticket.merged"
     TICKET_SPLIT = "deskstream.ticket.split"
+    CUSTOMER_CHANGED = "deskstream.customer.changed"
+    ROUTE_TICKET = "deskstream.routing.route_ticket"
+    RELEASE_TICKET = "deskstream.routing.release_ticket"
+    KEEP_TICKET_WITH_AGENT = "deskstream.routing.keep_ticket_with_agent"
+    TICKET_CHANGED_FOR_ROUTING = "deskstream.routing.ticket_changed"
+    ESCALATE_TICKET = "deskstream.routing.escalate_ticket"
+    AGENT_UPDATED = "deskstream.routing.agent_updated"
+    PUBLISH_ROUTING_VIEW = "deskstream.routing.publish_view"
     ASSIGN_TICKET = "deskstream.command.assign_ticket"
     APPLY_AUTOMATION = "deskstream.command.apply_automation"
+    REPLY_TO_TICKET = "deskstream.command.reply_to_ticket"
+    CHANGE_TICKET_STATUS = "deskstream.command.change_ticket_status"
+    ADD_TICKET_NOTE = "deskstream.command.add_ticket_note"
+    SET_TICKET_PRIORITY = "deskstream.command.set_ticket_priority"
+    CHANGE_TICKET_TAGS = "deskstream.command.change_ticket_tags"
+    UNASSIGN_TICKET = "deskstream.command.unassign_ticket"
+    MERGE_TICKET = "deskstream.command.merge_ticket"
+    CLOSE_MERGED_TICKET = "deskstream.command.close_merged_ticket"
+    SPLIT_TICKET = "deskstream.command.split_ticket"
+    PURGE_TICKET = "deskstream.command.purge_ticket"
+    RECORD_DELIVERY = "deskstream.command.record_delivery"
+    FILE_MESSAGE = "deskstream.command.file_message"
+    REFRESH_LISTS = "deskstream.command.refresh_lists"
+    COMMAND_OUTCOME = "deskstream.command.outcome"
     SLA_WARNING = "deskstream.sla.warning"
     SLA_BREACHED = "deskstream.sla.breached"
     SLA_MET = "deskstream.sla.met"
@@ -384,8 +596,30 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_DELIVERY_UPDATED: TicketDeliveryUpdated,
     EventType.TICKET_MERGED: TicketMerged,
     EventType.TICKET_SPLIT: TicketSplit,
+    EventType.CUSTOMER_CHANGED: CustomerChanged,
+    EventType.ROUTE_TICKET: RouteTicket,
+    EventType.RELEASE_TICKET: ReleaseTicket,
+    EventType.KEEP_TICKET_WITH_AGENT: KeepTicketWithAgent,
+    EventType.TICKET_CHANGED_FOR_ROUTING: TicketChangedForRouting,
+    EventType.ESCALATE_TICKET: EscalateTicket,
+    EventType.AGENT_UPDATED: AgentUpdated,
+    EventType.PUBLISH_ROUTING_VIEW: PublishRoutingView,
     EventType.ASSIGN_TICKET: AssignTicket,
     EventType.APPLY_AUTOMATION: ApplyAutomation,
+    EventType.REPLY_TO_TICKET: ReplyToTicket,
+    EventType.CHANGE_TICKET_STATUS: ChangeTicketStatus,
+    EventType.ADD_TICKET_NOTE: AddTicketNote,
+    EventType.SET_TICKET_PRIORITY: SetTicketPriority,
+    EventType.CHANGE_TICKET_TAGS: ChangeTicketTags,
+    EventType.UNASSIGN_TICKET: UnassignTicket,
+    EventType.MERGE_TICKET: MergeTicket,
+    EventType.CLOSE_MERGED_TICKET: CloseMergedTicket,
+    EventType.SPLIT_TICKET: SplitTicket,
+    EventType.PURGE_TICKET: PurgeTicket,
+    EventType.RECORD_DELIVERY: RecordDelivery,
+    EventType.FILE_MESSAGE: FileMessage,
+    EventType.REFRESH_LISTS: RefreshLists,
+    EventType.COMMAND_OUTCOME: CommandOutcome,
     EventType.SLA_WARNING: SlaTargetEvent,
     EventType.SLA_BREACHED: SlaTargetEvent,
     EventType.SLA_MET: SlaTargetEvent,
@@ -407,11 +641,18 @@ MessageReceivedRecord = _record(
                              "message we sent, on `ingest.messages`.",
     (EventType.MESSAGE_RECEIVED, EventType.DELIVERY_REPORTED))
 TicketEventRecord = _record(
-    "TicketEventRecord", "A ticket change on `tickets.events`; `subject` is the ticket id.",
-    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.ticket.")))
+    "TicketEventRecord", "A ticket change on `tickets.events`; `subject` is the ticket id (for "
+                         "`deskstream.customer.*`, the customer id).",
+    tuple(t for t in EVENT_TYPES if t.startswith(("deskstream.ticket.", "deskstream.customer."))))
 TicketCommandRecord = _record(
-    "TicketCommandRecord", "A command for the tickets service on `tickets.commands`.",
-    (EventType.ASSIGN_TICKET, EventType.APPLY_AUTOMATION))
+    "TicketCommandRecord", "A command for the tickets service on `tickets.commands`; key = ticket id.",
+    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.command.") and t != EventType.COMMAND_OUTCOME))
+RoutingDispatchRecord = _record(
+    "RoutingDispatchRecord", "A change of who carries which ticket, for routing's dispatcher on `routing.dispatch`.",
+    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.routing.")))
+CommandOutcomeRecord = _record(
+    "CommandOutcomeRecord", "How a command sent by a tickets API instance ended, on `tickets.outcomes`.",
+    (EventType.COMMAND_OUTCOME,))
 SlaEventRecord = _record(
     "SlaEventRecord", "An SLA warning, breach or met target on `sla.events`; `subject` is the ticket id.",
     (EventType.SLA_WARNING, EventType.SLA_BREACHED, EventType.SLA_MET))

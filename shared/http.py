@@ -2,7 +2,9 @@
 `/metrics`, JSON errors (`{"error": {"code", "message"}}`) and bearer-token auth."""
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -125,7 +127,26 @@ def create_http_app(rt: Runtime, *, title: str, description: str,
     return app
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
-    """Run one service process until SIGTERM/SIGINT (uvicorn shuts the lifespan down cleanly)."""
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10)
+def listening(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A listening socket; `shared`: other processes of the same service listen on the same port
+    (SO_REUSEPORT: the kernel spreads the connections over them)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info", instance_port: int | None = None) -> None:
+    """Run one service process until SIGTERM/SIGINT (uvicorn shuts the lifespan down cleanly): on the
+    service's port, shared with its other instances, and on `instance_port`, its own, when given."""
+    config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
+    sockets = [listening(host, port, shared=True)]
+    instance_port = instance_port or int(os.environ.get("DESKSTREAM_INSTANCE_PORT") or 0)  # (until ingest passes it)
+    if instance_port:
+        sockets.append(listening(host, instance_port, shared=False))
+    uvicorn.Server(config).run(sockets=sockets)

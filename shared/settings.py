@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
     )
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
     http_port: int = 8000
+    # which of several processes of one service this is (`make up` starts two of each): for logs, and
+    # for what each instance keeps of its own (analytics' snapshots)
+    instance: str = Field("1", validation_alias=AliasChoices("DESKSTREAM_INSTANCE", "instance"),
+                          pattern=r"^[\w.-]{1,40}$")
+    # a port of this process alone, beside the service's port it shares with the other instances
+    instance_port: int | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_INSTANCE_PORT", "instance_port"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("DESKSTREAM_LOG_LEVEL", "log_level"))
     # How long an unprocessable record is retried before it is dead-lettered is not a
     # setting: decoding failures go to `deadletter` at once, infrastructure errors retry.

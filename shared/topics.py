@@ -7,13 +7,25 @@ DEADLETTER = "deadletter"  # what could not be processed, key = the source recor
 
 # internal: service-to-service
 INGEST_MESSAGES = "ingest.messages"  # normalised inbound messages, key = conversation key
-TICKETS_COMMANDS = "tickets.commands"  # commands tickets applies (assign, ...), key = ticket id
+TICKETS_COMMANDS = "tickets.commands"  # commands tickets applies (assign, agents' changes...), key = ticket id
+TICKETS_OUTCOMES = "tickets.outcomes"  # how each agent's command ended, read by the instance that asked
+ROUTING_DISPATCH = "routing.dispatch"  # one partition: everything that changes who carries which ticket
 
-ALL = (TICKETS_EVENTS, SLA_EVENTS, DEADLETTER, INGEST_MESSAGES, TICKETS_COMMANDS)
+# internal: changelogs of the state each processor owns (compacted; partition = the input's partition)
+TICKETS_STATE = "tickets.state"
+ROUTING_STATE = "routing.state"
+ROUTING_DISPATCH_STATE = "routing.dispatch-state"
+SLA_STATE = "sla.state"
+CHANGELOGS = (TICKETS_STATE, ROUTING_STATE, ROUTING_DISPATCH_STATE, SLA_STATE)
+SINGLE_PARTITION = (TICKETS_OUTCOMES, ROUTING_DISPATCH, ROUTING_DISPATCH_STATE)
+
+ALL = (TICKETS_EVENTS, SLA_EVENTS, DEADLETTER, INGEST_MESSAGES, TICKETS_COMMANDS, TICKETS_OUTCOMES,
+       ROUTING_DISPATCH, *CHANGELOGS)
 
 # consumer groups: one per service and purpose, explicit everywhere
 GROUP_TICKETS = "tickets"
 GROUP_TICKETS_DELIVERY = "tickets-delivery"  # outbound replies, apart from filing
 GROUP_ROUTING = "routing"
+GROUP_ROUTING_DISPATCH = "routing-dispatch"
 GROUP_SLA = "sla"
 GROUP_ANALYTICS = "analytics"

@@ -83,7 +83,12 @@ SERVICES: dict[str, int] = {
     "analytics": 8005,
 }
 INFRA = ("kafka", "ferretdb")
-COMPONENTS = INFRA + tuple(SERVICES)
+# every service runs as this many processes (DESKSTREAM_INSTANCES), all serving its port (SO_REUSEPORT)
+# and sharing its work through Kafka's consumer groups; instance 1 is named after the service, the
+# others `<service>-<n>`, each also on a port of its own (the service's + 100 * n) for health checks
+DEFAULT_INSTANCES = 2
+MAX_INSTANCES = 4
+COMPONENTS = INFRA + tuple(f"{s}-{i}" if i > 1 else s for s in SERVICES for i in range(1, MAX_INSTANCES + 1))
 
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
@@ -590,7 +595,7 @@ def _matcher(paths: StatePaths, name: str) -> Callable[[list[str]], bool]:
     if name == "ferretdb":
         flag = f"--sqlite-url=file:{paths.ferretdb_data}/"
         return lambda argv: bool(argv) and Path(argv[0]).name == "ferretdb" and flag in argv
-    module = f"services.{name}"
+    module = f"services.{service_of(name)}"
     return lambda argv: "-m" in argv and module in argv
 
 
@@ -1127,7 +1132,32 @@ def _parse_only(only: Iterable[str] | str | None) -> list[str]:
 
 
 def service_port(name: str, port_offset: int = 0) -> int:
-    return SERVICES[name] + port_offset
+    return SERVICES[service_of(name)] + port_offset
+
+
+def service_of(name: str) -> str:
+    """The service a process name belongs to: `tickets-2` is the second tickets instance."""
+    return name.rsplit("-", 1)[0] if name.rsplit("-", 1)[-1].isdigit() else name
+
+
+def instance_name(service: str, n: int) -> str:
+    return service if n == 1 else f"{service}-{n}"
+
+
+def instance_port(service: str, n: int, port_offset: int = 0) -> int:
+    return SERVICES[service] + port_offset + 100 * n
+
+
+def instance_count(instances: int | None = None) -> int:
+    count = instances if instances is not None else int(os.environ.get("DESKSTREAM_INSTANCES", DEFAULT_INSTANCES))
+    if not 1 <= count <= MAX_INSTANCES:
+        raise StackError(f"DESKSTREAM_INSTANCES must be 1 to {MAX_INSTANCES}, not {count}")
+    return count
+
+
+def _service_processes(paths: StatePaths) -> list[str]:
+    """Every service process name this state dir has a pid file for."""
+    return [n for n in COMPONENTS if n not in INFRA and paths.pid(n).exists()]
 
 
 def up(
@@ -1138,13 +1168,17 @@ def up(
     mongo_port: int = DEFAULT_MONGO_PORT,
     port_offset: int = 0,
     only: Iterable[str] | str | None = None,
+    instances: int | None = None,
     timeout: float = SERVICE_READY_TIMEOUT,
     quiet: bool = False,
 ) -> Stack:
-    """``infra_up`` plus the services (all, or ``only``), waiting for each ``/healthz`` to answer 200."""
+    """``infra_up`` plus the services (all, or ``only``; each as ``instances`` processes), waiting for each
+    process's ``/healthz`` to answer 200. Processes already running are left as they are."""
     names = _parse_only(only)
+    count = instance_count(instances)
     for name in names:
         _check_port_value(service_port(name, port_offset), f"{name} port (offset {port_offset})")
+        _check_port_value(instance_port(name, count, port_offset), f"{name} instance port (offset {port_offset})")
     paths = StatePaths.of(state_dir)
     with _flock(paths.lock, "state", quiet):
         infra = _infra_up_locked(paths, kafka_port=kafka_port, controller_port=controller_port,
@@ -1154,47 +1188,52 @@ def up(
         env.setdefault("MONGODB_URL", infra.mongodb_url)
         env.setdefault("PYTHONUNBUFFERED", "1")
 
-        plan: list[tuple[str, int, int | None]] = []
-        for name in names:
-            port = service_port(name, port_offset)
-            pid = _running_pid(paths, name)
-            if pid is not None:
-                _check_same_addr(paths, name, pid, f"{HOST}:{port}")
-            else:
-                _check_port_free(port, name)
-            plan.append((name, port, pid))
+        plan: list[tuple[str, str, int, int, int | None]] = []
+        for service in names:
+            for n in range(1, count + 1):
+                name = instance_name(service, n)
+                port, own = service_port(service, port_offset), instance_port(service, n, port_offset)
+                pid = _running_pid(paths, name)
+                if pid is not None:
+                    _check_same_addr(paths, name, pid, f"{HOST}:{own}")
+                else:
+                    _check_port_free(own, name)
+                plan.append((service, name, port, own, pid))
 
         started: list[tuple[str, int, int, str]] = []
-        for name, port, pid in plan:
+        for service, name, port, own, pid in plan:
             if pid is not None:
-                started.append((name, pid, port, "running"))
+                started.append((name, pid, own, "running"))
                 continue
             senv = dict(env)
-            senv[f"{name.upper()}_HTTP_PORT"] = str(port)
+            senv[f"{service.upper()}_HTTP_PORT"] = str(port)
+            senv["DESKSTREAM_INSTANCE"] = name.rsplit("-", 1)[-1] if name != service else "1"
+            senv["DESKSTREAM_INSTANCE_PORT"] = str(own)
             if not infra.mongodb_external:  # our FerretDB: the services may index its SQLite files
                 senv["DESKSTREAM_FERRETDB_SQLITE_DIR"] = str(paths.ferretdb_data)
-            pid = _spawn(paths, name, [sys.executable, "-m", f"services.{name}"], cwd=REPO_ROOT, env=senv,
-                         addr=f"{HOST}:{port}")
-            started.append((name, pid, port, "started"))
+            pid = _spawn(paths, name, [sys.executable, "-m", f"services.{service}"], cwd=REPO_ROOT, env=senv,
+                         addr=f"{HOST}:{own}")
+            started.append((name, pid, own, "started"))
 
         t0 = time.monotonic()
         deadline = t0 + timeout
-        for name, pid, port, state in started:
+        for name, pid, own, state in started:
 
-            def healthy(port: int = port) -> None:
+            def healthy(port: int = own) -> None:
                 code = http_probe(port)
                 if code != 200:
                     raise ProbeError(f"GET /healthz answered {code}")
 
             _wait_ready(paths, name, pid, healthy, timeout, 30, deadline=deadline)
             extra = f", healthy after {time.monotonic() - t0:.1f} s" if state == "started" else ""
-            _say(quiet, _line(name, state, f"http://{HOST}:{port} (pid {pid}){extra}"))
+            _say(quiet, _line(name, state, f"http://{HOST}:{service_port(name, port_offset)} "
+                                           f"(pid {pid}, own port {own}){extra}"))
         return Stack(
             kafka_bootstrap=infra.kafka_bootstrap,
             mongodb_url=infra.mongodb_url,
             kafka_external=infra.kafka_external,
             mongodb_external=infra.mongodb_external,
-            service_urls={name: f"http://{HOST}:{port}" for name, _, port, _ in started},
+            service_urls={name: f"http://{HOST}:{service_port(name, port_offset)}" for name in names},
         )
 
 
@@ -1207,7 +1246,7 @@ def _down_locked(paths: StatePaths, services_only: bool, quiet: bool) -> None:
         _say(quiet, "nothing is running")
         return
     had = [n for n in COMPONENTS if paths.pid(n).exists()]
-    _stop_many(paths, list(SERVICES), SERVICE_STOP_TIMEOUT, quiet)
+    _stop_many(paths, _service_processes(paths), SERVICE_STOP_TIMEOUT, quiet)
     if not services_only:
         _stop_many(paths, ["kafka"], KAFKA_STOP_TIMEOUT, quiet)
         _stop_many(paths, ["ferretdb"], FERRETDB_STOP_TIMEOUT, quiet)
@@ -1233,7 +1272,7 @@ def status(*, state_dir: str | os.PathLike | None = None, quiet: bool = False) -
     result: dict[str, str] = {}
     ext = {"kafka": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip(),
            "ferretdb": os.environ.get("MONGODB_URL", "").strip()}
-    for name in COMPONENTS:
+    for name in [*INFRA, *(n for n in COMPONENTS if n not in INFRA and (paths.pid(n).exists() or n in SERVICES))]:
         pid = _running_pid(paths, name)
         addr = _recorded_addr(paths, name)
         if pid is None:
@@ -1324,6 +1363,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port-offset", type=int, default=0, help="add N to every service's HTTP port")
     sp.add_argument("--only", default=None, metavar="NAME[,NAME]",
                     help=f"start only these services ({','.join(SERVICES)})")
+    sp.add_argument("--instances", type=int, default=None,
+                    help=f"processes per service (default $DESKSTREAM_INSTANCES or {DEFAULT_INSTANCES})")
     sp.add_argument("--timeout", type=float, default=SERVICE_READY_TIMEOUT, help=argparse.SUPPRESS)
     sp = sub.add_parser("down", help="stop services, then Kafka, then FerretDB")
     sp.add_argument("--services-only", action="store_true", help="leave Kafka and FerretDB running")
@@ -1354,7 +1395,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "up":
             up(state_dir=args.state_dir, kafka_port=args.kafka_port, controller_port=args.controller_port,
-               mongo_port=args.mongo_port, port_offset=args.port_offset, only=args.only, timeout=args.timeout)
+               mongo_port=args.mongo_port, port_offset=args.port_offset, only=args.only, instances=args.instances,
+               timeout=args.timeout)
             return 0
         if args.command == "down":
             down(state_dir=args.state_dir, services_only=args.services_only)

@@ -1,12 +1,12 @@
-"""Rebuild the analytics store by replaying `tickets.events` and `sla.events` from the beginning.
+"""Replay `tickets.events` and `sla.events` from the beginning into fresh numbers.
 
     python -m services.analytics.replay [--database NAME] [--drop] [--json]
 
 Reads every record Kafka still holds (up to the end offsets seen at start) with a plain
-consumer outside any group, applies each one exactly as the live subscriber does, and prints
-the summary. Into a fresh database (`--database`) it shows what a replay gives beside the
-live numbers; to rebuild the live store, stop analytics, run with `--drop`, start analytics
-again (it reads the rebuilt store at start and its group resumes where it was)."""
+consumer outside any group, applies each one exactly as the live reader does, and prints the
+summary: what a replay gives beside the live numbers. With `--drop` the analytics snapshots of the
+database are deleted too, so an analytics process started afterwards rebuilds its numbers from
+the topics the same way."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,7 @@ from services.analytics.store import AnalyticsStore
 from shared import topics
 from shared.events import CloudEvent
 from shared.mongo import Mongo
+from shared.storage import Storage
 
 log = logging.getLogger(__name__)
 TOPICS = (topics.TICKETS_EVENTS, topics.SLA_EVENTS)
@@ -57,7 +58,7 @@ async def replay(service: AnalyticsService, bootstrap_servers: str, *, idle_time
                     counts["records"] += 1
                     try:
                         event = CloudEvent.model_validate_json(record.value or b"")
-                        await service.apply(event)
+                        service.apply(event)
                     except ValueError:  # pydantic's ValidationError among them
                         counts["unreadable"] += 1  # what the live subscriber dead-letters
                         continue
@@ -88,13 +89,11 @@ async def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = AnalyticsSettings()
     mongo = Mongo(settings.mongodb_url, args.database or settings.mongodb_database, app_name="deskstream-replay")
-    store = AnalyticsStore(mongo)
+    store = AnalyticsStore(Storage(mongo))
     try:
         if args.drop:
-            for collection in store.collections.values():
-                await collection.drop()
+            await store.drop()
         service = AnalyticsService(store=store, window_days=settings.window_days)
-        await service.load()  # what the store holds already is not counted twice
         started = time.perf_counter()
         counts = await replay(service, settings.kafka_bootstrap_servers)
         await service.refresh()

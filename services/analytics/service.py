@@ -1,4 +1,8 @@
-"""Analytics use cases: store what events contribute, keep the numbers in memory, answer summaries and series."""
+"""Analytics use cases: keep the numbers every ticket and SLA event contributes to in memory, answer
+summaries and series, and keep snapshots so a restart replays only what came after the last one.
+
+Every analytics instance reads every partition (shared/stream.py `Replica`): each holds all the
+numbers, so a summary is whole whichever instance answers it."""
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +23,7 @@ from services.analytics.domain import (
 from services.analytics.store import AnalyticsStore
 from services.analytics.tally import TOP_TAGS, Numbers, Tally
 from shared.events import Channel, CloudEvent, SlaTarget, utcnow
+from shared.stream import Batch
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +48,11 @@ class SeriesError(ValueError):
 
 class AnalyticsService:
     def __init__(self, *, store: AnalyticsStore, refresh_s: float = 2.0, min_refresh_s: float = 0.5,
-                 window_days: int = 7, series_cache_s: float = 2.0,
+                 window_days: int = 7, series_cache_s: float = 2.0, instance: str = "1",
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
+        self.instance = instance
+        self.positions: dict[tuple[str, int], int] = {}  # the offsets the numbers hold
         self.refresh_s = refresh_s
         self.min_refresh_s = min(min_refresh_s, refresh_s)
         self.window = timedelta(days=window_days)
@@ -63,38 +70,41 @@ class AnalyticsService:
 
     # ------------------------------------------------------------ writes
 
-    async def load(self) -> None:
-        """Read the whole store back into memory; runs before any event is consumed."""
-        if self.loaded:
-            return  # a retried start (Kafka was not up yet): nothing was consumed since
+    async def load(self) -> dict[tuple[str, int], int]:
+        """The newest snapshot's numbers, and the offsets to replay from (every offset, with none)."""
         started = time.perf_counter()
-        tally = Tally()
-        for kind, add in (("states", tally.add_state), ("facts", tally.add_fact), ("sla", tally.add_sla)):
-            async for row in self.store.rows(kind):
-                add(row)
-        self.tally, self.loaded = tally, True
+        found = await self.store.newest()
+        self.tally, self.positions = (Tally.restore(found[0]), dict(found[1])) if found else (Tally(), {})
+        self.loaded = True
         self._refresh_now()
-        log.info("analytics loaded %d stored rows (%d tickets) in %.1f s", tally.rows, len(tally.tickets),
-                 time.perf_counter() - started)
+        log.info("analytics loaded a snapshot of %d tickets in %.1f s; replaying from %d offset(s)",
+                 len(self.tally.tickets), time.perf_counter() - started, len(self.positions))
+        return dict(self.positions)
 
-    async def apply(self, event: CloudEvent) -> None:
-        """No lock needed: every write is an insert (atomic on its key), and adding a state to
-        the tally keeps the later of two whatever order they come in."""
+    async def process(self, batch: Batch) -> None:
+        for record in batch.records:
+            try:
+                self.apply(CloudEvent.model_validate(record.event))
+            except ValueError as exc:  # pydantic's ValidationError included
+                batch.reject(record, f"{type(exc).__name__}: {exc}"[:2000])
+
+    def apply(self, event: CloudEvent) -> None:
+        """Add what `event` contributes (idempotent: the tally counts each fact once per key)."""
         c = contribution(event)
         if c.ticket_id is None:
             return
-        # facts first: should the process die before the state is stored, the redelivered event
-        # finds its facts stored (duplicates, not counted twice) and stores the state
         for fact in c.facts:
-            if await self.store.add("facts", fact):
-                self.tally.add_fact(fact)
-        if c.sla and await self.store.add("sla", c.sla):
+            self.tally.add_fact(fact)
+        if c.sla:
             self.tally.add_sla(c.sla)
-        if c.state and not self.tally.knows(c.state):
-            await self.store.add("states", c.state)
-            self.tally.add_state(c.state)  # also when stored before: the tally keeps the later state
+        if c.state:
+            self.tally.add_state(c.state)
         self.lag.observe(max(0.0, (self.clock() - utc(event.time)).total_seconds()))
         self._dirty.set()
+
+    async def snapshot(self) -> int:
+        """Write the numbers with the offsets they hold (the caller holds the reader's exclusive lock)."""
+        return await self.store.save(self.instance, self.tally.dump(), self.positions, self.clock())
 
     # ------------------------------------------------------------ the numbers readers see
 

@@ -1,9 +1,9 @@
-"""The numbers analytics serves, kept in memory and fed row by row from its store. Pure.
+"""The numbers analytics serves, kept in memory and fed with what each event contributes. Pure.
 
-Every row the store holds is added here exactly once: at start, the whole store is read
-back; afterwards each row this process stores for the first time. Reading is then a walk
-over memory, never a scan of the store (FerretDB 1.24 filters and aggregates by reading
-every document of a collection, about 50-100 µs each)."""
+Adding is idempotent: a ticket's state is kept by version, and each fact and SLA fact is counted
+once per key (the keys a ticket has counted are kept with it), so an event read twice — a
+redelivery, a replay after a restart — changes nothing. The whole tally can be written out and
+read back (`dump`, `restore`): analytics keeps it in snapshots, not row by row."""
 from __future__ import annotations
 
 from collections import Counter
@@ -23,7 +23,7 @@ DURATION_KINDS = ("first_response", "resolution")
 class TicketView:
     """What analytics knows of one ticket: its latest state."""
 
-    __slots__ = ("channel", "created_at", "status", "priority", "assignee", "tags", "version", "rank")
+    __slots__ = ("channel", "created_at", "status", "priority", "assignee", "tags", "version", "rank", "counted")
 
     def __init__(self) -> None:
         self.channel: str | None = None
@@ -33,6 +33,20 @@ class TicketView:
         self.assignee: str | None = None
         self.tags: tuple[str, ...] = ()
         self.version, self.rank = -1, -1
+        self.counted: set[str] = set()  # the keys of the facts and SLA facts added for this ticket
+
+    def dump(self) -> list[Any]:
+        return [self.channel, self.created_at.isoformat() if self.created_at else None, self.status, self.priority,
+                self.assignee, list(self.tags), self.version, self.rank, sorted(self.counted)]
+
+    @classmethod
+    def restore(cls, row: list[Any]) -> TicketView:
+        view = cls()
+        (view.channel, created, view.status, view.priority, view.assignee, tags, view.version, view.rank,
+         counted) = row
+        view.created_at = datetime.fromisoformat(created) if created else None
+        view.tags, view.counted = tuple(tags), set(counted)
+        return view
 
 
 @dataclass
@@ -113,7 +127,19 @@ class Tally:
         else:
             self.backlog.discard(ticket_id)
 
+    def _first_time(self, row: dict[str, Any]) -> bool:
+        """Is this fact (or SLA fact) new for its ticket? Marks it counted."""
+        view = self.tickets.get(row["ticket_id"])
+        if view is None:
+            view = self.tickets[row["ticket_id"]] = TicketView()
+        if row["_id"] in view.counted:
+            return False
+        view.counted.add(row["_id"])
+        return True
+
     def add_fact(self, fact: dict[str, Any]) -> None:
+        if not self._first_time(fact):
+            return
         self.rows += 1
         kind, agent = fact["kind"], fact.get("agent")
         if agent:
@@ -127,9 +153,49 @@ class Tally:
             self.durations[kind].append((utc(fact["at"]), channel, agent, seconds))
 
     def add_sla(self, fact: dict[str, Any]) -> None:
+        if not self._first_time(fact):
+            return
         self.rows += 1
         self.sla_counts[(fact["target"], fact["policy_id"], fact["kind"])] += 1
         self.sla_rows.append((utc(fact["at"]), fact["target"], fact["policy_id"], fact["kind"]))
+
+    # ------------------------------------------------------------ writing out and reading back
+    def dump(self) -> dict[str, Any]:
+        """Everything, JSON-ready; the counters that follow from the tickets are left out."""
+        return {
+            "tickets": {t: v.dump() for t, v in self.tickets.items()},
+            "agent_counts": [[a, k, n] for (a, k), n in self.agent_counts.items()],
+            "agent_seconds": [[a, k, s] for (a, k), s in self.agent_seconds.items()],
+            "hist": [[k, c, [[le, n] for le, n in counts.items()]] for (k, c), counts in self.hist.items()],
+            "hist_sum": [[k, c, s] for (k, c), s in self.hist_sum.items()],
+            "durations": {k: [[at.isoformat(), c, a, s] for at, c, a, s in rows] for k, rows in self.durations.items()},
+            "sla_counts": [[t, p, k, n] for (t, p, k), n in self.sla_counts.items()],
+            "sla_rows": [[at.isoformat(), t, p, k] for at, t, p, k in self.sla_rows],
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> Tally:
+        tally = cls()
+        for ticket_id, row in data.get("tickets", {}).items():
+            view = tally.tickets[ticket_id] = TicketView.restore(row)
+            if view.channel is not None:
+                tally.created_by_channel[view.channel] += 1
+            if view.status is not None:
+                tally.by_status[view.status] += 1
+                if view.status in BACKLOG_STATUSES:
+                    tally.backlog.add(ticket_id)
+        tally.agent_counts.update({(a, k): n for a, k, n in data.get("agent_counts", [])})
+        tally.agent_seconds.update({(a, k): s for a, k, s in data.get("agent_seconds", [])})
+        for k, c, counts in data.get("hist", []):
+            tally.hist[(k, c)] = Counter({le: n for le, n in counts})
+        tally.hist_sum.update({(k, c): s for k, c, s in data.get("hist_sum", [])})
+        for k, rows in data.get("durations", {}).items():
+            tally.durations[k] = [(datetime.fromisoformat(at), c, a, s) for at, c, a, s in rows]
+        tally.sla_counts.update({(t, p, k): n for t, p, k, n in data.get("sla_counts", [])})
+        tally.sla_rows = [(datetime.fromisoformat(at), t, p, k) for at, t, p, k in data.get("sla_rows", [])]
+        tally.rows = data.get("rows", 0)
+        return tally
 
     # ------------------------------------------------------------ reading
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.ingest import api
+from services.ingest.front import DirectRoutes
+from services.ingest.records import KafkaRecords
 from services.ingest.service import TOPIC, IngestService
 from services.ingest.settings import IngestSettings
-from services.ingest.store import BlobStore
+from services.ingest.store import BlobBatcher, BlobStore
 from shared.events import MessageReceivedRecord
 from shared.http import create_http_app
 from shared.runtime import Runtime
@@ -16,12 +18,23 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
     """`service` replaces the Kafka- and MongoDB-backed one (tests drive the HTTP layer with a fake)."""
     settings = settings or IngestSettings()
     rt = Runtime("ingest", settings)
-    publisher = rt.publisher(TOPIC, schema=MessageReceivedRecord,
-                             description="deskstream.message.received: one normalised channel message")
-    service = service or IngestService(publisher=publisher, source=rt.source, blobs=BlobStore(rt.mongo),
-                                       is_connected=lambda: rt.broker_started)
+    # declared for the AsyncAPI document; the records themselves go through `records` below
+    rt.publisher(TOPIC, schema=MessageReceivedRecord,
+                 description="deskstream.message.received: one normalised channel message")
+    if service is None:
+        records = KafkaRecords(settings.kafka_bootstrap_servers, TOPIC, client_id="deskstream-ingest-records",
+                               linger_ms=settings.kafka_linger_ms, registry=rt.telemetry.registry)
+        blobs = BlobStore(rt.mongo)
+        batcher = BlobBatcher(blobs, linger_s=settings.blob_group_commit_ms / 1000) \
+            if settings.blob_group_commit else None
+        rt.on_start.append(records.start)
+        rt.on_stop.append(records.stop)
+        service = IngestService(publisher=records, source=rt.source, blobs=batcher or blobs,
+                                is_connected=lambda: rt.broker_started and records.started)
+    router = api.build_router(service, settings)
     app = create_http_app(rt, title="deskstream ingest",
                           description="Inbound channel webhooks: every message becomes one normalised record.",
-                          routers=[api.build_router(service, settings)])
+                          routers=[router])
     api.install_error_handlers(app)
+    app.add_middleware(DirectRoutes, routes=router.routes, exception_handlers=app.exception_handlers)
     return app

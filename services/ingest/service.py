@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.ingest.domain import Blob, fit_for_kafka
+from services.ingest.domain import Blob, encoded_for_kafka
+from services.ingest.records import CONTENT_TYPE, RecordSink, encode_event
 from shared import topics
-from shared.events import DeliveryReported, EventType, MessageReceived, make_event, stable_id
+from shared.events import DeliveryReported, EventType, MessageReceived, stable_id, utcnow
 
 
 class NotDurable(Exception):
@@ -13,8 +14,8 @@ class NotDurable(Exception):
 
 
 class IngestService:
-    def __init__(self, *, publisher, source: str, is_connected, blobs=None) -> None:
-        self.publisher = publisher
+    def __init__(self, *, publisher: RecordSink, source: str, is_connected, blobs=None) -> None:
+        self.publisher = publisher  # takes encoded records; returns once Kafka acknowledged them
         self.source = source
         self.is_connected = is_connected
         self.blobs = blobs  # a BlobStore: where attachments and original mails are kept
@@ -24,14 +25,19 @@ class IngestService:
         follows from what it says, so the provider's retries are duplicates downstream."""
         if not self.is_connected():
             raise NotDurable("the message broker is not reachable")
-        event = make_event(EventType.DELIVERY_REPORTED, report, source=self.source, subject=report.provider_id,
-                           id_="dr-" + stable_id(report.channel.value, report.provider_id, report.provider_status))
+        event_id = "dr-" + stable_id(report.channel.value, report.provider_id, report.provider_status)
         try:
-            await self.publisher.publish(event.model_dump(mode="json"), key=report.provider_id.encode(),
-                                         headers={"content-type": "application/cloudevents+json"})
+            record = encode_event(EventType.DELIVERY_REPORTED, report.model_dump_json().encode(), id_=event_id,
+                                  source=self.source, subject=report.provider_id, time_=utcnow())
+            await self.publisher.publish(record, report.provider_id.encode(), self._headers(event_id))
         except Exception as exc:
             raise NotDurable(f"the message broker did not acknowledge the report: {type(exc).__name__}") from exc
-        return event.id
+        return event_id
+
+    @staticmethod
+    def _headers(event_id: str) -> list[tuple[str, bytes]]:
+        # the event id as correlation id: a redelivered webhook's record carries the same one
+        return [CONTENT_TYPE, ("correlation_id", event_id.encode())]
 
     async def accept(self, message: MessageReceived, blobs: Iterable[Blob] = ()) -> str:
         """Store the bytes, then publish and wait for the broker's acknowledgement (acks=all).
@@ -39,18 +45,17 @@ class IngestService:
         not a new message; blobs are content-addressed, so storing them again is a no-op."""
         if not self.is_connected():
             raise NotDurable("the message broker is not reachable")
-        message = fit_for_kafka(message)  # raises Rejected: a message too large for any record
+        message, data = encoded_for_kafka(message)  # raises Rejected: a message too large for any record
         blobs = list(blobs)
         if blobs:
             try:
                 await self.blobs.put_many(blobs)
             except Exception as exc:
                 raise NotDurable(f"the attachment store did not take the message: {type(exc).__name__}") from exc
-        event = make_event(EventType.MESSAGE_RECEIVED, message, source=self.source,
-                           subject=message.message_id, id_=message.message_id)
+        record = encode_event(EventType.MESSAGE_RECEIVED, data, id_=message.message_id, source=self.source,
+                              subject=message.message_id, time_=utcnow())
         try:
-            await self.publisher.publish(event.model_dump(mode="json"), key=message.thread_key.encode(),
-                                         headers={"content-type": "application/cloudevents+json"})
+            await self.publisher.publish(record, message.thread_key.encode(), self._headers(message.message_id))
         except Exception as exc:
             raise NotDurable(f"the message broker did not acknowledge the message: {type(exc).__name__}") from exc
         return message.message_id

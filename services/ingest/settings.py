@@ -24,3 +24,10 @@ class IngestSettings(ServiceSettings):
     # No person writes this fast; a mail loop with an auto-responder or a flooding bot does.
     rate_limit_per_min: float = _env("INGEST_RATE_LIMIT_PER_MIN", 120)
     rate_limit_burst: int = _env("INGEST_RATE_LIMIT_BURST", 60)
+    # the producer's wait for more records before a produce request; records queued while one
+    # request is in flight share the next anyway, so this only matters when load is light
+    kafka_linger_ms: int = _env("INGEST_KAFKA_LINGER_MS", 1)
+    # blobs of concurrent requests share one insert_many (FerretDB charges per insert far more
+    # than per document); each request still answers only once its own blobs are stored
+    blob_group_commit: bool = _env("INGEST_BLOB_GROUP_COMMIT", True)
+    blob_group_commit_ms: float = _env("INGEST_BLOB_GROUP_COMMIT_MS", 2.0)

@@ -7,13 +7,19 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+import asyncio
+import uuid
+
 from services.routing.domain import Agent, AgentProfile, Presence
 from services.routing.escalation import Escalation
 from services.routing.kb import Article, search
 from services.routing.rules import Rule
-from services.routing.service import RoutingService
 from services.routing.store import RoutingStore
+from shared import topics
+from shared.events import AgentUpdated, EventType, PublishRoutingView, utcnow
 from shared.http import ApiError, check_id
+from shared.kafka import event
+from shared.runtime import Runtime
 
 
 class PresenceRequest(BaseModel):
@@ -26,20 +32,40 @@ def agent_view(agent: Agent) -> dict[str, Any]:
     return data
 
 
-def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRouter:
+def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["agents"], dependencies=[auth.agent])
+
+    async def tell_dispatcher(type_: str, request) -> None:
+        await rt.send([event(topics.ROUTING_DISPATCH, None, type_, request, source=rt.source, subject=None,
+                             id_=request.request_id, time=utcnow())])
+
+    async def fresh_view(timeout_s: float = 3.0) -> None:
+        """Ask the dispatcher to write what it holds now, and wait until it has (or `timeout_s`)."""
+        token = uuid.uuid4().hex
+        await tell_dispatcher(EventType.PUBLISH_ROUTING_VIEW, PublishRoutingView(request_id=token))
+        for _ in range(int(timeout_s / 0.02)):
+            if (await store.read_view()).get("token") == token:
+                return
+            await asyncio.sleep(0.02)
+
+    async def agent_now(agent_id: str) -> Agent | None:
+        await fresh_view()
+        agents, _ = await store.agents_with_load()
+        return next((a for a in agents if a.id == agent_id), None)
 
     @router.put("/agents/{agent_id}", dependencies=[auth.admin], summary="Create or update an agent")
     async def put_agent(agent_id: str, profile: AgentProfile) -> dict[str, Any]:
         check_id(agent_id, "agent")
-        return agent_view(await service.put_agent(agent_id, profile))
+        await store.upsert_agent(agent_id, profile, utcnow())
+        await tell_dispatcher(EventType.AGENT_UPDATED, AgentUpdated(request_id=uuid.uuid4().hex, agent_id=agent_id))
+        return agent_view(await agent_now(agent_id))
 
     @router.put("/agents/{agent_id}/presence", summary="Set an agent online, away or offline")
     async def put_presence(agent_id: str, body: PresenceRequest) -> dict[str, Any]:
-        agent = await service.set_presence(agent_id, body.status)
-        if agent is None:
+        if not await store.set_presence(agent_id, body.status, utcnow()):
             raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
-        return agent_view(agent)
+        await tell_dispatcher(EventType.AGENT_UPDATED, AgentUpdated(request_id=uuid.uuid4().hex, agent_id=agent_id))
+        return agent_view(await agent_now(agent_id))
 
     @router.put("/rules/{rule_id}", dependencies=[auth.admin], summary="Create or replace an automation rule")
     async def put_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
@@ -62,7 +88,7 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
                 summary="Create or replace a knowledge-base article")
     async def put_article(article_id: str, article: Article) -> dict[str, Any]:
         check_id(article_id, "article")
-        await store.put_article(article_id, article, service.clock())
+        await store.put_article(article_id, article, utcnow())
         return {"id": article_id, **article.model_dump(mode="json")}
 
     @router.get("/kb/articles/{article_id}", summary="One knowledge-base article")
@@ -106,14 +132,14 @@ def build_router(service: RoutingService, store: RoutingStore, auth) -> APIRoute
 
     @router.get("/queue", summary="Tickets waiting for an agent, in the order they will be offered")
     async def list_queue(limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        waiting = await store.waiting(limit)
-        return {"items": [{"ticket_id": t.id, "priority": t.priority, "needs": needs.model_dump() if needs else None}
-                          for t, needs in waiting],
-                "length": await store.queue_length()}
+        await fresh_view()
+        view = await store.read_view()
+        return {"items": (view.get("queue") or [])[:limit], "length": view.get("queue_length", 0)}
 
     @router.get("/agents", summary="Every agent with skills, presence and current load")
     async def list_agents() -> dict[str, Any]:
-        return {"items": [agent_view(a) for a in await store.all_agents()],
-                "queue_length": await store.queue_length()}
+        await fresh_view()
+        agents, view = await store.agents_with_load()
+        return {"items": [agent_view(a) for a in agents], "queue_length": view.get("queue_length", 0)}
 
     return router

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.routing import api, handlers
-from services.routing.service import RoutingService
+from services.routing import api
+from services.routing.dispatch import Dispatcher
+from services.routing.processor import RoutingProcessor
 from services.routing.settings import RoutingSettings
 from services.routing.store import RoutingStore
 from shared import topics
-from shared.events import TicketCommandRecord
+from shared.events import RoutingDispatchRecord, SlaEventRecord, TicketCommandRecord, TicketEventRecord
 from shared.http import create_http_app, require_token
 from shared.runtime import Runtime
 
@@ -20,16 +21,31 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
                  description="deskstream.command.assign_ticket: put an agent on a ticket; "
                              "deskstream.command.apply_automation: rules, knowledge-base answers and escalations; "
                              "key = ticket id")
-    store = RoutingStore(rt.mongo)
-    service = RoutingService(store=store, publish=rt.publish, source=rt.source,
-                             offline_grace_s=settings.offline_grace_s)
-    rt.broker.include_router(handlers.build_router(service))
-    rt.on_start.append(store.ensure_indexes)
-    rt.loops.append(service.run_drainer)
-    rt.every(2.0, service.reroute_offline, "ticket(s) of offline agents re-routed")
-    rt.every(settings.queue_sweep_s, service.drain_if_waiting, "queued ticket(s) assigned (shifts began)")
-    rt.every(settings.reconcile_s, service.reconcile, "slot(s) and load(s) healed")
+    rt.publisher(topics.ROUTING_DISPATCH, schema=RoutingDispatchRecord,
+                 description="Every change of who carries which ticket, for the dispatcher (one partition)")
+    store = RoutingStore(rt.storage)
+    reader = RoutingProcessor(store=store, producer=rt.producer, source=rt.source)
+    rt.stream(name="route", group_id=topics.GROUP_ROUTING, processor=reader, types=reader.handlers,
+              inputs={topics.TICKETS_EVENTS: TicketEventRecord, topics.SLA_EVENTS: SlaEventRecord},
+              description="Run automation rules and the knowledge base on new tickets; tell the dispatcher what "
+                          "needs an agent, what frees one, and SLA warnings and breaches to escalate")
+    dispatcher = Dispatcher(store=store, producer=rt.producer, bootstrap_servers=settings.kafka_bootstrap_servers,
+                            source=rt.source, offline_grace_s=settings.offline_grace_s)
+    dispatching = rt.stream(name="dispatch", group_id=topics.GROUP_ROUTING_DISPATCH, processor=dispatcher,
+                            types=dispatcher.handlers, inputs={topics.ROUTING_DISPATCH: RoutingDispatchRecord},
+                            description="Decide who carries which ticket, in order, in the one process that owns "
+                                        "the partition: assignments, the queue, escalations, agents' presence")
+
+    async def tick() -> int:
+        async with dispatching.exclusive():
+            return await dispatcher.tick()
+
+    async def publish_view() -> None:
+        async with dispatching.exclusive():
+            await dispatcher.publish_view()
+    rt.every(1.0, tick, "ticket(s) assigned from the queue or moved off offline agents")
+    rt.every(0.5, publish_view, "")
     return create_http_app(rt, title="deskstream routing",
                            description="Agents, skills, capacity, presence and assignment; automation rules, "
                                        "the knowledge base and SLA escalations.",
-                           routers=[api.build_router(service, store, require_token(rt))])
+                           routers=[api.build_router(store, rt, require_token(rt))])

@@ -3,4 +3,5 @@ from services.sla.settings import SlaSettings
 from shared.http import serve
 
 settings = SlaSettings()
-serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level)
+serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level,
+      instance_port=settings.instance_port)

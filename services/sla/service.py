@@ -1,24 +1,23 @@
-"""SLA use cases: start clocks for new tickets, pause, resume and stop them as the ticket
-changes, and a scheduler that turns due clocks into warning and breach events — each exactly
-once per target and ticket, across restarts, redeliveries and several SLA processes.
+"""SLA use cases: start clocks for new tickets, pause, resume and stop them as the ticket changes,
+and a scheduler that turns due clocks into warning and breach events — each exactly once per
+target and ticket, across restarts, redeliveries and several SLA processes.
 
-The clocks of the tickets this process owns (the tickets.events partitions it consumes) live in
-memory with a due-ordered heap (services/sla/timers.py): loaded from MongoDB when a partition
-is assigned, then kept current by the events of those partitions, which only this process
-receives. So neither a ticket event nor a scheduler tick reads the clocks collection, and a
-restart or a partition taken over from a dead process loads the clocks again and fires every
-one that came due meanwhile."""
+The process consuming partition n of `tickets.events` owns the clocks of its tickets: it holds them
+in memory with a due-ordered heap (services/sla/timers.py), loads them when the partition is
+assigned, and is the only one to change or fire them. A batch of ticket events, or a round of due
+timers, is one unit: its clocks and decisions are written together, then its events are sent, then
+the decisions are marked sent. A process taking a partition over sends again what was decided but
+not marked (same event ids: consumers drop what they had)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from services.sla.calendar import Calendar, CalendarError
-from services.sla.decisions import SlaClaims, decided_at
 from services.sla.domain import (
     DEFAULT_POLICY_ID, DONE_STATUSES, DORMANT_STATUSES, WAITING_STATUSES, Clock, Policy,
     choose_policy, clocks_for_new_ticket, start_clock,
@@ -26,13 +25,14 @@ from services.sla.domain import (
 from services.sla.store import SlaStore
 from services.sla.timers import ClockBook
 from shared import topics
-from shared.events import (
-    EventType, MessageSummary, SlaTarget, SlaTargetEvent, TicketSnapshot, make_event, utcnow,
-)
+from shared.events import EventType, MessageSummary, SlaTarget, SlaTargetEvent, TicketSnapshot, utcnow
+from shared.kafka import Outgoing, Producer, encode_event, partition_of
+from shared.stream import Batch, Record
 
 log = logging.getLogger(__name__)
 KIND_TO_TYPE = {"warning": EventType.SLA_WARNING, "breached": EventType.SLA_BREACHED, "met": EventType.SLA_MET}
 RETRY_AFTER = timedelta(seconds=1)  # a clock whose decision could not be stored is looked at again
+RESEND_AFTER = timedelta(seconds=3)  # a decision not marked sent after this long was lost with its process
 
 
 def no_event(_: object) -> None:
@@ -40,55 +40,112 @@ def no_event(_: object) -> None:
     return None
 
 
+@dataclass
+class Unit:
+    """What a batch of ticket events, or a round of due timers, writes and sends."""
+
+    new: dict[str, Clock] = field(default_factory=dict)
+    changed: dict[str, Clock] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+
+def decided_at(decision: dict[str, Any]) -> datetime | None:
+    """When a decision says it happened (the answer's time for a met target)."""
+    at = decision.get("event_at")
+    return datetime.fromisoformat(at) if isinstance(at, str) else None
+
+
 class SlaService:
-    def __init__(self, *, store: SlaStore, claims: SlaClaims, source: str, default_policy: Policy,
-                 max_sleep_s: float = 1.0, clock: Callable[[], datetime] = utcnow,
-                 fire_batch: int = 500, fire_concurrency: int = 32) -> None:
+    def __init__(self, *, store: SlaStore, producer: Producer, source: str, default_policy: Policy,
+                 max_sleep_s: float = 1.0, clock: Callable[[], datetime] = utcnow, fire_batch: int = 500) -> None:
         self.store = store
-        self.claims = claims
+        self.producer = producer
         self.source = source
         self.default_policy = default_policy
         self.max_sleep_s = max_sleep_s
         self.now = clock
         self.fire_batch = fire_batch
-        self.fire_concurrency = fire_concurrency
+        self.partitions = 6  # of tickets.events; learnt at start
         self.book = ClockBook()
+        self.book.owned = set()
         self.wake = asyncio.Event()
-        # between a revocation and the next assignment nobody knows who owns what: fire nothing
-        self.suspended = False
-        self._handling = asyncio.Lock()  # held while one ticket event is applied
-        self._loaded: set[int] = set()  # partitions whose clocks are in memory
-        self._loaded_unpartitioned = False
-        self._loading: asyncio.Task | None = None
-        self.ready = asyncio.Event()  # clear while the clocks of newly owned partitions load
-        self.ready.set()
+        self.unsent: list[dict[str, Any]] = []  # decisions found unsent on takeover: sent by the next unit
         self.observe_lag: Callable[[float], None] = lambda seconds: None  # due time -> event sent
+        self.handlers = {t: self._ticket_event for t in (
+            EventType.TICKET_CREATED, EventType.TICKET_REPLIED, EventType.TICKET_MESSAGE_ADDED,
+            EventType.TICKET_STATUS_CHANGED, EventType.TICKET_REOPENED, EventType.TICKET_DELETED,
+            EventType.TICKET_RESTORED)}
 
     async def install_default_policy(self) -> None:
         await self.store.ensure_policy(DEFAULT_POLICY_ID, self.default_policy)
 
+    # ------------------------------------------------------------ ownership (shared/stream.py)
+    async def load(self, partitions: set[int]) -> Any:
+        return {p: await self.store.read_partition(p) for p in partitions}
+
+    def install(self, partitions: set[int], loaded: Any) -> None:
+        cutoff = (self.now() - RESEND_AFTER).isoformat()
+        count = 0
+        for p, (clocks, decisions, sent) in loaded.items():
+            by_clock: dict[str, list[dict[str, Any]]] = {}
+            for decision in decisions:
+                by_clock.setdefault(decision["_id"].rsplit(":", 1)[0], []).append(decision)
+                if decision["_id"] not in sent and decision.get("at", "") < cutoff:
+                    self.unsent.append({**decision, "partition": p})
+            for clock in clocks:
+                for decision in by_clock.get(clock.key, ()):
+                    clock.settle(decision.get("kind", ""), decided_at(decision))
+                clock.partition = p
+                self.book.put(clock)
+                count += 1
+        self.book.owned = (self.book.owned or set()) | partitions
+        log.info("holding %d SLA clock(s) of partitions %s (%d running here now); %d decision(s) to send again",
+                 count, sorted(partitions), len(self.book.due), len(self.unsent))
+        self.wake.set()
+
+    def revoke(self, partitions: set[int]) -> None:
+        forgotten = self.book.forget_partitions(partitions)
+        self.book.owned = (self.book.owned or set()) - partitions
+        self.unsent = [d for d in self.unsent if d["partition"] not in partitions]
+        if forgotten:
+            log.info("partitions %s went to another SLA process: %d clock(s) handed over", sorted(partitions),
+                     forgotten)
+
+    def owns(self, partition: int) -> bool:
+        return partition in (self.book.owned or ())
+
     # ------------------------------------------------------------ ticket events
-    @asynccontextmanager
-    async def handling(self):
-        """Wrap the application of one ticket event, so a revocation waits for it to finish."""
-        async with self._handling:
-            yield
+    async def process(self, batch: Batch) -> None:
+        unit = Unit()
+        for record in batch.records:
+            if (handler := self.handlers.get(record.type)) is None or "ticket" not in record.data:
+                continue
+            try:
+                await handler(record, unit)
+            except ValueError as exc:  # pydantic's ValidationError included
+                batch.reject(record, f"{type(exc).__name__}: {exc}"[:2000])
+        await self.commit(unit)
 
-    async def on_ticket_event(self, event_type: str, ticket: TicketSnapshot, data: dict, at: datetime,
-                              partition: int | None = None) -> None:
-        """Every ticket event moves the ticket's clocks: answers stop response clocks, a
-        customer message starts a next-response wait, and the status pauses or resumes."""
-        if event_type == EventType.TICKET_CREATED:
-            await self.ticket_created(ticket, partition)
-        elif event_type == EventType.TICKET_REPLIED:
-            await self.agent_replied(ticket.id, MessageSummary.model_validate(data["message"]).at)
-        elif event_type == EventType.TICKET_MESSAGE_ADDED:
-            message = MessageSummary.model_validate(data["message"])
+    async def _ticket_event(self, record: Record, unit: Unit) -> None:
+        """Every ticket event moves the ticket's clocks: answers stop response clocks, a customer
+        message starts a next-response wait, and the status pauses or resumes."""
+        ticket = TicketSnapshot.model_validate(record.data["ticket"])
+        at = datetime.fromisoformat(record.event["time"]) if isinstance(record.event.get("time"), str) \
+            else record.timestamp
+        p = record.partition
+        if record.type == EventType.TICKET_CREATED:
+            await self.ticket_created(ticket, p, unit)
+        elif record.type == EventType.TICKET_REPLIED:
+            await self.agent_replied(ticket.id, MessageSummary.model_validate(record.data["message"]).at, unit)
+        elif record.type == EventType.TICKET_MESSAGE_ADDED:
+            message = MessageSummary.model_validate(record.data["message"])
             if message.direction == "inbound":
-                await self.customer_wrote(ticket, message, partition)
-        await self.status_is(ticket, at)
+                await self.customer_wrote(ticket, message, p, unit)
+        await self.status_is(ticket, at, unit)
 
-    async def ticket_created(self, ticket: TicketSnapshot, partition: int | None = None) -> None:
+    async def ticket_created(self, ticket: TicketSnapshot, partition: int, unit: Unit) -> None:
+        if self.book.knows(ticket.id):
+            return  # a redelivered event: its clocks run already
         policy_id, policy = await self._policy_for(ticket)
         calendar = await self._calendar_of(policy_id, policy)
         try:
@@ -99,15 +156,15 @@ class SlaService:
                         policy_id, policy.calendar_id, ticket.id, error)
             clocks = clocks_for_new_ticket(ticket, policy_id, policy)
         for clock in clocks:
-            await self._start(clock, partition)
+            self._start(clock, partition, unit)
 
-    async def agent_replied(self, ticket_id: str, at: datetime) -> None:
+    async def agent_replied(self, ticket_id: str, at: datetime, unit: Unit) -> None:
         for clock in self.book.of_ticket(ticket_id):
             if clock.target != SlaTarget.resolution and not clock.finished:
-                await self._apply(clock.key, lambda c, cal: c.answer(at, cal))
+                await self._apply(clock.key, lambda c, cal: c.answer(at, cal), unit)
 
-    async def customer_wrote(self, ticket: TicketSnapshot, message: MessageSummary,
-                             partition: int | None = None) -> None:
+    async def customer_wrote(self, ticket: TicketSnapshot, message: MessageSummary, partition: int,
+                             unit: Unit) -> None:
         """A customer message after the first answer starts a next-response wait (one at a time)."""
         clocks = self.book.of_ticket(ticket.id)
         first = next((c for c in clocks if c.target == SlaTarget.first_response), None)
@@ -121,9 +178,10 @@ class SlaService:
         calendar = await self._calendar_of(first.policy_id, policy)
         clock = start_clock(ticket.id, SlaTarget.next_response, first.policy_id, policy, policy.next_response_s,
                             message.at, calendar, cycle=message.message_id)
-        await self._start(clock, first.partition if partition is None else partition)
+        if clock.key not in self.book.clocks:
+            self._start(clock, partition, unit)
 
-    async def status_is(self, ticket: TicketSnapshot, at: datetime) -> None:
+    async def status_is(self, ticket: TicketSnapshot, at: datetime, unit: Unit) -> None:
         """Pause while the ticket waits on the customer (or is spam/deleted), resume when it is
         active again, and settle every open target when it is resolved or closed. A clock that
         was already past its due time when the ticket stopped waiting on the team has breached."""
@@ -131,17 +189,18 @@ class SlaService:
             if clock.finished:
                 continue
             if ticket.status in DONE_STATUSES:
-                await self._apply(clock.key, lambda c, cal: c.answer(at, cal))
+                await self._apply(clock.key, lambda c, cal: c.answer(at, cal), unit)
             elif ticket.status in WAITING_STATUSES or ticket.status in DORMANT_STATUSES:
-                await self._apply(clock.key, lambda c, cal: c.fire(at) if c.overdue(at) else no_event(c.pause(at, cal)))
+                await self._apply(clock.key, lambda c, cal: c.fire(at) if c.overdue(at) else no_event(c.pause(at, cal)),
+                                  unit)
             else:
-                await self._apply(clock.key, lambda c, cal: no_event(c.resume(at, cal)))
+                await self._apply(clock.key, lambda c, cal: no_event(c.resume(at, cal)), unit)
 
-    async def _start(self, clock: Clock, partition: int | None) -> None:
+    def _start(self, clock: Clock, partition: int, unit: Unit) -> None:
         clock.partition = partition
-        if await self.store.start_clock(clock):
-            self.book.put(clock)
-            self.wake.set()
+        self.book.put(clock)
+        unit.new[clock.key] = clock
+        self.wake.set()
 
     async def _policy_for(self, ticket: TicketSnapshot) -> tuple[str, Policy]:
         policies = await self.store.all_policies() or {DEFAULT_POLICY_ID: self.default_policy}
@@ -158,73 +217,66 @@ class SlaService:
                         policy_id, policy.calendar_id)
         return calendar
 
-    async def _apply(self, key: str, change: Callable[[Clock, Calendar | None], str | None]) -> int:
-        """Change a clock because its ticket changed: the new state is stored before the ticket
-        event is acknowledged. A change that is a decision (a warning, or the one outcome: met or
-        breached) is claimed first, and a process that loses the claim takes the earlier
-        decision instead of its own. Returns 1 when this call raised an event."""
-        async with self.store.locks.hold(key):
-            current = self.book.clocks.get(key)
-            if current is None:
-                return 0
-            clock = current.model_copy()  # the held copy changes only once the change is stored
-            calendar = await self._calendar_by_id(clock.calendar_id)
-            kind = change(clock, calendar)
-            clock, stored = await self._decide(current, clock, kind, calendar) if kind else (clock, None)
-            if clock != current:
-                await self.store.save(clock)
-            self.book.put(clock)
+    async def _apply(self, key: str, change: Callable[[Clock, Calendar | None], str | None], unit: Unit) -> None:
+        """Change a clock because its ticket changed; a change that is a decision (a warning, or the one
+        outcome: met or breached) becomes a decision record and an event."""
+        clock = self.book.clocks.get(key)
+        if clock is None:
+            return
+        before = clock.model_dump()
+        calendar = await self._calendar_by_id(clock.calendar_id)
+        kind = change(clock, calendar)
+        if kind:
+            self._decide(clock, kind, unit)
+        if clock.model_dump() != before and key not in unit.new:
+            unit.changed[key] = clock
+        self.book.put(clock)
         self.wake.set()
-        return await self._relay(stored)
 
     # ------------------------------------------------------------ scheduler
     async def fire_due(self) -> int:
         """Turn every clock of this process that is due now into its event; returns how many
-        events were raised."""
-        if self.suspended:
-            return 0
+        events were raised. The caller holds the stream runner's exclusive lock."""
         now = self.now()
         keys = self.book.due.pop_due(now, self.fire_batch)
-        if not keys:
+        if not keys and not self.unsent:
             return 0
-        gate = asyncio.Semaphore(self.fire_concurrency)
-
-        async def one(key: str) -> int:
-            async with gate:
-                try:
-                    return await self._fire(key, now)
-                except Exception:
-                    log.exception("clock %s: its event could not be stored; trying again shortly", key)
-                    if key in self.book.clocks:
-                        self.book.due.set(key, now + RETRY_AFTER)
-                    return 0
-
-        return sum(await asyncio.gather(*(one(k) for k in keys)))
-
-    async def _fire(self, key: str, now: datetime) -> int:
-        """A due clock's warning or breach: stored as its decision (a unique insert), published,
-        and the clock in memory moved on. The clock document is not rewritten here: the decision
-        is the durable record, read back with the clock on load, and the document catches up with
-        the next change of its ticket."""
-        async with self.store.locks.hold(key):
-            current = self.book.clocks.get(key)
-            if current is None or not self.book.mine(current):
-                return 0
-            clock = current.model_copy()
+        unit = Unit()
+        fired = 0
+        for key in keys:
+            clock = self.book.clocks.get(key)
+            if clock is None or not self.book.mine(clock):
+                continue
             due_at = clock.next_fire_at()
             kind = clock.fire(now)
-            clock, stored = await self._decide(current, clock, kind, None) if kind else (clock, None)
             self.book.put(clock)
-        if stored is not None and due_at is not None:
-            self.observe_lag((self.now() - due_at).total_seconds())
-        return await self._relay(stored)
+            if kind:
+                self._decide(clock, kind, unit)
+                fired += 1
+                if due_at is not None:
+                    self.observe_lag((self.now() - due_at).total_seconds())
+        try:
+            await self.commit(unit)
+        except Exception:
+            for key in keys:  # looked at again shortly; the decisions are keyed, so never taken twice
+                if key in self.book.clocks:
+                    self.book.due.set(key, now + RETRY_AFTER)
+            raise
+        return fired
 
-    async def run_scheduler(self) -> None:
+    async def run_scheduler(self, exclusive) -> None:
         """Sleep until the nearest due time (bounded), or until a change brings one nearer."""
         while True:
-            await self.fire_due()
+            try:
+                async with exclusive():
+                    await self.fire_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("SLA timers could not be fired; trying again shortly")
+                await asyncio.sleep(RETRY_AFTER.total_seconds())
             self.wake.clear()
-            nearest = None if self.suspended else self.book.due.next_at()
+            nearest = self.book.due.next_at()
             sleep = self.max_sleep_s if nearest is None else (nearest - self.now()).total_seconds()
             if sleep <= 0:
                 await asyncio.sleep(0)  # more came due meanwhile: go on, but let handlers run
@@ -235,124 +287,46 @@ class SlaService:
                 pass
 
     # ------------------------------------------------------------ decisions
-    async def _decide(self, before: Clock, clock: Clock, kind: str,
-                      calendar: Calendar | None) -> tuple[Clock, dict[str, Any] | None]:
-        """Claim the decision `clock` took; returns the clock to keep and the decision when it is
-        ours to publish. A lost claim means another process decided first: the clock as it was
-        `before` takes that decision instead."""
-        slot = "warning" if kind == "warning" else "outcome"
-        stored, won = await self.claims.claim(f"{clock.key}:{slot}", topic=topics.SLA_EVENTS, key=clock.ticket_id,
-                                              event=self._event(clock, kind), kind=kind)
-        if stored["kind"] != kind:
-            clock = before.model_copy()
-            if calendar is None and clock.calendar_id:
-                calendar = await self._calendar_by_id(clock.calendar_id)
-            clock.settle(stored["kind"], decided_at(stored), calendar)
-        return clock, (stored if won else None)
-
-    async def _relay(self, stored: dict[str, Any] | None) -> int:
-        if stored is None:
-            return 0
-        try:
-            await self.claims.relay(stored)
-        except Exception:  # stored: the sweeper sends it once Kafka answers again
-            log.exception("SLA event %s could not be published yet", stored["_id"])
-        return 1
-
-    def _event(self, clock: Clock, kind: str):
+    def _decide(self, clock: Clock, kind: str, unit: Unit) -> None:
         at = {"warning": self.now(), "breached": clock.breached_at, "met": clock.met_at}[kind] or self.now()
         payload = SlaTargetEvent(ticket_id=clock.ticket_id, target=clock.target, policy_id=clock.policy_id,
                                  cycle=clock.cycle, due_at=clock.due_at or clock.breached_at, at=at)
-        # deterministic id: a re-sent event is recognisably the same event
         cycle = f"-{clock.cycle}" if clock.cycle else ""
-        return make_event(KIND_TO_TYPE[kind], payload, source=self.source, subject=clock.ticket_id,
-                          id_=f"sla-{clock.ticket_id}-{clock.target.value}{cycle}-{kind}")
+        # deterministic id: a re-sent event is recognisably the same event
+        event_id = f"sla-{clock.ticket_id}-{clock.target.value}{cycle}-{kind}"
+        record = encode_event(KIND_TO_TYPE[kind], payload, source=self.source, subject=clock.ticket_id, id_=event_id,
+                              time=self.now())
+        slot = "warning" if kind == "warning" else "outcome"
+        unit.decisions.append({"_id": f"{clock.key}:{slot}", "kind": kind, "ticket_id": clock.ticket_id,
+                               "type": KIND_TO_TYPE[kind], "record": record.decode(), "event_at": at.isoformat(),
+                               "at": self.now().isoformat(), "partition": clock.partition})
 
-    # ------------------------------------------------------------ ownership
-    def owns(self, partition: int | None) -> bool:
-        return self.book.owned is None or partition is None or partition in self.book.owned
-
-    async def release(self) -> None:
-        """A rebalance starts: stop loading and firing until the partitions are handed out
-        again, once the ticket event being applied (if any) is stored, so the next owner loads it."""
-        if self._loading is not None:
-            self._loading.cancel()
-            await asyncio.gather(self._loading, return_exceptions=True)
-            self._loading = None
-        async with self._handling:
-            self.suspended = True
-
-    def own(self, partitions: set[int]) -> asyncio.Task | None:
-        """This process now consumes these tickets.events partitions: forget the clocks of the
-        others, and load those of partitions new to it (the clocks another process kept until
-        now, or this process before a restart) in the background — Kafka does not hear from a
-        consumer until its assignment callback returns. Ticket events wait for the load (see
-        `ready`); the scheduler fires clocks as they are loaded. Returns the load, if any."""
-        lost = (self._loaded | self.book.partitions()) - partitions
-        if lost:
-            forgotten = self.book.forget_partitions(lost)
-            log.info("partitions %s went to another SLA process: %d clock(s) handed over", sorted(lost), forgotten)
-        self._loaded &= partitions
-        gained = partitions - self._loaded
-        self.book.owned = set(partitions)
-        self.suspended = False
-        if gained or not self._loaded_unpartitioned:
-            self.ready.clear()
-            self._loading = asyncio.create_task(self._load_until_done(gained), name="sla-load-clocks")
-        self.wake.set()
-        return self._loading
-
-    async def _load_until_done(self, partitions: set[int]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.load(partitions)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("loading the SLA clocks failed; retrying in %.1f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 10.0)
-        self._loading = None
-        self.ready.set()
-
-    async def load(self, partitions: set[int] | None = None) -> int:
-        """Read the clocks of `partitions` (all when None) from MongoDB with the decisions taken
-        on them, and hold them; publish decisions whose claimer died before sending them.
-        Returns how many clocks were new to this process."""
-        started = self.now()
-        claims = await self.claims.all_claims()
-        by_clock: dict[str, list[dict[str, Any]]] = {}
-        for claim in claims:
-            by_clock.setdefault(claim["_id"].rsplit(":", 1)[0], []).append(claim)
-        calendars: dict[str, Calendar | None] = {}
-        count = 0
-        async for clock in self.store.all_clocks():
-            if clock.partition is None:
-                if self._loaded_unpartitioned:
-                    continue
-            elif partitions is not None and clock.partition not in partitions:
-                continue
-            if clock.key in self.book.clocks:  # the copy held is the newer one
-                continue
-            for claim in by_clock.get(clock.key, ()):
-                if clock.calendar_id and clock.calendar_id not in calendars:
-                    calendars[clock.calendar_id] = await self.store.get_calendar(clock.calendar_id)
-                clock.settle(claim.get("kind", ""), decided_at(claim), calendars.get(clock.calendar_id or ""))
-            self.book.put(clock)
-            count += 1
-            if count % 1000 == 0:
-                self.wake.set()  # fire what is due among those loaded so far
-        self._loaded |= partitions if partitions is not None else self.book.partitions()
-        self._loaded_unpartitioned = True
-        resent = await self.claims.relay_unsent(claims)
-        log.info("loaded %d SLA clock(s) of partitions %s in %.1f s (%d running here now); "
-                 "%d decision(s) nobody had sent, sent", count,
-                 "all" if partitions is None else sorted(partitions),
-                 (self.now() - started).total_seconds(), len(self.book.due), resent)
-        self.wake.set()
-        return count
+    async def commit(self, unit: Unit) -> None:
+        """Clocks and decisions first, then the events, then the marks that they were sent."""
+        decisions = [*unit.decisions, *self.unsent]
+        by_partition: dict[int, dict[str, list[Any]]] = {}
+        for clock in unit.new.values():
+            by_partition.setdefault(clock.partition or 0, {}).setdefault("new", []).append(clock)
+        for clock in unit.changed.values():
+            by_partition.setdefault(clock.partition or 0, {}).setdefault("changed", []).append(clock)
+        for decision in unit.decisions:
+            by_partition.setdefault(decision["partition"], {}).setdefault("decisions", []).append(
+                {k: v for k, v in decision.items() if k != "partition"})
+        for p, parts in by_partition.items():
+            await self.store.add_clocks(p, parts.get("new", []))
+            await self.store.save_clocks(p, parts.get("changed", []))
+            await self.store.add_decisions(p, parts.get("decisions", []))
+        if not decisions:
+            return
+        await self.producer.send_many([Outgoing(topics.SLA_EVENTS, d["ticket_id"], d["record"].encode(), None, d["type"])
+                                       for d in decisions])
+        self.unsent = []
+        sent_at = self.now().isoformat()
+        marks: dict[int, list[str]] = {}
+        for decision in decisions:
+            marks.setdefault(decision["partition"], []).append(decision["_id"])
+        for p, ids in marks.items():
+            await self.store.mark_sent(p, ids, sent_at)
 
     # ------------------------------------------------------------ the per-ticket view
     async def ticket_clocks(self, ticket_id: str) -> list[Clock]:
@@ -360,12 +334,11 @@ class SlaService:
         from MongoDB together with the decisions taken on them."""
         if self.book.knows(ticket_id):
             return self.book.of_ticket(ticket_id)
-        clocks = await self.store.clocks_of(ticket_id)
-        claims = await self.store.claims_of(clocks)
+        clocks, decisions = await self.store.clocks_of(partition_of(ticket_id, self.partitions), ticket_id)
         for clock in clocks:
-            for claim in claims:
-                if claim["_id"].rsplit(":", 1)[0] == clock.key:
-                    clock.settle(claim.get("kind", ""), decided_at(claim),
+            for decision in decisions:
+                if decision["_id"].rsplit(":", 1)[0] == clock.key:
+                    clock.settle(decision.get("kind", ""), decided_at(decision),
                                  await self._calendar_by_id(clock.calendar_id))
         return clocks
 
@@ -387,3 +360,4 @@ class SlaService:
 
     async def _calendar_by_id(self, calendar_id: str | None) -> Calendar | None:
         return await self.store.get_calendar(calendar_id) if calendar_id else None
+

@@ -1,8 +1,12 @@
-"""The agent and admin HTTP API of the tickets service."""
+"""The agent and admin HTTP API of the tickets service.
+
+Reads come from the database (services/tickets/views.py); every change is a command to the
+process owning the ticket (services/tickets/commands.py), answered once it is journaled."""
 from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,13 +14,18 @@ import nh3
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
+from services.tickets.commands import CommandBus, Unavailable
+from services.tickets.customers import CustomerBook, canonical
 from services.tickets.delivery.store import DeliveryStore
-from services.tickets.domain import CustomStatus, LifecycleError, Priority, Status, query_terms
-from services.tickets.service import NotFound, TicketService, UnknownStatus
-from services.tickets.store import SORTS, TicketStore, VersionConflict
-from shared.events import Attachment, Channel, utcnow
+from services.tickets.domain import CustomStatus, LifecycleError, Priority, Status, Ticket, query_terms
+from services.tickets.store import SORTS, Purged, TicketStore
+from services.tickets.views import load_ticket, ticket_json
+from shared.events import (
+    AddTicketNote, AssignTicket, Attachment, Channel, ChangeTicketStatus, ChangeTicketTags, CloseMergedTicket,
+    CommandOutcome, CustomerChanged, EventType, MergeTicket, PurgeTicket, ReplyToTicket, SetTicketPriority,
+    SplitTicket, TicketCommand, UnassignTicket, stable_id, utcnow,
+)
 from shared.http import ApiError
-
 
 MAX_REPLY_FILES_BYTES = 10 * 1024 * 1024
 
@@ -124,24 +133,66 @@ async def stored_files(files: list[ReplyFile], deliveries: DeliveryStore) -> lis
                        content_ref=f"blob:{sha}") for f, data in decoded]
 
 
-def build_router(service: TicketService, store: TicketStore, deliveries: DeliveryStore, auth) -> APIRouter:
+def request_key(*parts: str | None) -> str:
+    """A command id: from the client's Idempotency-Key when it sent one (a retry is the same command)."""
+    return stable_id(*(p or uuid.uuid4().hex for p in parts), size=24)
+
+
+def outcome_of(outcome: CommandOutcome) -> dict[str, Any]:
+    if outcome.status >= 400:
+        raise ApiError(outcome.status, outcome.code or "error", outcome.message or "the change was refused")
+    return outcome.result
+
+
+def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus, customers: CustomerBook,
+                 auth, *, publish_customer) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["tickets"], dependencies=[auth.agent])
+
+    async def send(type_: str, command: TicketCommand) -> dict[str, Any]:
+        try:
+            return outcome_of(await bus.send(type_, command))
+        except Unavailable as exc:
+            raise ApiError(503, "unavailable", str(exc)) from exc
+
+    async def load(ticket_id: str) -> Ticket:
+        try:
+            ticket = await load_ticket(store, ticket_id)
+        except Purged:
+            ticket = None
+        if ticket is None:
+            raise ApiError(404, "not_found", f"ticket {ticket_id} does not exist")
+        return ticket
+
+    async def change_status(ticket_id: str, status: str, actor: str, until: datetime | None,
+                            key: str | None = None) -> dict[str, Any]:
+        if status in Status.__members__:
+            base, substatus = Status(status), None
+        elif custom := await store.custom_status(status):
+            base, substatus = custom.category, custom.name
+        else:
+            raise ApiError(422, "unknown_status", f"{status} is neither a built-in nor a custom status")
+        if base == Status.postponed and until is None:
+            raise ApiError(409, "invalid_transition", "postponing needs 'until'")
+        return await send(EventType.CHANGE_TICKET_STATUS, ChangeTicketStatus(
+            command_id=request_key("status", ticket_id, key), ticket_id=ticket_id, status=base.value,
+            substatus=substatus, until=until, actor=actor))
 
     @router.get("/messages/{message_id}", summary="Which ticket a message was filed into")
     async def get_message(message_id: str) -> dict[str, str]:
-        ticket_id = await store.ticket_of_message(message_id)
-        if ticket_id is None:
+        entry = await store.entry(message_id)
+        if entry is None or not entry.get("messages"):
             raise ApiError(404, "not_found", f"message {message_id} has not been filed (yet)")
-        return {"message_id": message_id, "ticket_id": ticket_id}
+        return {"message_id": message_id, "ticket_id": entry["ticket_id"]}
 
     @router.get("/tickets/{ticket_id}", summary="One ticket with its messages and timeline")
     async def get_ticket(ticket_id: str) -> dict[str, Any]:
-        doc = await store.get_view(ticket_id)
-        if doc is None:
-            raise ApiError(404, "not_found", f"ticket {ticket_id} does not exist")
-        return ticket_view(doc)
+        ticket = await load(ticket_id)
+        view = ticket_json(ticket)
+        view["customer"]["id"] = customers.current(ticket.customer.id)
+        return view
 
-    @router.get("/tickets", summary="Tickets with filters, text search, sorting and cursor pagination")
+    @router.get("/tickets", summary="Tickets with filters, text search, sorting and cursor pagination",
+                description="A list shows every change acknowledged before it was asked for.")
     async def list_tickets(
         status: str | None = Query(None, pattern=r"^[a-z][a-z0-9_-]{1,39}$", description="a built-in or custom status"),
         assignee: str | None = Query(None, max_length=200),
@@ -164,9 +215,8 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
         if q is not None and (terms := query_terms(q)):
             filters["search"] = {"$all": terms}
         if customer is not None:
-            profile = await store.current_customer(customer)
-            ids = [profile["_id"], *profile.get("merged_ids", [])] if profile else [customer]
-            filters["customer.id"] = {"$in": [str(i) for i in ids]}
+            filters["customer.id"] = {"$in": await customer_ids(customer)}
+        await bus.refresh_lists()
         try:
             docs, next_cursor = await store.list_view(filters=filters, limit=limit, cursor=cursor, sort=sort)
         except ValueError as exc:
@@ -178,26 +228,47 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
                     idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
         files = await stored_files(body.attachments, deliveries)
         html = nh3.clean(body.html) if body.html else None
-        ticket = await _act(service.reply(ticket_id, agent_id=body.agent_id, text=body.text, html=html,
-                                          attachments=files, request_id=idempotency_key))
-        return {"ticket_id": ticket.id, "status": ticket.status, "message": ticket.messages[-1].model_dump(mode="json")}
+        message_id = "out_" + stable_id(ticket_id, idempotency_key or uuid.uuid4().hex, body.agent_id, size=24)
+        result = await send(EventType.REPLY_TO_TICKET, ReplyToTicket(
+            command_id=message_id, ticket_id=ticket_id, message_id=message_id, agent_id=body.agent_id,
+            text=body.text, html=html, attachments=files))
+        entry = await store.entry(message_id)
+        message = next((m for m in (entry or {}).get("messages", ()) if m["message_id"] == message_id), None)
+        return {"ticket_id": ticket_id, "status": result["status"], "message": message}
 
     @router.post("/tickets/{ticket_id}/status", summary="Change a ticket's status")
-    async def change_status(ticket_id: str, body: StatusRequest) -> dict[str, Any]:
-        ticket = await _act(service.change_status(ticket_id, status=body.status, actor=body.actor or "agent",
-                                                  until=body.until))
-        return {"ticket_id": ticket.id, "status": ticket.status}
+    async def set_status(ticket_id: str, body: StatusRequest) -> dict[str, Any]:
+        result = await change_status(ticket_id, body.status, body.actor or "agent", body.until)
+        return {"ticket_id": ticket_id, "status": result["status"]}
 
     @router.post("/tickets/{ticket_id}/merge", summary="Fold another ticket into this one")
     async def merge_ticket(ticket_id: str, body: MergeTicketRequest) -> dict[str, Any]:
-        await _act(service.merge(ticket_id, body.ticket_id, actor=body.actor or "agent"))
-        return ticket_view(await store.get_view(ticket_id))
+        if ticket_id == body.ticket_id:
+            raise ApiError(409, "invalid_transition", "a ticket cannot be merged into itself")
+        survivor, other = await load(ticket_id), await load(body.ticket_id)
+        if other.merged_into and other.merged_into != survivor.id:
+            raise ApiError(409, "invalid_transition", f"{other.id} was already merged into {other.merged_into}")
+        actor = body.actor or "agent"
+        key = request_key("merge", ticket_id, other.id)
+        await send(EventType.MERGE_TICKET, MergeTicket(
+            command_id=key, ticket_id=survivor.id, other_id=other.id, other_tags=other.tags,
+            other_merged_from=other.merged_from, other_inbound=other.inbound_count,
+            moved_message_ids=[m.message_id for m in other.messages], actor=actor))
+        await send(EventType.CLOSE_MERGED_TICKET, CloseMergedTicket(
+            command_id=key + ":close", ticket_id=other.id, survivor_id=survivor.id, actor=actor))
+        return await get_ticket(ticket_id)
 
     @router.post("/tickets/{ticket_id}/split", status_code=201,
                  summary="Move a customer message into a new ticket of its own")
     async def split_ticket(ticket_id: str, body: SplitRequest) -> dict[str, Any]:
-        new = await _act(service.split(ticket_id, body.message_id, actor=body.actor or "agent"))
-        return {"ticket_id": new.id, "split_from": ticket_id, "message_id": body.message_id}
+        original = await load(ticket_id)
+        message = next((m for m in original.messages if m.message_id == body.message_id), None)
+        if message is None:
+            raise ApiError(409, "invalid_transition", f"message {body.message_id} is not on ticket {ticket_id}")
+        result = await send(EventType.SPLIT_TICKET, SplitTicket(
+            command_id=request_key("split", ticket_id, body.message_id), ticket_id=ticket_id,
+            message=message.model_dump(mode="json"), actor=body.actor or "agent"))
+        return {"ticket_id": result["new_ticket_id"], "split_from": ticket_id, "message_id": body.message_id}
 
     @router.post("/tickets/bulk", summary="One change applied to many tickets (each reported on its own)")
     async def bulk(body: BulkRequest) -> dict[str, Any]:
@@ -206,13 +277,19 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
         for ticket_id in dict.fromkeys(body.ticket_ids):
             try:
                 if body.status:
-                    await _act(service.change_status(ticket_id, status=body.status, actor=actor, until=None))
+                    await change_status(ticket_id, body.status, actor, None)
                 if body.priority:
-                    await _act(service.set_priority(ticket_id, priority=body.priority, actor=actor))
+                    await send(EventType.SET_TICKET_PRIORITY, SetTicketPriority(
+                        command_id=request_key("priority", ticket_id, None), ticket_id=ticket_id,
+                        priority=body.priority.value, actor=actor))
                 if body.add_tags or body.remove_tags:
-                    await _act(service.change_tags(ticket_id, add=body.add_tags, remove=body.remove_tags, actor=actor))
+                    await send(EventType.CHANGE_TICKET_TAGS, ChangeTicketTags(
+                        command_id=request_key("tags", ticket_id, None), ticket_id=ticket_id, add=body.add_tags,
+                        remove=body.remove_tags, actor=actor))
                 if body.assignee:
-                    await _act(service.assign(ticket_id, agent_id=body.assignee, actor=actor))
+                    await send(EventType.ASSIGN_TICKET, AssignTicket(
+                        command_id=request_key("assign", ticket_id, None), ticket_id=ticket_id,
+                        agent_id=body.assignee, actor=actor))
                 results.append({"ticket_id": ticket_id, "ok": True})
             except ApiError as exc:
                 results.append({"ticket_id": ticket_id, "ok": False, "error": exc.code, "message": exc.message})
@@ -243,39 +320,78 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
     @router.post("/tickets/{ticket_id}/notes", status_code=201, summary="An internal note (never sent to the customer)")
     async def add_note(ticket_id: str, body: NoteRequest,
                        idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
-        ticket = await _act(service.note(ticket_id, author=body.author, text=body.text, request_id=idempotency_key))
-        return {"ticket_id": ticket.id, "note": ticket.notes[-1].model_dump(mode="json")}
+        note_id = "note_" + stable_id(ticket_id, idempotency_key or uuid.uuid4().hex, body.author, size=20)
+        await send(EventType.ADD_TICKET_NOTE, AddTicketNote(
+            command_id=note_id, ticket_id=ticket_id, note_id=note_id, author=body.author, text=body.text))
+        entry = await store.entry(f"{note_id}:{ticket_id}")
+        note = next((n for n in (entry or {}).get("notes", ()) if n["note_id"] == note_id), None)
+        return {"ticket_id": ticket_id, "note": note}
 
     @router.put("/tickets/{ticket_id}/priority", summary="Set the priority (low, normal, high, urgent)")
     async def set_priority(ticket_id: str, body: PriorityRequest) -> dict[str, Any]:
-        ticket = await _act(service.set_priority(ticket_id, priority=body.priority, actor=body.actor or "agent"))
-        return {"ticket_id": ticket.id, "priority": ticket.priority}
+        result = await send(EventType.SET_TICKET_PRIORITY, SetTicketPriority(
+            command_id=request_key("priority", ticket_id, None), ticket_id=ticket_id, priority=body.priority.value,
+            actor=body.actor or "agent"))
+        return {"ticket_id": ticket_id, "priority": result["priority"]}
 
     @router.post("/tickets/{ticket_id}/tags", summary="Add and remove tags")
     async def change_tags(ticket_id: str, body: TagsRequest) -> dict[str, Any]:
-        ticket = await _act(service.change_tags(ticket_id, add=body.add, remove=body.remove,
-                                                actor=body.actor or "agent"))
-        return {"ticket_id": ticket.id, "tags": ticket.tags}
+        result = await send(EventType.CHANGE_TICKET_TAGS, ChangeTicketTags(
+            command_id=request_key("tags", ticket_id, None), ticket_id=ticket_id, add=body.add, remove=body.remove,
+            actor=body.actor or "agent"))
+        return {"ticket_id": ticket_id, "tags": result["tags"]}
 
     @router.put("/tickets/{ticket_id}/assignee", summary="Assign the ticket to an agent")
     async def assign(ticket_id: str, body: AssigneeRequest) -> dict[str, Any]:
-        ticket = await _act(service.assign(ticket_id, agent_id=body.agent_id, actor=body.actor or "agent"))
-        return {"ticket_id": ticket.id, "assignee": ticket.assignee}
+        result = await send(EventType.ASSIGN_TICKET, AssignTicket(
+            command_id=request_key("assign", ticket_id, None), ticket_id=ticket_id, agent_id=body.agent_id,
+            actor=body.actor or "agent"))
+        return {"ticket_id": ticket_id, "assignee": result["assignee"]}
 
     @router.delete("/tickets/{ticket_id}/assignee", summary="Take the ticket off its agent")
     async def unassign(ticket_id: str) -> dict[str, Any]:
-        ticket = await _act(service.unassign(ticket_id, actor="agent"))
-        return {"ticket_id": ticket.id, "assignee": ticket.assignee}
+        result = await send(EventType.UNASSIGN_TICKET, UnassignTicket(
+            command_id=request_key("unassign", ticket_id, None), ticket_id=ticket_id, actor="agent"))
+        return {"ticket_id": ticket_id, "assignee": result["assignee"]}
 
     @router.post("/tickets/{ticket_id}/purge", dependencies=[auth.admin], status_code=202,
                  summary="Remove a deleted or spam ticket's data for good (a purged event remains)")
     async def purge(ticket_id: str) -> dict[str, Any]:
-        await _act(service.purge(ticket_id, actor="admin"))
+        await send(EventType.PURGE_TICKET, PurgeTicket(
+            command_id=request_key("purge", ticket_id, None), ticket_id=ticket_id, actor="admin"))
         return {"ticket_id": ticket_id, "status": "purged"}
+
+    # ------------------------------------------------------------ customers
+    async def customer_ids(customer_id: str) -> list[str]:
+        """The customer and every profile merged into it."""
+        current = customers.current(customer_id)
+        return [current, *(c for c in customers.merged if customers.current(c) == current and c != current)]
+
+    async def profile(customer_id: str) -> dict[str, Any] | None:
+        ids = await customer_ids(customer_id)
+        current = ids[0]
+        await bus.refresh_lists()
+        tickets = await store.tickets_of_customers(ids)
+        doc = await store.customer_doc(current)
+        if not tickets and doc is None:
+            return None
+        identities: dict[str, None] = {}
+        name = None
+        for t in sorted(tickets, key=lambda t: str(t.get("created_at"))):
+            who = t.get("customer") or {}
+            identities.update(dict.fromkeys(who.get("identities") or ()))
+            name = who.get("name") or name
+        identities.update(dict.fromkeys(k for k, c in customers.links.items() if customers.current(c) == current))
+        return {"id": current, "name": (doc or {}).get("name") or name, "tier": customers.tiers.get(current),
+                "identities": list(identities), "merged_ids": ids[1:],
+                "created_at": min((t.get("created_at") for t in tickets if t.get("created_at")), default=None,
+                                  key=str),
+                "tickets": [{"id": t["_id"], **{k: t.get(k) for k in ("status", "channel", "subject", "created_at")}}
+                            for t in tickets]}
 
     @router.get("/customers/{customer_id}", summary="A customer with every identity and every ticket")
     async def get_customer(customer_id: str) -> dict[str, Any]:
-        view = await store.customer_view(customer_id)
+        view = await profile(customer_id)
         if view is None:
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         return view
@@ -283,33 +399,24 @@ def build_router(service: TicketService, store: TicketStore, deliveries: Deliver
     @router.put("/customers/{customer_id}/tier", dependencies=[auth.admin],
                 summary="Set the customer's service tier (SLA policies and routing can match on it)")
     async def set_tier(customer_id: str, body: TierRequest) -> dict[str, Any]:
-        if not await store.set_customer_tier(customer_id, body.tier, now=utcnow()):
+        if await profile(customer_id) is None:
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
-        return await store.customer_view(customer_id)
+        current = customers.current(customer_id)
+        await publish_customer(CustomerChanged(customer_id=current, tier=body.tier, tier_set=True, at=utcnow()))
+        return await profile(current)
 
     @router.post("/customers/{customer_id}/merge", dependencies=[auth.admin], summary="Merge another customer profile into this one")
     async def merge_customer(customer_id: str, body: MergeRequest) -> dict[str, Any]:
         if body.customer_id == customer_id:
             raise ApiError(409, "same_customer", "a customer cannot be merged into itself")
         for cid in (customer_id, body.customer_id):
-            if await store.current_customer(cid) is None:
+            if await profile(cid) is None:
                 raise ApiError(404, "not_found", f"customer {cid} does not exist")
-        survivor = (await store.current_customer(customer_id))["_id"]
-        other = (await store.current_customer(body.customer_id))["_id"]
-        await store.merge_customers(survivor, other, now=utcnow(), locks=service.locks)
-        return await store.customer_view(survivor)
+        survivor, other = customers.current(customer_id), customers.current(body.customer_id)
+        if survivor != other:
+            moved = [canonical(k) for k in (await profile(other) or {}).get("identities", ())]
+            await publish_customer(CustomerChanged(customer_id=other, merged_into=survivor, at=utcnow()))
+            await publish_customer(CustomerChanged(customer_id=survivor, identities=moved, at=utcnow()))
+        return await profile(survivor)
 
     return router
-
-
-async def _act(action):
-    try:
-        return await action
-    except NotFound as exc:
-        raise ApiError(404, "not_found", f"ticket {exc} does not exist") from exc
-    except LifecycleError as exc:
-        raise ApiError(409, "invalid_transition", str(exc)) from exc
-    except VersionConflict as exc:
-        raise ApiError(409, "conflict", "the ticket changed meanwhile; try again") from exc
-    except UnknownStatus as exc:
-        raise ApiError(422, "unknown_status", f"{exc} is neither a built-in nor a custom status") from exc

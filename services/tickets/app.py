@@ -1,24 +1,32 @@
-"""Tickets: owns ticket lifecycle state in MongoDB and publishes every change on `tickets.events`."""
+"""Tickets: owns ticket lifecycle state and publishes every change on `tickets.events`."""
 from __future__ import annotations
+
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
 
-from services.tickets import api, handlers
+from services.tickets import api
+from services.tickets.commands import CommandBus
+from services.tickets.customers import link_rows
 from services.tickets.delivery.channels import ChannelAdapter, ChatSession, SmtpMail, TwilioSms, WebhookOut, WhatsAppCloud
-from services.tickets.delivery.chat import ChatHub, build_chat_router
+from services.tickets.delivery.chat import ChatHub, build_chat_router, chat_item
 from services.tickets.delivery.rules import RetryPolicy
 from services.tickets.delivery.service import DeliveryService
 from services.tickets.delivery.store import DeliveryStore
 from services.tickets.domain import ThreadingPolicy
-from services.tickets.service import TicketService
+from services.tickets.processor import DocPolicy, TicketsProcessor
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import topics
-from shared.events import TicketEventRecord
+from shared.events import (
+    Channel, CommandOutcomeRecord, CustomerChanged, EventType, MessageReceivedRecord, RecordDelivery, SlaEventRecord,
+    TicketCommandRecord, TicketEventRecord, TicketReplied, stable_id, utcnow,
+)
 from shared.http import create_http_app, require_token
-from shared.outbox import Outbox
+from shared.kafka import event
 from shared.runtime import Runtime
+from shared.stream import EachRecord
 
 
 def channel_adapters(settings: TicketsSettings, deliveries: DeliveryStore,
@@ -57,30 +65,92 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     settings = settings or TicketsSettings()
     rt = Runtime("tickets", settings)
     rt.publisher(topics.TICKETS_EVENTS, schema=TicketEventRecord,
-                 description="Every ticket change as a CloudEvent (deskstream.ticket.*), key = ticket id")
-    store = TicketStore(rt.mongo)
-    outbox = Outbox(store.tickets, rt.publish)
+                 description="Every ticket change as a CloudEvent (deskstream.ticket.*), key = ticket id; "
+                             "changes of who is who (deskstream.customer.changed), key = customer id")
+    rt.publisher(topics.TICKETS_COMMANDS, schema=TicketCommandRecord,
+                 description="Agents' changes for the process owning the ticket, and messages for a ticket of "
+                             "another partition; key = ticket id")
+    rt.publisher(topics.TICKETS_OUTCOMES, schema=CommandOutcomeRecord,
+                 description="How each command with a request id ended, for the instance that asked")
+    store = TicketStore(rt.storage)
     threading = ThreadingPolicy(window_s=settings.thread_window_s, reopen_window_s=settings.reopen_window_s)
-    service = TicketService(store=store, outbox=outbox, source=rt.source, threading=threading)
+    processor = TicketsProcessor(
+        store=store, producer=rt.producer, bootstrap_servers=settings.kafka_bootstrap_servers, source=rt.source,
+        threading=threading, docs=DocPolicy(new_delay=timedelta(milliseconds=settings.list_new_delay_ms),
+                                            activity=timedelta(seconds=settings.list_activity_s),
+                                            keep_closed=timedelta(seconds=settings.keep_closed_s)))
+    processor.auto_close_s = settings.auto_close_s
+    customers = processor.customers
+    filing = rt.stream(
+        name="file", group_id=topics.GROUP_TICKETS, processor=processor, types=processor.handlers,
+        inputs={topics.INGEST_MESSAGES: MessageReceivedRecord, topics.TICKETS_COMMANDS: TicketCommandRecord,
+                topics.SLA_EVENTS: SlaEventRecord},
+        description="File each customer message into exactly one ticket, apply commands (assignments, automation, "
+                    "agents' changes) and put SLA marks on the timeline, for the partitions this process owns")
+    bus = CommandBus(rt.producer, settings.kafka_bootstrap_servers, source=rt.source)
+
+    async def record_delivery(command: RecordDelivery) -> None:
+        await rt.send([event(topics.TICKETS_COMMANDS, command.ticket_id, EventType.RECORD_DELIVERY, command,
+                             source=rt.source, subject=command.ticket_id,
+                             id_=stable_id("command", command.command_id, size=24), time=utcnow())])
+
+    async def publish_customer(change: CustomerChanged) -> None:
+        for key, value in link_rows(change):
+            await store.put_link(key, value)
+        customers.apply(change)
+        await rt.send([event(topics.TICKETS_EVENTS, change.customer_id, EventType.CUSTOMER_CHANGED, change,
+                             source=rt.source, subject=change.customer_id,
+                             id_=stable_id("customer", change.model_dump_json(), size=24), time=change.at)])
 
     deliveries = DeliveryStore(rt.mongo)
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     rt.on_stop.append(client.aclose)
     delivery = DeliveryService(
-        store=deliveries, tickets=service, ticket_store=store,
+        store=deliveries, record=record_delivery, ticket_store=store,
         adapters=channel_adapters(settings, deliveries, client),
         retry=RetryPolicy(base_s=settings.delivery_retry_base_s, cap_s=settings.delivery_retry_max_s,
                           give_up_after_s=settings.delivery_give_up_s))
+
+    async def deliver(data: dict) -> None:
+        await delivery.on_replied(TicketReplied.model_validate(data))
+    rt.stream(name="deliver", group_id=topics.GROUP_TICKETS_DELIVERY, types={EventType.TICKET_REPLIED},
+              processor=EachRecord({EventType.TICKET_REPLIED: deliver}),
+              inputs={topics.TICKETS_EVENTS: TicketEventRecord},
+              description="Deliver agents' replies on the customer's channel")
+
     hub = ChatHub()
 
-    rt.broker.include_router(handlers.build_router(service, delivery, hub, consumers=settings.consumers))
+    def push_chat_reply(data: dict) -> None:
+        replied = TicketReplied.model_validate(data)
+        if replied.ticket.channel == Channel.chat:
+            hub.publish(replied.ticket.id, chat_item(replied.message))
+    rt.tail(name="hear", topic=topics.TICKETS_EVENTS, schema=TicketEventRecord,
+            handlers={EventType.TICKET_REPLIED: push_chat_reply,
+                      EventType.CUSTOMER_CHANGED: lambda data: customers.apply(CustomerChanged.model_validate(data))},
+            description="What every instance hears of: replies for the chat widgets connected to it, and changes "
+                        "of who is who")
+
+    async def learn() -> None:
+        customers.load(await store.all_links())
+        processor.partitions = bus.partitions = await rt.producer.partitions_for(topics.INGEST_MESSAGES)
     rt.on_start.append(store.ensure_indexes)
-    rt.every(2.0, outbox.sweep_once, "event(s) left by an earlier crash re-sent")
-    rt.every(1.0, service.wake_postponed, "postponed ticket(s) woken")
+    rt.on_connected.append(learn)
+    rt.loops.append(bus.tail().run)
+
+    async def flush_lists() -> int:
+        async with filing.exclusive():
+            return await processor.flush_docs()
+
+    async def sweep() -> int:
+        async with filing.exclusive():
+            return await processor.sweep()
+    rt.every(0.25, flush_lists, "")
+    rt.every(1.0, sweep, "ticket(s) woken up or closed")
     rt.every(1.0, delivery.retry_due, "delivery attempt(s) retried")
-    rt.every(30.0, lambda: service.close_quiet(after_s=settings.auto_close_s), "quiet resolved ticket(s) closed")
+    rt.every(60.0, lambda: learn(), "")  # who is who, read again in case an event was missed between load and tail
     return create_http_app(rt, title="deskstream tickets",
                            description="Ticket lifecycle, timeline, customers, the agent API, and the chat "
                                        "endpoints a customer's widget reads agents' replies from.",
-                           routers=[api.build_router(service, store, deliveries, require_token(rt)),
+                           routers=[api.build_router(store, deliveries, bus, customers, require_token(rt),
+                                                     publish_customer=publish_customer),
                                     build_chat_router(hub, store, delivery)])

@@ -1,13 +1,19 @@
 """The ticket aggregate and its lifecycle rules. Pure: no I/O, no framework.
 
-Each method changes the ticket and returns the events it caused, as
-(event type, payload) pairs; the service layer stores both in one write."""
+Each method changes the ticket and returns the events it caused, as (event type, payload) pairs,
+and leaves what it added to the conversation — messages, notes, timeline entries — in the lists
+`messages`, `notes` and `timeline`. The tickets service holds the aggregate in memory without its
+history: after each change it takes those lists away into an append-only journal entry (see
+`drain`), so the lists hold only what is new. A ticket read back for an agent (services/tickets/
+views.py) is the same class with the whole history in them."""
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
@@ -157,6 +163,8 @@ class CustomerInfo(BaseModel):
 
 
 Event = tuple[str, BaseModel]
+SEEN = 32  # ids of the latest inputs a ticket remembers, so a redelivered one changes nothing
+MAX_DELIVERIES = 20
 
 
 class Ticket(BaseModel):
@@ -184,6 +192,26 @@ class Ticket(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int = 0
+    # what the aggregate remembers instead of its history
+    seen: list[str] = Field(default_factory=list)  # ids of the latest messages, notes and commands applied
+    deliveries: dict[str, Delivery] = Field(default_factory=dict)  # outbound message id → what became of it
+    inbound_count: int = 0
+    last_entry_at: datetime | None = None
+    merged_from: list[str] = Field(default_factory=list)  # tickets folded into this one (their history shows here)
+
+    HISTORY: ClassVar[tuple[str, ...]] = ("messages", "notes", "timeline")
+
+    def remember(self, input_id: str) -> None:
+        """A message, note or command applied: a redelivery of it changes nothing."""
+        if input_id not in self.seen:
+            self.seen.append(input_id)
+            del self.seen[:-SEEN]
+
+    def drain(self) -> tuple[list[Message], list[Note], list[TimelineEntry]]:
+        """Take away what the last change added to the conversation (to be journaled)."""
+        out = (self.messages, self.notes, self.timeline)
+        self.messages, self.notes, self.timeline = [], [], []
+        return out
 
     # ------------------------------------------------------------ creation and messages
     @classmethod
@@ -200,7 +228,7 @@ class Ticket(BaseModel):
         return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=message))]
 
     def has_message(self, message_id: str) -> bool:
-        return any(m.message_id == message_id for m in self.messages)
+        return message_id in self.seen or any(m.message_id == message_id for m in self.messages)
 
     def accepts_messages(self) -> bool:
         return self.status not in FINISHED
@@ -228,6 +256,9 @@ class Ticket(BaseModel):
                           text=text, at=now, author=agent_id, html=html, attachments=attachments or [],
                           delivery=Delivery(state=DeliveryState.queued, at=now))
         self.messages.append(message)
+        self.remember(message_id)
+        self.deliveries[message_id] = message.delivery
+        self._keep_deliveries()
         self._log(now, "reply_sent", actor=agent_id, message_id=message_id)
         self.updated_at = now
         events: list[Event] = []
@@ -250,7 +281,7 @@ class Ticket(BaseModel):
                   **({"reason": reason} if reason else {}))
         self.updated_at = now
         return [(EventType.TICKET_ASSIGNED,
-                 TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous))]
+                 TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous, actor=actor))]
 
     def unassign(self, *, actor: str, now: datetime) -> list[Event]:
         if self.assignee is None:
@@ -261,9 +292,10 @@ class Ticket(BaseModel):
         return [(EventType.TICKET_UNASSIGNED, TicketUnassigned(ticket=self.snapshot(), agent_id=previous, actor=actor))]
 
     def add_note(self, *, author: str, text: str, note_id: str, now: datetime) -> list[Event]:
-        if any(n.note_id == note_id for n in self.notes):
+        if note_id in self.seen or any(n.note_id == note_id for n in self.notes):
             return []
         self.notes.append(Note(note_id=note_id, author=author, text=text, at=now))
+        self.remember(note_id)
         self._log(now, "note_added", actor=author, note_id=note_id)
         self.updated_at = now
         return [(EventType.TICKET_NOTE_ADDED, TicketNoteAdded(ticket=self.snapshot(), note_id=note_id,
@@ -293,19 +325,25 @@ class Ticket(BaseModel):
                         provider_id: str | None, attempts: int, now: datetime,
                         next_attempt_at: datetime | None = None) -> list[Event]:
         message = next((m for m in self.messages if m.message_id == message_id), None)
-        if message is None or message.direction != Direction.outbound:
+        if message is not None and message.direction != Direction.outbound:
             return []
+        if message is None and message_id not in self.deliveries:
+            return []  # not one of this ticket's replies
         state = DeliveryState(state)
-        if (current := message.delivery) is not None:
+        if (current := self.deliveries.get(message_id) or (message.delivery if message else None)) is not None:
             if DELIVERY_RANK[state] < DELIVERY_RANK[current.state]:
                 return []  # reports arrive out of order: never step back
             if current.state == state and current.attempts >= attempts:
                 return []  # the same report again
         provider_id = provider_id or (current.provider_id if current else None)
-        message.delivery = Delivery(state=state, at=now, detail=detail, provider_id=provider_id, attempts=attempts,
-                                    next_attempt_at=next_attempt_at)
-        if provider_id and message.external_id is None:
-            message.external_id = provider_id
+        delivery = Delivery(state=state, at=now, detail=detail, provider_id=provider_id, attempts=attempts,
+                            next_attempt_at=next_attempt_at)
+        self.deliveries[message_id] = delivery
+        self._keep_deliveries()
+        if message is not None:
+            message.delivery = delivery
+            if provider_id and message.external_id is None:
+                message.external_id = provider_id
         self._log(now, "delivery", actor="delivery", message_id=message_id, state=state.value,
                   attempts=attempts, **({"detail": detail} if detail else {}))
         self.updated_at = now
@@ -377,32 +415,29 @@ class Ticket(BaseModel):
         if self.sla.get(target) == state:
             return False
         self.sla[target] = state
-        self._log(max(now, self.timeline[-1].at) if self.timeline else now, f"sla_{state}", actor="sla",
+        self._log(max(now, self.last_entry_at) if self.last_entry_at else now, f"sla_{state}", actor="sla",
                   target=target, happened_at=at.isoformat(), **({"due_at": due_at.isoformat()} if due_at else {}))
         return True
 
     # ------------------------------------------------------------ merge and split
-    def absorb(self, other: Ticket, *, actor: str, now: datetime) -> list[Event]:
-        """Fold `other` into this ticket: its messages, notes, tags and timeline move here."""
+    def absorb(self, other: Ticket, *, actor: str, now: datetime, moved: list[str] | None = None) -> list[Event]:
+        """Fold `other` into this ticket: its conversation shows here from now on (the history stays
+        where it was written and is read with this ticket's), its tags join these. `moved`: the ids of
+        its messages (as the agent's view of it lists them)."""
         if other.id == self.id:
             raise LifecycleError("a ticket cannot be merged into itself")
+        if other.id in self.merged_from:
+            return []  # done before (a retried merge)
         if self.status in (S.deleted, S.spam, S.closed):
             raise LifecycleError(f"a {self.status} ticket cannot take in another")
-        moved = [m for m in other.messages if not self.has_message(m.message_id)]
-        if not moved and any(e.type == "merged" and e.details.get("ticket_id") == other.id for e in self.timeline):
-            return []  # done before (a retried merge)
-        self.messages = sorted([*self.messages, *moved], key=lambda m: m.at)
-        known_notes = {n.note_id for n in self.notes}
-        self.notes += [n for n in other.notes if n.note_id not in known_notes]
+        moved = list(moved if moved is not None else (m.message_id for m in other.messages))
+        self.merged_from = [*self.merged_from, other.id, *(t for t in other.merged_from if t not in self.merged_from)]
         self.tags += [t for t in other.tags if t not in self.tags]
-        self.timeline += [e.model_copy(update={"details": {**e.details, "from_ticket": other.id}})
-                          for e in other.timeline]
-        self.timeline.sort(key=lambda e: e.at)
+        self.inbound_count += other.inbound_count
         self._log(now, "merged", actor=actor, ticket_id=other.id, messages=len(moved))
         self.updated_at = now
         return [(EventType.TICKET_MERGED, TicketMerged(ticket=self.snapshot(), merged_ticket_id=other.id,
-                                                       moved_message_ids=[m.message_id for m in moved],
-                                                       actor=actor))]
+                                                       moved_message_ids=moved, actor=actor))]
 
     def close_as_merged(self, survivor_id: str, *, actor: str, now: datetime) -> list[Event]:
         if self.merged_into == survivor_id:
@@ -417,20 +452,18 @@ class Ticket(BaseModel):
                 ticket=self.snapshot(), from_status=S.closed.value, to_status=S.closed.value, actor=actor))]
         return [self._set_status(S.closed, actor=actor, now=now, substatus="merged")]
 
-    def split_off(self, message_id: str, new_ticket_id: str, *, actor: str, now: datetime) -> tuple[Message, list[Event]]:
+    def split_off(self, message: Message, new_ticket_id: str, *, actor: str, now: datetime) -> list[Event]:
         """Take an inbound message out into a new ticket (a second question in one mail thread)."""
-        message = next((m for m in self.messages if m.message_id == message_id), None)
-        if message is None:
-            raise LifecycleError(f"message {message_id} is not on this ticket")
         if message.direction != Direction.inbound:
             raise LifecycleError("only a customer's message can start a ticket of its own")
-        if sum(m.direction == Direction.inbound for m in self.messages) < 2:
+        if self.inbound_count < 2:
             raise LifecycleError("the ticket's only customer message cannot be split off")
-        self.messages = [m for m in self.messages if m.message_id != message_id]
-        self._log(now, "split", actor=actor, message_id=message_id, new_ticket_id=new_ticket_id)
+        self.messages = [m for m in self.messages if m.message_id != message.message_id]
+        self.inbound_count -= 1
+        self._log(now, "split", actor=actor, message_id=message.message_id, new_ticket_id=new_ticket_id)
         self.updated_at = now
-        return message, [(EventType.TICKET_SPLIT, TicketSplit(ticket=self.snapshot(), new_ticket_id=new_ticket_id,
-                                                              message_id=message_id, actor=actor))]
+        return [(EventType.TICKET_SPLIT, TicketSplit(ticket=self.snapshot(), new_ticket_id=new_ticket_id,
+                                                     message_id=message.message_id, actor=actor))]
 
     @classmethod
     def open_split(cls, original: Ticket, message: Message, *, ticket_id: str, actor: str,
@@ -438,7 +471,7 @@ class Ticket(BaseModel):
         ticket = cls(id=ticket_id, channel=message.channel, customer=original.customer, subject=message.subject
                      or original.subject, thread_key=f"split:{ticket_id}", language=original.language,
                      priority=original.priority, tags=list(original.tags), created_at=now, updated_at=now,
-                     split_from=original.id, messages=[message])
+                     split_from=original.id, messages=[message], inbound_count=1, seen=[message.message_id])
         ticket._log(now, "created", actor=actor, channel=message.channel.value, split_from=original.id,
                     message_id=message.message_id)
         return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=summary(message)))]
@@ -458,6 +491,8 @@ class Ticket(BaseModel):
                           html=msg.html, attachments=msg.attachments, external_id=msg.external_id,
                           raw_ref=msg.raw_ref, sender=msg.customer.identities[0].key)
         self.messages.append(message)
+        self.remember(msg.message_id)
+        self.inbound_count += 1
         self._log(msg.received_at, "message_received", actor=self.customer.id,
                   message_id=msg.message_id, channel=msg.channel.value)
         return summary(message)
@@ -482,6 +517,18 @@ class Ticket(BaseModel):
         while i and self.timeline[i - 1].at > at:
             i -= 1
         self.timeline.insert(i, TimelineEntry(at=at, type=type_, actor=actor, details=details))
+        self.last_entry_at = at if self.last_entry_at is None else max(at, self.last_entry_at)
+
+    def _keep_deliveries(self) -> None:
+        """Only the latest replies' delivery states are kept in memory (older ones are in the journal)."""
+        if len(self.deliveries) > MAX_DELIVERIES:
+            for key in list(self.deliveries)[:-MAX_DELIVERIES]:
+                del self.deliveries[key]
+
+    # ------------------------------------------------------------ the aggregate without its history
+    def core(self) -> dict[str, Any]:
+        """What the service keeps of the ticket (its changelog value): everything but the history."""
+        return self.model_dump(mode="json", exclude=set(self.HISTORY))
 
 
 class ThreadingPolicy(BaseModel):
@@ -530,9 +577,15 @@ def query_terms(q: str) -> list[str]:
     return list(dict.fromkeys(re.findall(r"\w{2,}", q.lower())))[:20]
 
 
-def ticket_id_for(first_message_id: str) -> str:
-    """Deterministic, so filing the same first message twice names the same ticket."""
-    return "TK-" + stable_id("ticket", first_message_id, size=12).upper()
+def ticket_id_for(seed: str, placed: Callable[[str], bool] | None = None) -> str:
+    """Deterministic, so filing the same first message twice names the same ticket. `placed`: the
+    id must satisfy it (the service asks for ids that Kafka's partitioner puts on the partition of
+    the conversation, so everything about the ticket is handled where the conversation is)."""
+    for n in itertools.count():
+        candidate = "TK-" + stable_id("ticket", seed, *([str(n)] if n else []), size=12).upper()
+        if placed is None or placed(candidate):
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def customer_id_for(identity_key: str) -> str:

@@ -13,11 +13,14 @@ class TicketsSettings(ServiceSettings):
     reopen_window_s: int = Field(14 * 24 * 3600, validation_alias="TICKETS_REOPEN_WINDOW_S")
     # a resolved ticket the customer does not come back to is closed after this long
     auto_close_s: float = Field(72 * 3600, validation_alias="TICKETS_AUTO_CLOSE_S", gt=0)
-    # consumers filing messages and applying commands, each on its own partitions (order per
-    # conversation and per ticket holds: one partition is read by one of them, in order). On
-    # FerretDB more than one did not help (make bench: 10 msg/s with 3, 12 with 1; the database
-    # is the limit); on MongoDB, try more.
-    consumers: int = Field(1, validation_alias="TICKETS_CONSUMERS", ge=1, le=6)
+    # the lists (GET /v1/tickets) are written by the owning process in coalesced batches: a new ticket
+    # once it is this old (its first assignment is usually known by then: one write instead of two),
+    # a change lists filter on at the next flush, activity alone (newer messages) within `list_activity_s`;
+    # a list read first asks every partition to write what it has, so it shows every change made before it
+    list_new_delay_ms: int = Field(300, validation_alias="TICKETS_LIST_NEW_DELAY_MS", ge=0, le=60_000)
+    list_activity_s: float = Field(30.0, validation_alias="TICKETS_LIST_ACTIVITY_S", ge=0)
+    # closed (and spam, deleted, merged) tickets are let go of from memory after this long without activity
+    keep_closed_s: float = Field(7 * 24 * 3600.0, validation_alias="TICKETS_KEEP_CLOSED_S", gt=0)
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")

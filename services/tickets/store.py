@@ -1,164 +1,151 @@
-"""The collections the tickets service owns: tickets (with their outbox), the message
-index, conversation threads, customers and their identities."""
+"""The collections the tickets service owns.
+
+- `ticket_journal`: append-only, one entry per change of a ticket — the messages, notes and
+  timeline entries the change added, and the ticket's state after it. Keyed by what caused the
+  change (an inbound message's entry is keyed by the message id, so it is also the message index);
+  a replayed change inserts the same key again and is ignored. A ticket's conversation is read
+  from here, and so is its freshest state.
+- `tickets`: one document per ticket for the lists (filters, sorts, text search), written by the
+  owning process in coalesced batches (services/tickets/docs.py), never on the message path.
+- `customer_links`: who is who beyond the rule "an identity is its own customer": identities
+  attached to another customer, service tiers, merged profiles. Small; every process holds it.
+- `customers`: what an admin sets on a profile (tier, merges); profiles themselves are read from
+  the customer's tickets.
+- `ticket_statuses` (custom statuses), `ticket_external_refs` (ids our replies were sent under)."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from datetime import datetime
 from typing import Any
 
-from services.tickets.listing import SqliteListing
-from services.tickets.domain import PRIORITY_RANK, CustomerInfo, CustomStatus, Ticket, customer_id_for, search_terms
-from shared import topics
-from shared.events import CloudEvent, Identity
-from shared.locks import KeyedLock
-from shared.mongo import ASCENDING, DESCENDING, DuplicateKeyError, Mongo, ReturnDocument, upsert
-from shared.outbox import FIELD as OUTBOX_FIELD, entry
+from services.tickets.domain import PRIORITY_RANK, CustomStatus, Ticket
+from shared.mongo import ASCENDING, DESCENDING
+from shared.storage import Storage
 
-SUMMARY_FIELDS = {"messages": 0, "timeline": 0, "notes": 0, "search": 0, "sla_states": 0, OUTBOX_FIELD: 0, "applied_commands": 0}
 # how lists can be ordered: (field, direction) — every order ends on _id so cursors are stable
 SORTS: dict[str, tuple[str, int]] = {
     "-created_at": ("created_at", DESCENDING), "created_at": ("created_at", ASCENDING),
     "-updated_at": ("updated_at", DESCENDING), "updated_at": ("updated_at", ASCENDING),
     "priority": ("priority_rank", ASCENDING), "-priority": ("priority_rank", DESCENDING),
 }
+SUMMARY_FIELDS = {"search": 0, "seen": 0, "deliveries": 0}
+# the lists agents open most, as indexes over FerretDB's table (on MongoDB: ensure_indexes)
+TICKET_SQL_INDEXES = [
+    ("created", ["created_at", "_id"]), ("updated", ["updated_at", "_id"]), ("prio", ["priority_rank", "_id"]),
+    ("status_created", ["status", "created_at"]), ("status_updated", ["status", "updated_at"]),
+    ("assignee_updated", ["assignee", "updated_at"]), ("team_created", ["team", "created_at"]),
+    ("customer", ["customer.id", "created_at"]), ("substatus", ["substatus", "created_at"]),
+    ("thread", ["thread_key", "created_at"]),
+]
+TICKET_ARRAYS = frozenset({"tags", "sla_states", "search"})
+JOURNAL_KEEP = ("ticket_id", "seq", "at", "thread_key", "customer_id")
+JOURNAL_SQL_INDEXES = [("ticket", ["ticket_id", "seq"]), ("thread", ["thread_key", "at"]),
+                       ("customer", ["customer_id", "at"])]
 
 
 class Purged(Exception):
     """The ticket was purged: only its tombstone is left."""
 
 
-class VersionConflict(Exception):
-    """Someone else changed the ticket since it was loaded; reload and decide again."""
-
-
 class TicketStore:
-    def __init__(self, mongo: Mongo) -> None:
-        self.mongo = mongo
-        self.listing: SqliteListing | None = None  # on FerretDB with local SQLite files (listing.py)
-        self.tickets = mongo.collection("tickets")
-        self.outbox_marks = mongo.collection("tickets_outbox")  # see shared/outbox.py
-        self.message_index = mongo.collection("ticket_messages")
-        self.threads = mongo.collection("ticket_threads")
-        self.external_refs = mongo.collection("ticket_external_refs")
-        self.deliveries = mongo.collection("ticket_deliveries")
-        self.customers = mongo.collection("customers")
-        self.identities = mongo.collection("customer_identities")
-        self.statuses = mongo.collection("ticket_statuses")
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.tickets = storage.collection("tickets")
+        self.journal = storage.collection("ticket_journal")
+        self.links = storage.collection("customer_links")
+        self.customers = storage.collection("customers")
+        self.statuses = storage.collection("ticket_statuses")
+        self.external_refs = storage.collection("ticket_external_refs")
 
     async def ensure_indexes(self) -> None:
-        await self.mongo.index(self.tickets, [("created_at", DESCENDING), ("_id", DESCENDING)])
-        await self.mongo.index(self.tickets, [("status", 1), ("created_at", DESCENDING)])
-        await self.mongo.index(self.tickets, [("customer.id", 1)])
-        await self.mongo.index(self.tickets, [("assignee", 1)])
-        await self.mongo.index(self.tickets, [("status", 1), ("postponed_until", 1)])
-        await self.mongo.index(self.tickets, [("status", 1), ("resolved_at", 1)])
-        await self.mongo.index(self.tickets, [("updated_at", DESCENDING), ("_id", DESCENDING)])
-        await self.mongo.index(self.tickets, [("priority_rank", 1), ("_id", 1)])
-        await self.mongo.index(self.tickets, [("team", 1), ("created_at", DESCENDING)])
-        await self.mongo.index(self.tickets, [("search", 1)])
-        await self.mongo.index(self.tickets, [("sla_states", 1), ("created_at", DESCENDING)])
-        await self.mongo.index(self.message_index, [("ticket_id", 1)])
-        if (file := self.mongo.sqlite_file()) is not None:
-            await self.mongo.create_collections(["tickets"])
-            listing = SqliteListing(file, "tickets")
-            if await listing.prepare():
-                self.listing = listing
+        mongo = self.storage.mongo
+        for keys in ([("created_at", DESCENDING), ("_id", DESCENDING)], [("status", 1), ("created_at", DESCENDING)],
+                     [("customer.id", 1)], [("assignee", 1)], [("updated_at", DESCENDING), ("_id", DESCENDING)],
+                     [("priority_rank", 1), ("_id", 1)], [("team", 1), ("created_at", DESCENDING)], [("search", 1)],
+                     [("sla_states", 1), ("created_at", DESCENDING)], [("thread_key", 1)]):
+            await mongo.index(self.tickets, keys)
+        for keys in ([("ticket_id", 1), ("seq", 1)], [("thread_key", 1), ("at", 1)], [("customer_id", 1)]):
+            await mongo.index(self.journal, keys)
+        await self.storage.add_sql_indexes("tickets", TICKET_SQL_INDEXES, TICKET_ARRAYS)
+        await self.storage.add_sql_indexes("ticket_journal", JOURNAL_SQL_INDEXES)
 
-    # ------------------------------------------------------------ tickets
-    async def load(self, ticket_id: str) -> Ticket | None:
-        return (await self.load_for(ticket_id, None))[0]
+    # ------------------------------------------------------------ the journal
+    async def append(self, entries: list[dict[str, Any]]) -> set[str]:
+        """Insert journal entries (a batch's); returns the keys that were there already (a replay)."""
+        if not entries:
+            return set()
+        return await self.storage.insert_batch(self.journal, [self.storage.pack(e, JOURNAL_KEEP) for e in entries])
 
-    async def load_for(self, ticket_id: str, command_id: str | None) -> tuple[Ticket | None, bool]:
-        """The ticket, and whether the command `command_id` was applied to it already: one read."""
-        skipped = {OUTBOX_FIELD: 0} if command_id else {OUTBOX_FIELD: 0, "applied_commands": 0}
-        doc = await self.tickets.find_one({"_id": ticket_id}, skipped)
-        if doc and doc.get("purged"):
-            raise Purged(ticket_id)
-        if doc is None:
-            return None, False
-        return Ticket.model_validate(doc), bool(command_id) and command_id in (doc.get("applied_commands") or [])
+    async def entry(self, entry_id: str) -> dict[str, Any] | None:
+        doc = await self.journal.find_one({"_id": entry_id})
+        return self.storage.unpack(doc) if doc else None
 
-    async def purge(self, ticket: Ticket, event: CloudEvent, now: datetime) -> dict[str, Any]:
-        """Replace the ticket with a tombstone that keeps no personal data, only the
-        `purged` event until it is sent; its conversations start new tickets from now on."""
-        tombstone = {"_id": ticket.id, "purged": True, "purged_at": now, "version": ticket.version + 1,
-                     OUTBOX_FIELD: [entry(topics.TICKETS_EVENTS, ticket.id, event)]}
-        await self.tickets.replace_one({"_id": ticket.id}, tombstone)
-        await self.threads.delete_many({"ticket_id": ticket.id})
-        return tombstone
+    async def entries_of(self, ticket_ids: list[str]) -> list[dict[str, Any]]:
+        if not ticket_ids:
+            return []
+        docs = await self.storage.docs_where(self.journal, {"ticket_id": {"$in": ticket_ids}})
+        return sorted((self.storage.unpack(d) for d in docs), key=lambda e: (e["ticket_id"], e["seq"]))
 
-    async def postponed_due(self, now: datetime, limit: int = 200) -> list[str]:
-        if self.listing is not None and self.listing.ready:
-            return await self.listing.ids({"status": "postponed", "postponed_until": {"$lte": now}}, limit)
-        return [d["_id"] async for d in self.tickets.find(
-            {"status": "postponed", "postponed_until": {"$lte": now}}, {"_id": 1}).limit(limit)]
+    async def repoint(self, entry_id: str, ticket_id: str) -> None:
+        """A split: the message's entry belongs to its new ticket from now on."""
+        await self.journal.update_one({"_id": entry_id}, {"$set": {"ticket_id": ticket_id}})
 
-    async def save(self, ticket: Ticket, events: list[tuple[str, CloudEvent]], *,
-                   expected_version: int | None, command_id: str | None = None) -> dict[str, Any]:
-        """Write the ticket and its events in one atomic step. `expected_version` None
-        means a new ticket. Returns the stored document (with every pending event)."""
-        pending = [entry(topic, ticket.id, event) for topic, event in events]
-        body = ticket.model_dump(mode="python", exclude={"version"})
-        # derived fields the list filters and sorts on
-        body["search"] = search_terms(ticket)
-        body["priority_rank"] = PRIORITY_RANK.get(ticket.priority, 2)
-        body["sla_states"] = sorted(set(ticket.sla.values()))
-        if expected_version is None:
-            doc = {"_id": ticket.id, **body, "version": 1, OUTBOX_FIELD: pending,
-                   "applied_commands": [command_id] if command_id else []}
-            try:
-                await self.tickets.insert_one(doc)
-            except DuplicateKeyError as exc:
-                raise VersionConflict(ticket.id) from exc
-            ticket.version = 1
-            return doc
-        update: dict[str, Any] = {"$set": {**body, "version": expected_version + 1}}
-        push: dict[str, Any] = {}
-        if pending:
-            push[OUTBOX_FIELD] = {"$each": pending}
-        if command_id:
-            push["applied_commands"] = command_id
-        if push:
-            update["$push"] = push
-        doc = await self.tickets.find_one_and_update(
-            self.mongo.by_id(ticket.id, version=expected_version), update,
-            return_document=ReturnDocument.AFTER)
-        if doc is None or doc.get("version") != expected_version + 1:
-            raise VersionConflict(ticket.id)
-        ticket.version = expected_version + 1
-        return doc
+    async def move_messages(self, from_ticket: str, to_ticket: str) -> int:
+        """A merge: the merged ticket's messages are the survivor's from now on (the rest of its history
+        stays, and shows on the survivor as from the merged ticket)."""
+        moved = 0
+        for entry in await self.entries_of([from_ticket]):
+            if entry.get("messages"):
+                await self.repoint(entry["_id"], to_ticket)
+                moved += 1
+        return moved
 
-    async def pending_of(self, ticket_id: str) -> dict[str, Any] | None:
-        return await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 1})
-
-    async def get_view(self, ticket_id: str) -> dict[str, Any] | None:
-        doc = await self.tickets.find_one({"_id": ticket_id}, {OUTBOX_FIELD: 0, "applied_commands": 0})
-        if doc is not None and doc.get("purged"):
+    async def thread_ticket(self, thread_key: str) -> str | None:
+        """The ticket a conversation's newest message was filed into (for chat widgets)."""
+        ids = await self.storage.ids_where(self.journal, {"thread_key": thread_key}, limit=1, order=("at", True))
+        if not ids:
             return None
-        if doc is not None:  # show who the customer is now: identities added or merged since
-            customer = await self.current_customer(doc["customer"]["id"])
-            if customer:
-                doc["customer"] = {"id": customer["_id"], "name": customer.get("name") or doc["customer"].get("name"),
-                                   "identities": customer.get("identities", [])}
-        return doc
+        entry = await self.entry(ids[0])
+        return entry["ticket_id"] if entry else None
 
-    async def resolved_before(self, cutoff: datetime, limit: int = 200) -> list[str]:
-        if self.listing is not None and self.listing.ready:
-            return await self.listing.ids({"status": "resolved", "resolved_at": {"$lte": cutoff}}, limit)
-        return [d["_id"] async for d in self.tickets.find(
-            {"status": "resolved", "resolved_at": {"$lte": cutoff}}, {"_id": 1}).limit(limit)]
+    async def forget(self, ticket_id: str) -> int:
+        """A purge: the journal keeps nothing of the ticket."""
+        ids = await self.storage.ids_where(self.journal, {"ticket_id": ticket_id}, limit=100_000)
+        for entry_id in ids:
+            await self.journal.delete_one({"_id": entry_id})
+        return len(ids)
+
+    # ------------------------------------------------------------ ticket documents (the lists)
+    async def write_docs(self, new: list[dict[str, Any]], changed: list[tuple[str, dict[str, Any], list[str]]]) -> None:
+        """New tickets inserted together; changed ones updated (fields set, search words added)."""
+        if new:
+            await self.storage.insert_batch(self.tickets, new)
+        updates = []
+        for ticket_id, fields, words in changed:
+            update: dict[str, Any] = {"$set": fields}
+            if words:
+                update["$addToSet"] = {"search": {"$each": words}}
+            updates.append(({"_id": ticket_id}, update))
+        if updates:
+            await self.storage.update_batch(self.tickets, updates, upsert=True)
+
+    async def tombstone(self, ticket_id: str, now: datetime) -> None:
+        await self.tickets.replace_one({"_id": ticket_id}, {"_id": ticket_id, "purged": True, "purged_at": now},
+                                       upsert=True)
+
+    async def ticket_doc(self, ticket_id: str) -> dict[str, Any] | None:
+        return await self.tickets.find_one({"_id": ticket_id}, {"search": 0})
 
     async def list_view(self, *, filters: dict[str, Any], limit: int, cursor: str | None,
                         sort: str = "-created_at") -> tuple[list[dict[str, Any]], str | None]:
         field, direction = SORTS[sort]
-        if self.listing is not None and self.listing.ready:
+        side = self.storage.sql("tickets")
+        if side is not None and side.ready:
             after = decode_cursor(cursor) if cursor else None
-            ids = await self.listing.page(filters, field=field, descending=direction == DESCENDING,
-                                          limit=limit + 1, after=after)
-            docs = [d for d in await asyncio.gather(*(self.tickets.find_one({"_id": i}, SUMMARY_FIELDS)
-                                                      for i in ids[:limit])) if d is not None]
+            ids = await side.page(filters, field=field, descending=direction == DESCENDING, limit=limit + 1,
+                                  after=after)
+            docs = await self.storage.read_many(self.tickets, ids[:limit], SUMMARY_FIELDS)
             more = len(ids) > limit
             next_cursor = encode_cursor(docs[-1].get(field), docs[-1]["_id"]) if more and docs else None
             return docs, next_cursor
@@ -174,9 +161,51 @@ class TicketStore:
         next_cursor = encode_cursor(docs[-1].get(field), docs[-1]["_id"]) if more and docs else None
         return docs, next_cursor
 
+    async def tickets_of_customers(self, customer_ids: list[str]) -> list[dict[str, Any]]:
+        """Every ticket of these customers: the lists' documents and, for tickets too new to have one
+        yet, the state their journal holds."""
+        docs = {d["_id"]: d for d in await self.storage.docs_where(
+            self.tickets, {"customer.id": {"$in": customer_ids}},
+            projection={"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1, "customer": 1})}
+        created = await self.storage.docs_where(self.journal, {"customer_id": {"$in": customer_ids}})
+        for entry in map(self.storage.unpack, created):
+            state = entry.get("state") or {}
+            if state.get("id") == entry["ticket_id"] and entry["ticket_id"] not in docs:
+                docs[entry["ticket_id"]] = {"_id": entry["ticket_id"], **{
+                    k: state.get(k) for k in ("status", "channel", "subject", "created_at", "customer")}}
+        return sorted(docs.values(), key=lambda d: str(d.get("created_at")), reverse=True)
+
+    # ------------------------------------------------------------ who is who
+    async def all_links(self) -> list[dict[str, Any]]:
+        return [d async for d in self.links.find({})]
+
+    async def put_link(self, key: str, value: Any) -> None:
+        await self.links.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True)
+
+    async def customer_doc(self, customer_id: str) -> dict[str, Any] | None:
+        return await self.customers.find_one({"_id": customer_id})
+
+    async def put_customer(self, customer_id: str, fields: dict[str, Any], add_merged: list[str] = ()) -> None:
+        update: dict[str, Any] = {"$set": fields}
+        if add_merged:
+            update["$addToSet"] = {"merged_ids": {"$each": list(add_merged)}}
+        await self.customers.update_one({"_id": customer_id}, update, upsert=True)
+
+    # ------------------------------------------------------------ replies' ids
+    async def index_external(self, channel: str, external_id: str, ticket_id: str) -> None:
+        """Remember the ticket a reply was sent for under the provider's or our own id, so an answer
+        quoting it (mail In-Reply-To, a delivery report) finds the ticket."""
+        await self.external_refs.replace_one({"_id": f"{channel}:{external_id}"},
+                                             {"_id": f"{channel}:{external_id}", "ticket_id": ticket_id}, upsert=True)
+
+    async def ticket_of_external(self, channel: str, external_id: str) -> str | None:
+        doc = await self.external_refs.find_one({"_id": f"{channel}:{external_id}"})
+        return doc["ticket_id"] if doc else None
+
     # ------------------------------------------------------------ custom statuses
     async def put_status(self, status: CustomStatus) -> None:
-        await upsert(self.statuses, {"_id": status.name}, {"$set": status.model_dump(mode="json", exclude={"name"})})
+        await self.statuses.replace_one({"_id": status.name}, {"_id": status.name, **status.model_dump(
+            mode="json", exclude={"name"})}, upsert=True)
 
     async def custom_status(self, name: str) -> CustomStatus | None:
         doc = await self.statuses.find_one({"_id": name})
@@ -189,129 +218,15 @@ class TicketStore:
     async def delete_status(self, name: str) -> bool:
         return (await self.statuses.delete_one({"_id": name})).deleted_count > 0
 
-    # ------------------------------------------------------------ merge
-    async def repoint(self, old_ticket: str, new_ticket: str, message_ids: list[str]) -> None:
-        """Messages and conversations of a merged ticket lead to the survivor from now on."""
-        for message_id in message_ids:
-            await self.message_index.update_one({"_id": message_id}, {"$set": {"ticket_id": new_ticket}})
-        await self.threads.update_many({"ticket_id": old_ticket}, {"$set": {"ticket_id": new_ticket}})
-        await self.external_refs.update_many({"ticket_id": old_ticket}, {"$set": {"ticket_id": new_ticket}})
 
-    # ------------------------------------------------------------ message index and threads
-    async def ticket_of_message(self, message_id: str) -> str | None:
-        doc = await self.message_index.find_one({"_id": message_id})
-        return doc["ticket_id"] if doc else None
-
-    async def index_message(self, message_id: str, ticket_id: str) -> None:
-        await upsert(self.message_index, {"_id": message_id}, {"$setOnInsert": {"ticket_id": ticket_id}})
-
-    async def move_message(self, message_id: str, ticket_id: str) -> None:
-        await upsert(self.message_index, {"_id": message_id}, {"$set": {"ticket_id": ticket_id}})
-
-    async def index_external(self, channel: str, external_id: str, ticket_id: str) -> None:
-        """Remember which ticket a channel's own message id landed in, so replies to it
-        (mail In-Reply-To/References, social replies) find the ticket."""
-        await upsert(self.external_refs, {"_id": f"{channel}:{external_id}"}, {"$setOnInsert": {"ticket_id": ticket_id}})
-
-    async def ticket_of_external(self, channel: str, external_id: str) -> str | None:
-        doc = await self.external_refs.find_one({"_id": f"{channel}:{external_id}"})
-        return doc["ticket_id"] if doc else None
-
-    async def thread_ticket(self, thread_key: str) -> str | None:
-        doc = await self.threads.find_one({"_id": thread_key})
-        return doc["ticket_id"] if doc else None
-
-    async def claim_thread(self, thread_key: str, *, candidate: str, replacing: str | None) -> str:
-        """Point the conversation at a ticket; returns the ticket it points at now
-        (someone else's claim wins a race, so both file into one ticket)."""
-        if replacing is None:
-            doc = await upsert(self.threads, {"_id": thread_key}, {"$setOnInsert": {"ticket_id": candidate}},
-                               returning=True)
-            return doc["ticket_id"]
-        doc = await self.threads.find_one_and_update(
-            {"_id": thread_key, "ticket_id": replacing}, {"$set": {"ticket_id": candidate}},
-            return_document=ReturnDocument.AFTER)
-        return doc["ticket_id"] if doc else (await self.thread_ticket(thread_key) or candidate)
-
-    # ------------------------------------------------------------ customers
-    async def resolve_customer(self, name: str | None, identities: list[Identity],
-                               now: datetime, *, locks: KeyedLock) -> CustomerInfo:
-        """One customer across identities: a known identity names the customer, unknown
-        identities are linked to it, and a message that links two customers merges them
-        (the older one stays). Idempotent, so a redelivered message changes nothing."""
-        keys = list(dict.fromkeys(i.key for i in identities))
-        # one lookup per identity: an `_id` lookup is indexed on every server, `$in` is not on FerretDB
-        found_docs = await asyncio.gather(*(self.identities.find_one({"_id": k}) for k in keys))
-        known = {d["_id"]: d["customer_id"] for d in found_docs if d}
-        found = list(dict.fromkeys(known[k] for k in keys if k in known))
-        customer_id = await self._oldest(found) if found else customer_id_for(keys[0])
-        for other in found:
-            if other != customer_id:
-                await self.merge_customers(customer_id, other, now=now, locks=locks)
-        for key in keys:
-            if key not in known:
-                await upsert(self.identities, {"_id": key}, {"$setOnInsert": {"customer_id": customer_id}})
-        update: dict[str, Any] = {"$setOnInsert": {"created_at": now}, "$addToSet": {"identities": {"$each": keys}}}
-        if name:
-            update["$set"] = {"name": name}
-        async with locks.hold(customer_id):
-            doc = await upsert(self.customers, {"_id": customer_id}, update, returning=True)
-        return CustomerInfo(id=customer_id, name=doc.get("name"), identities=doc.get("identities", keys),
-                            tier=doc.get("tier"))
-
-    async def set_customer_tier(self, customer_id: str, tier: str | None, *, now: datetime) -> bool:
-        """The tier goes on the live profile (following merges); tickets opened from now on carry it."""
-        doc = await self.current_customer(customer_id)
-        if doc is None:
-            return False
-        await self.customers.update_one({"_id": doc["_id"]}, {"$set": {"tier": tier, "updated_at": now}})
-        return True
-
-    async def _oldest(self, customer_ids: list[str]) -> str:
-        docs = [d async for d in self.customers.find({"_id": {"$in": customer_ids}}, {"created_at": 1})]
-        if not docs:
-            return customer_ids[0]
-        return min(docs, key=lambda d: (d.get("created_at"), d["_id"]))["_id"]
-
-    async def merge_customers(self, survivor: str, other: str, *, now: datetime, locks: KeyedLock) -> None:
-        """Fold `other` into `survivor`: identities, tickets and later lookups all lead to
-        the survivor; the merged profile points at it."""
-        if survivor == other:
-            return
-        first, second = sorted((survivor, other))
-        async with locks.hold(first), locks.hold(second):
-            gone = await self.customers.find_one({"_id": other})
-            if gone is None or gone.get("merged_into") == survivor:
-                return
-            moved = list(gone.get("identities", []))
-            await self.identities.update_many({"customer_id": other}, {"$set": {"customer_id": survivor}})
-            await self.customers.update_one({"_id": survivor}, {
-                "$addToSet": {"identities": {"$each": moved},
-                              "merged_ids": {"$each": [other, *gone.get("merged_ids", [])]}},
-                "$set": {"updated_at": now}})
-            await self.customers.update_one({"_id": other}, {"$set": {"merged_into": survivor, "updated_at": now}})
-
-    async def current_customer(self, customer_id: str) -> dict[str, Any] | None:
-        """The customer's live profile, following merges."""
-        for _ in range(10):
-            doc = await self.customers.find_one({"_id": customer_id})
-            if doc is None or not doc.get("merged_into"):
-                return doc
-            customer_id = doc["merged_into"]
-        return doc
-
-    async def customer_view(self, customer_id: str) -> dict[str, Any] | None:
-        doc = await self.current_customer(customer_id)
-        if doc is None:
-            return None
-        ids = [doc["_id"], *doc.get("merged_ids", [])]
-        tickets = [t async for t in self.tickets.find(
-            {"customer.id": {"$in": ids}}, {"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1})
-            .sort([("created_at", DESCENDING)])]
-        return {"id": doc["_id"], "name": doc.get("name"), "tier": doc.get("tier"),
-                "identities": doc.get("identities", []),
-                "merged_ids": doc.get("merged_ids", []), "created_at": doc.get("created_at"),
-                "tickets": [{"id": t["_id"], **{k: v for k, v in t.items() if k != "_id"}} for t in tickets]}
+def list_document(ticket: Ticket, words: list[str]) -> dict[str, Any]:
+    """A ticket as the lists read it: its state (no history) and the fields lists filter and sort on."""
+    doc = ticket.model_dump(mode="python", exclude={*Ticket.HISTORY, "seen", "deliveries"})
+    doc["_id"] = doc.pop("id")
+    doc["search"] = words
+    doc["priority_rank"] = PRIORITY_RANK.get(ticket.priority, 2)
+    doc["sla_states"] = sorted(set(ticket.sla.values()))
+    return doc
 
 
 def encode_cursor(value: Any, ticket_id: str) -> str:

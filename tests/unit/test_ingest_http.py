@@ -21,10 +21,11 @@ class RecordingPublisher:
     def __init__(self, fail: bool = False):
         self.records, self.fail = [], fail
 
-    async def publish(self, body, key, headers):
+    async def publish(self, value, key, headers):
         if self.fail:
             raise ConnectionError("broker gone")
-        self.records.append({"key": key, **body})
+        assert dict(headers)["content-type"] == b"application/cloudevents+json"
+        self.records.append({"key": key, **json.loads(value)})
 
 
 class MemoryBlobs:

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
-from services.ingest.domain import MAX_TEXT, AwareDatetime, message_id_for
+from services.ingest.domain import MAX_TEXT, AwareDatetime, EmailAddress, message_id_for
 from services.ingest.language import detect_language
 from shared.events import Channel, CustomerRef, Identity, MessageReceived
 
 
 class ChatCustomer(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr | None = None
+    email: EmailAddress | None = None
     visitor_id: str = Field(min_length=1, max_length=200)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
-from services.ingest.domain import MAX_TEXT, Blob, Normalised, e164, message_id_for
+from services.ingest.domain import MAX_TEXT, Blob, EmailAddress, Normalised, e164, message_id_for
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived, stable_id
 
@@ -16,7 +16,7 @@ class WebformInbound(BaseModel):
     optional `phone` (with its country code) links the customer's SMS and WhatsApp too."""
 
     name: str | None = Field(None, max_length=200)
-    email: EmailStr
+    email: EmailAddress
     phone: str | None = Field(None, max_length=40)
     subject: str | None = Field(None, max_length=1000)
     message: str = Field(min_length=1, max_length=MAX_TEXT)

@@ -22,6 +22,7 @@ from sse_starlette import EventSourceResponse
 from services.tickets.delivery.service import DeliveryService
 from services.tickets.domain import DeliveryState, Direction, Message, Ticket
 from services.tickets.store import Purged, TicketStore
+from services.tickets.views import load_ticket
 from shared.events import MessageSummary
 from shared.http import ApiError
 
@@ -88,7 +89,7 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
         ticket = None
         if ticket_id:
             with contextlib.suppress(Purged):
-                ticket = await store.load(ticket_id)
+                ticket = await load_ticket(store, ticket_id)
         if ticket is None or f"chat:{visitor_id}" not in ticket.customer.identities:
             raise ApiError(404, "not_found", "no such chat session")
         return ticket
@@ -122,7 +123,7 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
         async def events() -> AsyncIterator[dict[str, Any]]:
             with hub.listen(ticket.id) as live:
                 # listening first, then reading the backlog: nothing falls in between
-                current = await store.load(ticket.id) or ticket
+                current = await load_ticket(store, ticket.id) or ticket
                 backlog = [m for m in _after(current.messages, last_event_id) if m.direction == Direction.outbound]
                 seen = {m.message_id for m in current.messages}
                 # recorded alongside the push, not after it: a widget that hangs up at once

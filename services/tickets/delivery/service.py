@@ -12,26 +12,29 @@ Message-ID for mail and the same Idempotency-Key for webhooks, so receivers can 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from services.tickets.delivery.channels import ChannelAdapter, Outgoing, Sent, TryLater, Undeliverable
 from services.tickets.delivery.rules import RetryPolicy, route
 from services.tickets.delivery.store import DeliveryStore
 from services.tickets.domain import DeliveryState
-from services.tickets.service import NotFound, TicketService
 from services.tickets.store import Purged, TicketStore
-from shared.events import DeliveryReported, TicketReplied, utcnow
+from services.tickets.views import load_ticket
+from shared.events import RecordDelivery, TicketReplied, stable_id, utcnow
+
+# tells the ticket what became of a reply: a command to the process owning it (no answer awaited)
+Record = Callable[[RecordDelivery], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
 
 class DeliveryService:
-    def __init__(self, *, store: DeliveryStore, tickets: TicketService, ticket_store: TicketStore,
+    def __init__(self, *, store: DeliveryStore, record: Record, ticket_store: TicketStore,
                  adapters: dict[str, ChannelAdapter], retry: RetryPolicy | None = None,
                  lease_s: float = 60.0, clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
-        self.tickets = tickets
+        self.record = record
         self.ticket_store = ticket_store
         self.adapters = adapters
         self.retry = retry or RetryPolicy()
@@ -75,7 +78,7 @@ class DeliveryService:
         await self.store.schedule(message_id, attempts=number, next_at=now + self.lease)
         ticket_id = item["ticket_id"]
         try:
-            ticket = await self.ticket_store.load(ticket_id)
+            ticket = await load_ticket(self.ticket_store, ticket_id)
         except Purged:
             ticket = None
         message = next((m for m in ticket.messages if m.message_id == message_id), None) if ticket else None
@@ -112,20 +115,6 @@ class DeliveryService:
         await self._finish(ticket_id, message_id, DeliveryState.sent, sent.detail, sent.provider_id, number)
         return True
 
-    async def on_report(self, report: DeliveryReported) -> bool:
-        """A provider's word on a message we sent (delivered, read, undelivered…)."""
-        ticket_id = await self.ticket_store.ticket_of_external(report.channel.value, report.provider_id)
-        if ticket_id is None:
-            log.info("a %s report for %s, which we did not send; ignored", report.channel, report.provider_id)
-            return False
-        detail = f"{report.provider_status}" + (f": {report.error}" if report.error else "")
-        try:
-            await self.tickets.record_provider_report(ticket_id, provider_id=report.provider_id,
-                                                      state=DeliveryState(report.state), detail=detail)
-        except NotFound:
-            return False
-        return True
-
     async def mark_delivered(self, ticket_id: str, message_id: str, detail: str) -> None:
         """The customer's device has it (a chat widget took it, a provider reported it)."""
         await self._tell_ticket(ticket_id, message_id, DeliveryState.delivered, detail, None, 1)
@@ -151,9 +140,8 @@ class DeliveryService:
 
     async def _tell_ticket(self, ticket_id: str, message_id: str, state: DeliveryState | str, detail: str | None,
                            provider_id: str | None, attempts: int, next_at: datetime | None = None) -> None:
-        try:
-            await self.tickets.record_delivery(ticket_id, message_id=message_id, state=DeliveryState(state),
-                                               detail=detail, provider_id=provider_id, attempts=attempts,
-                                               next_attempt_at=next_at)
-        except NotFound:
-            pass
+        state = DeliveryState(state)
+        await self.record(RecordDelivery(
+            command_id=stable_id("delivery", message_id, state.value, str(attempts), size=24), ticket_id=ticket_id,
+            message_id=message_id, state=state.value, detail=detail, provider_id=provider_id, attempts=attempts,
+            next_attempt_at=next_at))

@@ -1,0 +1,585 @@
+"""Filing messages and applying commands for the partitions this process owns.
+
+The process consuming partition n of `ingest.messages`, `tickets.commands` and `sla.events` owns
+the tickets of partition n: a new conversation's ticket gets an id Kafka's partitioner puts on the
+conversation's partition, so its commands and SLA events arrive where its messages do. It holds
+those tickets in memory (without their history) and never reads the database to decide.
+
+Per batch: decide every record in memory; append the batch's journal entries (one insert per 100);
+send the batch's events, outcomes and forwarded commands and wait for them all; then the changed
+tickets' values to the changelog (`tickets.state`), with the input offsets they hold. The runner
+commits the offsets after that. Event ids derive from the input, so a replay after a crash sends
+the same events again, which consumers drop. The list documents (`tickets`) are written apart,
+coalesced (`flush_docs`)."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from services.tickets.customers import CustomerBook, link_rows
+from services.tickets.domain import (
+    FINISHED, CustomerInfo, DeliveryState, Event, LifecycleError, Message, Priority, Status, ThreadingPolicy, Ticket,
+    continues, query_terms, search_terms, ticket_id_for,
+)
+from services.tickets.store import TicketStore, list_document
+from shared import topics
+from shared.events import (
+    AddTicketNote, ApplyAutomation, AssignTicket, ChangeTicketStatus, ChangeTicketTags, CloseMergedTicket,
+    CommandOutcome, CustomerChanged, DeliveryReported, EventType, FileMessage, MergeTicket, MessageReceived,
+    PurgeTicket, RecordDelivery, RefreshLists, ReplyToTicket, SetTicketPriority, SlaTargetEvent, SplitTicket,
+    TicketCommand, TicketPurged, UnassignTicket, inbound_message_id, stable_id,
+)
+from shared.kafka import Outgoing, Producer, event, partition_of
+from shared.state import ChangelogStore
+from shared.stream import Batch, Record, Rejected
+
+log = logging.getLogger(__name__)
+TICKET = "T:"
+THREAD = "thread:"
+SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached", EventType.SLA_MET: "met"}
+
+
+@dataclass
+class Held:
+    """A ticket as this process holds it, with what its list document still lacks."""
+
+    ticket: Ticket
+    doc_version: int = 0  # the ticket's version the list document has (0: none written yet)
+    doc_sig: str = ""  # what the list document says, in short (a change of it is flushed soon)
+    words: list[str] = field(default_factory=list)  # search words not yet on the list document
+    stale_since: datetime | None = None
+
+    def encode(self) -> dict[str, Any]:
+        return {"t": self.ticket.core(), "dv": self.doc_version, "ds": self.doc_sig, "w": self.words,
+                "ss": self.stale_since.isoformat() if self.stale_since else None}
+
+    @classmethod
+    def decode(cls, value: dict[str, Any]) -> Held:
+        return cls(Ticket.model_validate(value["t"]), value.get("dv", 0), value.get("ds", ""), value.get("w", []),
+                   datetime.fromisoformat(value["ss"]) if value.get("ss") else None)
+
+
+def encode_value(key: str, value: Any) -> Any:
+    return value.encode() if isinstance(value, Held) else value
+
+
+def decode_value(key: str, value: Any) -> Any:
+    return Held.decode(value) if key.startswith(TICKET) else value
+
+
+def signature(ticket: Ticket) -> str:
+    """The fields lists filter and sort on, but updated_at (activity alone is written lazily)."""
+    return stable_id(ticket.status.value, ticket.priority, ticket.assignee or "", ticket.team or "",
+                     ",".join(ticket.tags), ticket.substatus or "", str(ticket.postponed_until), str(ticket.resolved_at),
+                     ticket.merged_into or "", ",".join(f"{k}={v}" for k, v in sorted(ticket.sla.items())),
+                     ticket.customer.id, ticket.customer.tier or "", size=16)
+
+
+@dataclass
+class Unit:
+    """What a batch (or a background job) writes and sends."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Outgoing] = field(default_factory=list)  # events, forwarded commands, outcomes
+    links: list[tuple[str, Any]] = field(default_factory=list)
+    # database work the batch's records wait for (a split's message moving, a purge's forgetting)
+    jobs: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+@dataclass
+class DocPolicy:
+    """When list documents are written: a new ticket once it is `new_delay` old (its first assignment is
+    usually known by then, so it is written once), a change lists filter on at the next flush, activity
+    alone (newer messages, search words) within `activity_s`."""
+
+    new_delay: timedelta = timedelta(milliseconds=300)
+    activity: timedelta = timedelta(seconds=30)
+    keep_closed: timedelta = timedelta(days=7)
+
+
+class TicketsProcessor:
+    def __init__(self, *, store: TicketStore, producer: Producer, bootstrap_servers: str, source: str,
+                 threading: ThreadingPolicy | None = None, docs: DocPolicy | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.producer = producer
+        self.source = source
+        self.threading = threading or ThreadingPolicy()
+        self.docs = docs or DocPolicy()
+        self.clock = clock
+        self.partitions = 6  # of the input topics; learnt at start (`learn_partitions`)
+        self.state: ChangelogStore[Any] = ChangelogStore(topics.TICKETS_STATE, producer, bootstrap_servers,
+                                                         encode=encode_value, decode=decode_value)
+        self.customers = CustomerBook()
+        self.handlers: dict[str, Callable[[Record, Unit], Awaitable[None]]] = {
+            EventType.MESSAGE_RECEIVED: self._message_received,
+            EventType.DELIVERY_REPORTED: self._delivery_reported,
+            EventType.ASSIGN_TICKET: self._command,
+            EventType.APPLY_AUTOMATION: self._command,
+            EventType.REPLY_TO_TICKET: self._command,
+            EventType.CHANGE_TICKET_STATUS: self._command,
+            EventType.ADD_TICKET_NOTE: self._command,
+            EventType.SET_TICKET_PRIORITY: self._command,
+            EventType.CHANGE_TICKET_TAGS: self._command,
+            EventType.UNASSIGN_TICKET: self._command,
+            EventType.MERGE_TICKET: self._command,
+            EventType.CLOSE_MERGED_TICKET: self._command,
+            EventType.SPLIT_TICKET: self._command,
+            EventType.PURGE_TICKET: self._command,
+            EventType.RECORD_DELIVERY: self._command,
+            EventType.FILE_MESSAGE: self._file_forwarded,
+            EventType.REFRESH_LISTS: self._refresh_lists,
+            EventType.SLA_WARNING: self._sla_event,
+            EventType.SLA_BREACHED: self._sla_event,
+            EventType.SLA_MET: self._sla_event,
+        }
+        # what each command does to the ticket, and what its outcome says
+        self.decisions: dict[type[BaseModel], Callable[[Ticket, Any, datetime, Unit], list[Event]]] = {
+            AssignTicket: self._assign, ApplyAutomation: self._automate, ReplyToTicket: self._reply,
+            ChangeTicketStatus: self._change_status, AddTicketNote: self._note, SetTicketPriority: self._priority,
+            ChangeTicketTags: self._tags, UnassignTicket: self._unassign, MergeTicket: self._merge,
+            CloseMergedTicket: self._close_merged, SplitTicket: self._split, PurgeTicket: self._purge,
+            RecordDelivery: self._delivery,
+        }
+
+    # ------------------------------------------------------------ ownership (shared/stream.py)
+    async def load(self, partitions: set[int]) -> Any:
+        return await self.state.read(partitions)
+
+    def install(self, partitions: set[int], loaded: Any) -> None:
+        self.state.install(loaded)
+        log.info("holding %d ticket(s) and thread(s) of partitions %s", sum(len(v[0]) for v in loaded.values()),
+                 sorted(partitions))
+
+    def revoke(self, partitions: set[int]) -> None:
+        self.state.drop(partitions)
+
+    def owns(self, partition: int) -> bool:
+        return partition in self.state.data
+
+    # ------------------------------------------------------------ a batch
+    async def process(self, batch: Batch) -> None:
+        unit = Unit()
+        last: dict[tuple[int, str], int] = {}
+        for record in batch.records:
+            last[(record.partition, record.topic)] = record.offset + 1
+            if self.state.covers(record.partition, record.topic, record.offset):
+                continue  # applied before the crash that made this a replay
+            handler = self.handlers.get(record.type)
+            if handler is None:
+                continue  # a type this service does not act on
+            try:
+                await handler(record, unit)
+            except (ValidationError, ValueError, Rejected) as exc:
+                batch.reject(record, f"{type(exc).__name__}: {exc}"[:2000])
+        for (p, topic), offset in last.items():
+            self.state.mark(p, topic, offset)
+        await self.commit(unit)
+
+    async def commit(self, unit: Unit) -> None:
+        """Make a unit durable in the order replay needs: the database first, then the events (and
+        outcomes), then the state — so the changelog never runs ahead of the events a change caused."""
+        await self.store.append(unit.entries)
+        for key, value in unit.links:
+            await self.store.put_link(key, value)
+        for job in unit.jobs:
+            await job()
+        if unit.records:
+            await self.producer.send_many(unit.records)
+        await self.state.flush()
+
+    # ------------------------------------------------------------ messages
+    async def _message_received(self, record: Record, unit: Unit) -> None:
+        msg = MessageReceived.model_validate(record.data)
+        await self._file(record.partition, msg, unit, now=record.timestamp, input_id=msg.message_id)
+
+    async def _file_forwarded(self, record: Record, unit: Unit) -> None:
+        cmd = FileMessage.model_validate(record.data)
+        await self._file(record.partition, cmd.message, unit, now=record.timestamp, input_id=cmd.message.message_id,
+                         into=cmd.ticket_id)
+
+    async def _file(self, p: int, msg: MessageReceived, unit: Unit, *, now: datetime, input_id: str,
+                    into: str | None = None) -> None:
+        customer, new_links = self.customers.resolve(msg.customer.name, msg.customer.identities)
+        if new_links:
+            self._link(unit, customer.id, new_links, now)
+        target = into or await self._find(p, msg, customer)
+        if target is not None and not self._local(p, target):
+            if into is None:  # a quoted reference or a reply to another partition's ticket: filed there
+                self.state.put(p, THREAD + msg.thread_key, target)
+                cmd = FileMessage(command_id=f"file:{msg.message_id}", ticket_id=target, message=msg)
+                unit.records.append(self._command_record(EventType.FILE_MESSAGE, cmd, target, now))
+                return
+            target = None  # forwarded here, but the ticket is not here (any more): a new one
+        follows = None
+        if target is not None:
+            held = self._held(p, target)
+            ticket = held.ticket
+            if ticket.has_message(msg.message_id):
+                return  # a redelivered message
+            if into is not None and ticket.customer.id != customer.id and self.customers.current(
+                    ticket.customer.id) != customer.id:
+                target = None  # someone else's ticket reference
+            elif continues(ticket, msg, now=now, policy=self.threading):
+                ticket.customer.tier = customer.tier  # the tier as of the customer's latest message
+                for key in customer.identities:
+                    if key not in ticket.customer.identities:
+                        ticket.customer.identities.append(key)
+                events = ticket.receive(msg, now=now)
+                held.words += search_terms_of(msg)
+                self._changed(p, held, unit, events, entry_id=msg.message_id, input_id=input_id, now=now,
+                              thread_key=msg.thread_key)
+                return
+            else:  # closed, or quiet for too long: the conversation goes on in a new ticket
+                follows = ticket.id
+                newer = self.state.get(p, THREAD + msg.thread_key) if into is not None else None
+                if newer is not None and newer != ticket.id and self._local(p, newer):
+                    await self._file(p, msg, unit, now=now, input_id=input_id, into=newer)
+                    return
+        new_id = ticket_id_for(msg.message_id, placed=lambda t: partition_of(t, self.partitions) == p)
+        if self._local(p, new_id):
+            return  # created by this very message before (a redelivery after its thread moved on)
+        ticket, events = Ticket.open_from(msg, ticket_id=new_id, customer=customer, now=now, follows=follows)
+        held = Held(ticket, words=search_terms_of(msg, ticket))
+        self.state.put(p, TICKET + new_id, held)
+        self.state.put(p, THREAD + msg.thread_key, new_id)
+        self._changed(p, held, unit, events, entry_id=msg.message_id, input_id=input_id, now=now,
+                      thread_key=msg.thread_key, created=True)
+
+    async def _find(self, p: int, msg: MessageReceived, customer: CustomerInfo) -> str | None:
+        """The ticket a message joins: one it quotes (the customer's own), its conversation's, or one
+        whose mail it answers."""
+        if msg.ticket_ref:
+            if self._local(p, msg.ticket_ref):
+                quoted = self._held(p, msg.ticket_ref).ticket
+                if self.customers.current(quoted.customer.id) == customer.id:
+                    return quoted.id
+            elif partition_of(msg.ticket_ref, self.partitions) != p:
+                return msg.ticket_ref  # its owner checks whose it is
+        known = self.state.get(p, THREAD + msg.thread_key)
+        if known is not None:
+            return known
+        # a new conversation that answers a mail we know (a mailer that dropped References): rare,
+        # so a lookup is affordable here
+        for ref in [msg.in_reply_to, *reversed(msg.references)]:
+            if not ref:
+                continue
+            entry = await self.store.entry(inbound_message_id(msg.channel.value, ref))
+            found = entry["ticket_id"] if entry else await self.store.ticket_of_external(msg.channel.value, ref)
+            if found:
+                return found
+        return None
+
+    async def _delivery_reported(self, record: Record, unit: Unit) -> None:
+        """A provider's word on a message we sent, keyed by the provider's id: to the ticket's partition."""
+        report = DeliveryReported.model_validate(record.data)
+        ticket_id = await self.store.ticket_of_external(report.channel.value, report.provider_id)
+        if ticket_id is None:
+            log.info("a %s report for %s, which we did not send; ignored", report.channel, report.provider_id)
+            return
+        detail = report.provider_status + (f": {report.error}" if report.error else "")
+        cmd = RecordDelivery(command_id=record.event["id"], ticket_id=ticket_id, provider_id=report.provider_id,
+                             state=report.state, detail=detail)
+        unit.records.append(self._command_record(EventType.RECORD_DELIVERY, cmd, ticket_id, record.timestamp))
+
+    # ------------------------------------------------------------ commands
+    async def _command(self, record: Record, unit: Unit) -> None:
+        from shared.events import EVENT_TYPES  # the payload model of each command type
+        cmd = EVENT_TYPES[record.type].model_validate(record.data)
+        p = record.partition
+        if not self._local(p, cmd.ticket_id):
+            if isinstance(cmd, TicketCommand) and cmd.request_id:
+                self._outcome(unit, cmd, 404, "not_found", f"ticket {cmd.ticket_id} does not exist", now=record.timestamp)
+                return
+            if isinstance(cmd, RecordDelivery):
+                return  # the ticket is gone (purged)
+            raise Rejected(f"ticket {cmd.ticket_id} does not exist")
+        held = self._held(p, cmd.ticket_id)
+        ticket = held.ticket
+        if cmd.command_id in ticket.seen:  # applied before: say so again
+            if isinstance(cmd, TicketCommand) and cmd.request_id:
+                self._outcome(unit, cmd, 200, result=self._result(ticket, cmd, duplicate=True), now=record.timestamp)
+            return
+        try:
+            events = self.decisions[type(cmd)](ticket, cmd, record.timestamp, unit)
+        except _Purged:
+            if isinstance(cmd, TicketCommand) and cmd.request_id:
+                self._outcome(unit, cmd, 202, result={"ticket_id": cmd.ticket_id, "status": "purged"},
+                              now=record.timestamp)
+            return
+        except LifecycleError as exc:
+            if isinstance(cmd, TicketCommand) and cmd.request_id:
+                self._outcome(unit, cmd, 409, "invalid_transition", str(exc), now=record.timestamp)
+            else:
+                log.info("%s of %s skipped: %s", record.type, cmd.ticket_id, exc)
+            return
+        ticket.remember(cmd.command_id)
+        entry_id = getattr(cmd, "message_id", None) if isinstance(cmd, ReplyToTicket) else f"{cmd.command_id}:{ticket.id}"
+        self._changed(p, held, unit, events, entry_id=entry_id, input_id=cmd.command_id, now=record.timestamp)
+        if isinstance(cmd, TicketCommand) and cmd.request_id:
+            self._outcome(unit, cmd, 201 if isinstance(cmd, ReplyToTicket | AddTicketNote) else 200,
+                          result=self._result(ticket, cmd), now=record.timestamp)
+
+    def _assign(self, t: Ticket, cmd: AssignTicket, now: datetime, unit: Unit) -> list[Event]:
+        return t.assign(cmd.agent_id, actor=cmd.actor, now=now, reason=cmd.reason, team=cmd.team)
+
+    def _automate(self, t: Ticket, cmd: ApplyAutomation, now: datetime, unit: Unit) -> list[Event]:
+        return t.automate(rules=cmd.rules, priority=cmd.priority, add_tags=cmd.add_tags, mark_spam=cmd.mark_spam,
+                          now=now, team=cmd.team, reply=cmd.reply,
+                          reply_id="out_" + stable_id(cmd.command_id, "reply", size=24), reply_source=cmd.reply_source)
+
+    def _reply(self, t: Ticket, cmd: ReplyToTicket, now: datetime, unit: Unit) -> list[Event]:
+        return t.reply(agent_id=cmd.agent_id, text=cmd.text, message_id=cmd.message_id, now=now, html=cmd.html,
+                       attachments=cmd.attachments)
+
+    def _change_status(self, t: Ticket, cmd: ChangeTicketStatus, now: datetime, unit: Unit) -> list[Event]:
+        return t.change_status(Status(cmd.status), actor=cmd.actor, now=now, until=cmd.until, substatus=cmd.substatus)
+
+    def _note(self, t: Ticket, cmd: AddTicketNote, now: datetime, unit: Unit) -> list[Event]:
+        return t.add_note(author=cmd.author, text=cmd.text, note_id=cmd.note_id, now=now)
+
+    def _priority(self, t: Ticket, cmd: SetTicketPriority, now: datetime, unit: Unit) -> list[Event]:
+        return t.set_priority(Priority(cmd.priority), actor=cmd.actor, now=now)
+
+    def _tags(self, t: Ticket, cmd: ChangeTicketTags, now: datetime, unit: Unit) -> list[Event]:
+        return t.change_tags(add=cmd.add, remove=cmd.remove, actor=cmd.actor, now=now)
+
+    def _unassign(self, t: Ticket, cmd: UnassignTicket, now: datetime, unit: Unit) -> list[Event]:
+        return t.unassign(actor=cmd.actor, now=now)
+
+    def _merge(self, t: Ticket, cmd: MergeTicket, now: datetime, unit: Unit) -> list[Event]:
+        other = Ticket(id=cmd.other_id, channel=t.channel, customer=t.customer, thread_key="", created_at=now,
+                       updated_at=now, tags=cmd.other_tags, merged_from=cmd.other_merged_from,
+                       inbound_count=cmd.other_inbound)
+        return t.absorb(other, actor=cmd.actor, now=now, moved=cmd.moved_message_ids)
+
+    def _close_merged(self, t: Ticket, cmd: CloseMergedTicket, now: datetime, unit: Unit) -> list[Event]:
+        events = t.close_as_merged(cmd.survivor_id, actor=cmd.actor, now=now)
+        unit.jobs.append(lambda: self.store.move_messages(t.id, cmd.survivor_id))
+        return events
+
+    def _split(self, t: Ticket, cmd: SplitTicket, now: datetime, unit: Unit) -> list[Event]:
+        """The new ticket is created here too (its id is placed on this partition), in the same unit."""
+        message = Message.model_validate(cmd.message)
+        p = partition_of(t.id, self.partitions)
+        new_id = ticket_id_for(f"split:{t.id}:{message.message_id}",
+                               placed=lambda i: partition_of(i, self.partitions) == p)
+        events = t.split_off(message, new_id, actor=cmd.actor, now=now)
+        new, created = Ticket.open_split(t, message, ticket_id=new_id, actor=cmd.actor, now=now)
+        new.messages = []  # the message's journal entry moves to the new ticket (below)
+        held = Held(new, words=search_terms(new) + query_terms(message.text))
+        self.state.put(p, TICKET + new_id, held)
+        self._changed(p, held, unit, created, entry_id=f"{cmd.command_id}:{new_id}", input_id=cmd.command_id, now=now)
+        unit.jobs.append(lambda: self.store.repoint(message.message_id, new_id))
+        return events
+
+    def _purge(self, t: Ticket, cmd: PurgeTicket, now: datetime, unit: Unit) -> list[Event]:
+        t.check_purgeable()
+        p = partition_of(t.id, self.partitions)
+        purged = TicketPurged(ticket_id=t.id, customer_id=t.customer.id, actor=cmd.actor, at=now)
+        unit.records.append(event(topics.TICKETS_EVENTS, t.id, EventType.TICKET_PURGED, purged, source=self.source,
+                                  subject=t.id, id_=stable_id(cmd.command_id, "purged", size=24), time=now))
+        # the ticket is forgotten here; its journal and list document go once the event is out
+        self.state.delete(p, TICKET + t.id)
+        if self.state.get(p, THREAD + t.thread_key) == t.id:
+            self.state.delete(p, THREAD + t.thread_key)
+        unit.jobs.append(lambda: self._forget(t.id, now))
+        raise _Purged
+
+    async def _forget(self, ticket_id: str, now: datetime) -> None:
+        await self.store.forget(ticket_id)
+        await self.store.tombstone(ticket_id, now)
+
+    def _delivery(self, t: Ticket, cmd: RecordDelivery, now: datetime, unit: Unit) -> list[Event]:
+        message_id = cmd.message_id or next(
+            (m for m, d in t.deliveries.items() if d.provider_id and d.provider_id == cmd.provider_id), None)
+        if message_id is None:
+            return []
+        attempts = cmd.attempts or (t.deliveries[message_id].attempts if message_id in t.deliveries else 0)
+        return t.record_delivery(message_id, state=DeliveryState(cmd.state), detail=cmd.detail,
+                                 provider_id=cmd.provider_id, attempts=attempts, now=now,
+                                 next_attempt_at=cmd.next_attempt_at)
+
+    def _result(self, t: Ticket, cmd: Any, duplicate: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = {"ticket_id": t.id, "status": t.status.value, "priority": t.priority,
+                                  "assignee": t.assignee, "tags": list(t.tags)}
+        if isinstance(cmd, ReplyToTicket):
+            result["message_id"] = cmd.message_id
+        if isinstance(cmd, AddTicketNote):
+            result["note_id"] = cmd.note_id
+        if isinstance(cmd, SplitTicket):
+            message_id = cmd.message.get("message_id", "")
+            p = partition_of(t.id, self.partitions)
+            result["new_ticket_id"] = ticket_id_for(f"split:{t.id}:{message_id}",
+                                                    placed=lambda i: partition_of(i, self.partitions) == p)
+        result["duplicate"] = duplicate
+        return result
+
+    # ------------------------------------------------------------ SLA marks
+    async def _sla_event(self, record: Record, unit: Unit) -> None:
+        sla = SlaTargetEvent.model_validate(record.data)
+        p = record.partition
+        if not self._local(p, sla.ticket_id):
+            return  # purged meanwhile, or not ours
+        held = self._held(p, sla.ticket_id)
+        if record.event["id"] in held.ticket.seen:
+            return
+        if held.ticket.record_sla(sla.target.value, SLA_STATES[record.type], at=sla.at, due_at=sla.due_at,
+                                  now=record.timestamp):
+            held.ticket.remember(record.event["id"])
+            self._changed(p, held, unit, [], entry_id=f"{record.event['id']}:{sla.ticket_id}",
+                          input_id=record.event["id"], now=record.timestamp)
+
+    # ------------------------------------------------------------ lists
+    async def _refresh_lists(self, record: Record, unit: Unit) -> None:
+        cmd = RefreshLists.model_validate(record.data)
+        p = record.partition
+
+        async def write() -> None:
+            written = await self.flush_docs({p}, everything=True, flush_state=False)
+            outcome = CommandOutcome(request_id=cmd.request_id or cmd.command_id, ticket_id="", status=200,
+                                     result={"partition": p, "written": written})
+            unit.records.append(event(topics.TICKETS_OUTCOMES, outcome.request_id, EventType.COMMAND_OUTCOME, outcome,
+                                      source=self.source, subject=None, id_=cmd.command_id, time=record.timestamp))
+        unit.jobs.append(write)
+
+    async def flush_docs(self, partitions: set[int] | None = None, *, everything: bool = False,
+                         flush_state: bool = True) -> int:
+        """Write the list documents of tickets that changed: new ones once `new_delay` old, changes lists
+        filter on now, activity alone once `activity` old; everything when asked (a list is read)."""
+        now = self.clock()
+        new: list[dict[str, Any]] = []
+        changed: list[tuple[str, dict[str, Any], list[str]]] = []
+        written: list[tuple[int, Held, str]] = []
+        for p in list(partitions if partitions is not None else self.state.data):
+            for key, held in list(self.state.partition(p).items()):
+                if not key.startswith(TICKET) or held.doc_version >= held.ticket.version:
+                    continue
+                t = held.ticket
+                sig = signature(t)
+                if held.doc_version == 0:
+                    if not everything and now - t.created_at < self.docs.new_delay:
+                        continue
+                    new.append(list_document(t, held.words))
+                elif everything or sig != held.doc_sig or (
+                        held.stale_since is not None and now - held.stale_since >= self.docs.activity):
+                    doc = list_document(t, [])
+                    doc.pop("_id")
+                    doc.pop("search")
+                    changed.append((t.id, doc, held.words))
+                else:
+                    continue
+                written.append((p, held, sig))
+        if not written:
+            return 0
+        await self.store.write_docs(new, changed)
+        for p, held, sig in written:
+            held.doc_version, held.doc_sig, held.words, held.stale_since = held.ticket.version, sig, [], None
+            self.state.touch(p, TICKET + held.ticket.id)
+        if flush_state:
+            await self.state.flush()
+        return len(written)
+
+    # ------------------------------------------------------------ time-driven changes
+    async def sweep(self) -> int:
+        """Postponed tickets whose time came wake up, resolved ones the customer left alone close, and
+        long-closed ones are let go of (their list document and journal keep them)."""
+        now = self.clock()
+        unit = Unit()
+        changed = 0
+        for p in list(self.state.data):
+            for key, held in list(self.state.partition(p).items()):
+                if not key.startswith(TICKET):
+                    continue
+                t = held.ticket
+                events = t.wake_if_due(now) or t.close_if_quiet(now, after_s=self.auto_close_s)
+                if events:
+                    input_id = stable_id("sweep", t.id, str(t.version))
+                    self._changed(p, held, unit, events, entry_id=f"{input_id}:{t.id}", input_id=input_id, now=now)
+                    changed += 1
+                elif (t.status in FINISHED or t.merged_into or t.status in (Status.spam, Status.deleted)) and \
+                        held.doc_version >= t.version and now - t.updated_at > self.docs.keep_closed:
+                    self.state.delete(p, key)
+                    if self.state.get(p, THREAD + t.thread_key) == t.id:
+                        self.state.delete(p, THREAD + t.thread_key)
+        if changed or self.state.dirty():
+            await self.commit(unit)
+        return changed
+
+    auto_close_s: float = 72 * 3600
+
+    # ------------------------------------------------------------ customers
+    def _link(self, unit: Unit, customer_id: str, keys: list[str], now: datetime) -> None:
+        change = CustomerChanged(customer_id=customer_id, identities=keys, at=now)
+        self.customers.apply(change)
+        unit.links += link_rows(change)
+        unit.records.append(event(topics.TICKETS_EVENTS, customer_id, EventType.CUSTOMER_CHANGED, change,
+                                  source=self.source, subject=customer_id,
+                                  id_=stable_id("linked", customer_id, *keys, size=24), time=now))
+
+    # ------------------------------------------------------------ internals
+    def _local(self, p: int, ticket_id: str) -> bool:
+        return TICKET + ticket_id in self.state.data.get(p, {})
+
+    def _held(self, p: int, ticket_id: str) -> Held:
+        return self.state.data[p][TICKET + ticket_id]
+
+    def _changed(self, p: int, held: Held, unit: Unit, events: list[Event], *, entry_id: str, input_id: str,
+                 now: datetime, thread_key: str | None = None, created: bool = False) -> None:
+        """A change of the ticket decided: its journal entry, its events, its new version."""
+        ticket = held.ticket
+        messages, notes, timeline = ticket.drain()
+        if not (events or messages or notes or timeline):
+            self.state.touch(p, TICKET + ticket.id)  # it remembers the input (`seen`)
+            return
+        for i, (type_, payload) in enumerate(events):
+            unit.records.append(event(topics.TICKETS_EVENTS, ticket.id, type_, payload, source=self.source,
+                                      subject=ticket.id, id_=stable_id(input_id, ticket.id, type_, str(i), size=32),
+                                      time=now))
+        ticket.version += 1
+        if held.stale_since is None:
+            held.stale_since = now
+        entry: dict[str, Any] = {
+            "_id": entry_id, "ticket_id": ticket.id, "seq": ticket.version, "at": now,
+            "messages": [m.model_dump(mode="json") for m in messages],
+            "notes": [n.model_dump(mode="json") for n in notes],
+            "timeline": [e.model_dump(mode="json") for e in timeline],
+            "deliveries": {k: d.model_dump(mode="json") for k, d in ticket.deliveries.items()
+                           if any(e.type == "delivery" and e.details.get("message_id") == k for e in timeline)},
+            "state": ticket.model_dump(mode="json", exclude={*Ticket.HISTORY, "seen", "deliveries"}),
+        }
+        if thread_key is not None and messages:
+            entry["thread_key"] = thread_key
+        if created:
+            entry["customer_id"] = ticket.customer.id
+        unit.entries.append(entry)
+        self.state.touch(p, TICKET + ticket.id)
+
+    def _outcome(self, unit: Unit, cmd: TicketCommand, status: int, code: str | None = None, message: str | None = None,
+                 *, result: dict[str, Any] | None = None, now: datetime) -> None:
+        outcome = CommandOutcome(request_id=cmd.request_id or cmd.command_id, ticket_id=cmd.ticket_id, status=status,
+                                 code=code, message=message, result=result or {})
+        unit.records.append(event(topics.TICKETS_OUTCOMES, outcome.request_id, EventType.COMMAND_OUTCOME, outcome,
+                                  source=self.source, subject=cmd.ticket_id,
+                                  id_=stable_id("outcome", cmd.command_id, size=24), time=now))
+
+    def _command_record(self, type_: str, cmd: BaseModel, ticket_id: str, now: datetime) -> Outgoing:
+        return event(topics.TICKETS_COMMANDS, ticket_id, type_, cmd, source=self.source, subject=ticket_id,
+                     id_=stable_id(type_, cmd.command_id, size=24), time=now)
+
+
+class _Purged(Exception):
+    """The ticket is gone: nothing more is recorded of the command."""
+
+
+def search_terms_of(msg: MessageReceived, ticket: Ticket | None = None) -> list[str]:
+    """The words a message adds to its ticket's text search (with the subject and name on a new ticket)."""
+    words = query_terms(msg.text)
+    if ticket is not None:
+        words = [*query_terms(f"{ticket.subject or ''} {ticket.customer.name or ''}"), *words]
+    return list(dict.fromkeys(words))[:2000]
