@@ -286,22 +286,24 @@ class TicketPurged(BaseModel):
 
 # ---------------------------------------------------------------- commands
 
-class AssignTicket(BaseModel):
+class TicketCommand(BaseModel):
+    command_id: str = Field(description="deterministic: the same request sent again is the same command")
+    ticket_id: str
+    request_id: str | None = Field(None, description="where the outcome goes back to (the asking API instance)")
+
+
+class AssignTicket(TicketCommand):
     """Put an agent on a ticket (topic `tickets.commands`): routing's choice, or an agent's or admin's."""
 
-    command_id: str
-    ticket_id: str
     agent_id: str
     reason: str | None = Field(None, description="why this agent: matched skills, load at the time")
     team: str | None = Field(None, description="the agent's team, recorded on the ticket")
     actor: str = Field("routing", description="who assigned: routing, or the agent or admin who did it by hand")
 
 
-class ApplyAutomation(BaseModel):
+class ApplyAutomation(TicketCommand):
     """Routing's automation rules fired for a ticket: tickets applies their effects."""
 
-    command_id: str
-    ticket_id: str
     rules: list[str]
     priority: str | None = None
     add_tags: list[str] = Field(default_factory=list)
@@ -315,12 +317,6 @@ class ApplyAutomation(BaseModel):
 # service's HTTP API sends each as a command to the ticket's partition on `tickets.commands`, so
 # the process owning the ticket applies it in order with everything else that happens to it, and
 # answers on `tickets.outcomes` (`request_id`).
-
-class TicketCommand(BaseModel):
-    command_id: str = Field(description="deterministic: the same request sent again is the same command")
-    ticket_id: str
-    request_id: str | None = Field(None, description="where the outcome goes back to (the asking API instance)")
-
 
 class ReplyToTicket(TicketCommand):
     message_id: str

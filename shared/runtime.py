@@ -70,9 +70,10 @@ class Runtime:
         return Publisher(self.producer, topic)
 
     def _describe_input(self, topic: str, group: str | None, schema: Any, description: str, name: str) -> None:
-        async def handler(event: schema) -> None:  # type: ignore[valid-type]  # documentation only
+        async def handler(event):  # documentation only: the processor does the work
             return None
 
+        handler.__annotations__ = {"event": schema, "return": None}  # the record's model, for the document
         handler.__name__ = name
         self.spec.subscriber(topic, group_id=group, description=description,
                              title=f"{self.service}:{topic}:{name}")(handler)
@@ -95,7 +96,8 @@ class Runtime:
         """Every partition of `inputs`, read whole by every instance into a read model of its own."""
         reader = Replica(name=f"{self.service}-{name}", service=self.service, inputs=tuple(inputs),
                          bootstrap_servers=self.settings.kafka_bootstrap_servers, processor=processor,
-                         producer=self.producer, metrics=self.stream_metrics)
+                         producer=self.producer, metrics=self.stream_metrics,
+                         commit_group=f"{self.service}-{self.settings.instance}")
         for topic, schema in inputs.items():
             self._describe_input(topic, None, schema, description, name)
         self.loops.append(reader.run)

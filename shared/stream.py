@@ -119,6 +119,13 @@ def as_record(raw: Any) -> Record | str:
     for name, kind in ENVELOPE.items():
         if not isinstance(event.get(name), kind) or not event[name]:
             return f"not a CloudEvent: `{name}` is missing or not a string"
+    if event["specversion"] != "1.0":
+        return f"not a CloudEvent 1.0: specversion {event['specversion'][:20]!r}"
+    if "time" in event:
+        try:
+            datetime.fromisoformat(event["time"])
+        except (TypeError, ValueError):
+            return "not a CloudEvent: `time` is not an RFC 3339 time"
     if "data" in event and not isinstance(event["data"], dict | type(None)):
         return "not a CloudEvent of ours: `data` is not an object"
     try:
@@ -220,9 +227,15 @@ class StreamRunner:
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         async with self._lock:
             started = time.perf_counter()
-            # a partition revoked, or rewound, since these were fetched: not ours to process now
-            fetched = {tp: raws for tp, raws in fetched.items() if tp.partition in self.owned
-                       and raws and raws[0].offset >= self._committed.get(tp, 0)}
+            # a partition not (or no longer) ours, or being loaded: fetched before it was paused; it is
+            # read again from here once it is ours
+            for tp in [tp for tp in fetched if tp.partition not in self.owned]:
+                if fetched[tp] and tp in self.consumer.assignment():
+                    self.consumer.seek(tp, fetched[tp][0].offset)
+                del fetched[tp]
+            # records before the last commit: fetched before a rewind, processed already
+            fetched = {tp: [r for r in raws if r.offset >= self._committed.get(tp, 0)] for tp, raws in fetched.items()}
+            fetched = {tp: raws for tp, raws in fetched.items() if raws}
             if not fetched:
                 return
             batch = Batch([])
@@ -357,24 +370,23 @@ class StreamRunner:
             log.error("%s: partitions %s of %s are not all assigned together: are the topics' partition counts "
                       "equal?", self.name, sorted(incomplete), ", ".join(self.inputs))
         async with self._lock:
-            lost = (self.owned | set(self._restoring)) - numbers
-            for p in lost:
-                if (task := self._restoring.pop(p, None)) is not None:
-                    task.cancel()
+            # loads in flight are started again for what is still ours (one load may cover several partitions)
+            restoring = set(self._restoring)
+            for task in set(self._restoring.values()):
+                task.cancel()
+            self._restoring.clear()
+            lost = (self.owned | restoring) - numbers
             if lost:
                 self.processor.revoke(lost)
                 self.owned -= lost
-            self._committed = {tp: o for tp, o in self._committed.items() if tp.partition in numbers}
-            gained = numbers - self.owned - set(self._restoring)
-            for tp in assigned:  # positions were reset to the committed offsets by the rejoin
-                if tp.partition in gained:
-                    self._committed.pop(tp, None)
+            self._committed = {tp: o for tp, o in self._committed.items() if tp.partition in self.owned}
+            gained = numbers - self.owned
         if gained:
             self.ready.clear()
             self._restore(gained)
-        elif not self._restoring:
+        else:
             self.ready.set()
-        log.info("%s: owns partitions %s (new: %s, handed over: %s)", self.name, sorted(numbers), sorted(gained),
+        log.info("%s: owns partitions %s (to load: %s, handed over: %s)", self.name, sorted(numbers), sorted(gained),
                  sorted(lost))
 
 
@@ -431,8 +443,9 @@ class Tail:
                             continue
                         try:
                             act(record.data)
-                        except Exception:  # one bad record must not stop what every instance hears
-                            log.exception("%s: could not apply %s@%d", self.name, raw.topic, raw.offset)
+                        except Exception as exc:  # one bad record must not stop what every instance hears
+                            log.warning("%s: skipped %s[%d]@%d: %s", self.name, raw.topic, raw.partition, raw.offset,
+                                        _describe(exc)[:300])
         finally:
             self.ready.clear()
             await consumer.stop()
@@ -472,9 +485,12 @@ class Replica:
 
     def __init__(self, *, name: str, service: str, inputs: tuple[str, ...], bootstrap_servers: str, processor: Any,
                  producer: Producer, metrics: StreamMetrics, max_records: int = 1000,
-                 types: frozenset[str] | None = None) -> None:
+                 types: frozenset[str] | None = None, commit_group: str | None = None) -> None:
         self.name, self.service, self.inputs, self.bootstrap_servers = name, service, inputs, bootstrap_servers
         self.producer = producer
+        # the positions are also committed here (never read back: the state's own are): so that lag
+        # tools see how far this instance has read
+        self.commit_group = commit_group
         self.processor, self.metrics, self.max_records, self.types = processor, metrics, max_records, types
         self._lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -487,9 +503,9 @@ class Replica:
 
     async def run(self) -> None:
         positions: dict[tuple[str, int], int] = await self.processor.load()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                                    client_id=self.name, auto_offset_reset="earliest", fetch_max_wait_ms=20,
-                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.commit_group,
+                                    enable_auto_commit=False, client_id=self.name, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=20, max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - the topics' partitions, now
@@ -507,12 +523,23 @@ class Replica:
                     await self._handle(fetched)
                 elif not self.ready.is_set():
                     self.ready.set()
-                if time.monotonic() - caught_up_at > 1:
+                if time.monotonic() - caught_up_at > 0.5:
                     caught_up_at = time.monotonic()
                     ends = await consumer.end_offsets(tps)
-                    self.lag = sum(max(0, ends[tp] - await consumer.position(tp)) for tp in tps)
+                    self.lag = sum([max(0, ends[tp] - await consumer.position(tp)) for tp in tps])
+                    if self.commit_group is not None:
+                        await self._commit(consumer)
         finally:
             await consumer.stop()
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        async with self._lock:
+            positions = {TopicPartition(t, p): o for (t, p), o in self.processor.positions.items()}
+        if positions:
+            try:
+                await consumer.commit(positions)
+            except KafkaError as exc:  # only a view for lag tools: the next round tries again
+                log.debug("%s: positions not committed: %s", self.name, exc)
 
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         async with self._lock:

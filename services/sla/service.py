@@ -302,20 +302,22 @@ class SlaService:
                                "at": self.now().isoformat(), "partition": clock.partition})
 
     async def commit(self, unit: Unit) -> None:
-        """Clocks and decisions first, then the events, then the marks that they were sent."""
-        decisions = [*unit.decisions, *self.unsent]
+        """Clocks and decisions first, then the events, then the marks that they were sent. Decisions
+        that could not be stored or sent stay pending and go with the next unit."""
+        self.unsent = [*self.unsent, *unit.decisions]
         by_partition: dict[int, dict[str, list[Any]]] = {}
         for clock in unit.new.values():
             by_partition.setdefault(clock.partition or 0, {}).setdefault("new", []).append(clock)
         for clock in unit.changed.values():
             by_partition.setdefault(clock.partition or 0, {}).setdefault("changed", []).append(clock)
-        for decision in unit.decisions:
+        for decision in self.unsent:
             by_partition.setdefault(decision["partition"], {}).setdefault("decisions", []).append(
                 {k: v for k, v in decision.items() if k != "partition"})
         for p, parts in by_partition.items():
             await self.store.add_clocks(p, parts.get("new", []))
             await self.store.save_clocks(p, parts.get("changed", []))
             await self.store.add_decisions(p, parts.get("decisions", []))
+        decisions = self.unsent
         if not decisions:
             return
         await self.producer.send_many([Outgoing(topics.SLA_EVENTS, d["ticket_id"], d["record"].encode(), None, d["type"])

@@ -5,6 +5,7 @@ Read from the database on any tickets process, so a change the owning process ac
 wherever the next request lands: its journal entry was written before the acknowledgement."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from services.tickets.domain import Delivery, Message, Note, Ticket, TimelineEntry
@@ -38,7 +39,7 @@ def latest_state(ticket_id: str, doc: dict[str, Any] | None, entries: list[dict[
 
 
 def assemble(state: dict[str, Any], entries: list[dict[str, Any]], others: list[dict[str, Any]] = ()) -> Ticket:
-    messages: dict[str, Message] = {}
+    messages: dict[str, tuple[datetime, Message]] = {}
     notes: list[Note] = []
     timeline: list[TimelineEntry] = []
     deliveries: dict[str, Delivery] = {}
@@ -46,9 +47,10 @@ def assemble(state: dict[str, Any], entries: list[dict[str, Any]], others: list[
         snap = entry.get("state") or {}
         origin = snap.get("id", entry["ticket_id"])
         foreign = origin != state["id"]
+        filed = entry["at"] if isinstance(entry["at"], datetime) else datetime.fromisoformat(entry["at"])
         for m in entry.get("messages") or ():
             message = Message.model_validate(m)
-            messages.setdefault(message.message_id, message)
+            messages.setdefault(message.message_id, (filed, message))
         notes += [Note.model_validate(n) for n in entry.get("notes") or ()]
         for t in entry.get("timeline") or ():
             item = TimelineEntry.model_validate(t)
@@ -58,13 +60,15 @@ def assemble(state: dict[str, Any], entries: list[dict[str, Any]], others: list[
         for message_id, d in (entry.get("deliveries") or {}).items():
             deliveries[message_id] = Delivery.model_validate(d)
     for message_id, delivery in deliveries.items():
-        if (message := messages.get(message_id)) is not None:
+        if (found := messages.get(message_id)) is not None:
+            message = found[1]
             message.delivery = delivery
             if delivery.provider_id and message.external_id is None:
                 message.external_id = delivery.provider_id
     body = {k: v for k, v in state.items() if k not in Ticket.HISTORY}
     ticket = Ticket.model_validate({**body, "messages": [], "notes": [], "timeline": []})
-    ticket.messages = sorted(messages.values(), key=lambda m: m.at)
+    # in the order they were filed (a mail's own date may be anything)
+    ticket.messages = [m for _, m in sorted(messages.values(), key=lambda fm: fm[0].replace(tzinfo=fm[0].tzinfo or UTC))]
     ticket.notes = sorted(notes, key=lambda n: n.at)
     ticket.timeline = sorted(timeline, key=lambda e: e.at)
     if ticket.timeline:

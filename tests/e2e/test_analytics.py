@@ -34,7 +34,7 @@ from tests.conftest import ROOT
 from tests.e2e.helpers import poll
 
 TOPICS = ("tickets.events", "sla.events")
-ANALYTICS_GROUP = "analytics"
+ANALYTICS_GROUPS = "analytics-"  # every analytics instance reads everything and says how far, as `analytics-<n>`
 BACKLOG = ("new", "open", "answered", "postponed")  # statuses in which a ticket is still owed work
 NOT_REAL_REQUESTS = ("spam", "deleted", "purged")  # left out of recurring problems
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -93,14 +93,19 @@ def parse(value: bytes | None) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+async def committed(bootstrap: str, prefix: str) -> dict[TopicPartition, int]:
+    """How far every analytics instance has read: the least of their positions, per partition."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="deskstream-e2e-analytics")
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(group)
+        groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix)]
+        least: dict[TopicPartition, int] = {}
+        for group in groups:
+            for tp, meta in (await admin.list_consumer_group_offsets(group)).items():
+                least[tp] = min(least.get(tp, meta.offset), meta.offset)
     finally:
         await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items()}
+    return least
 
 
 # ---------------------------------------------------------------- counting, independently of analytics
@@ -208,7 +213,7 @@ class Analytics:
             ends, records = await read_topics(bootstrap)
             caught_up = False
             while time.monotonic() < deadline:  # analytics has handled every record before the cut
-                done = await committed(bootstrap, ANALYTICS_GROUP)
+                done = await committed(bootstrap, ANALYTICS_GROUPS)
                 if caught_up := all(done.get(tp, 0) >= end for tp, end in ends.items()):
                     break
                 await asyncio.sleep(0.2)

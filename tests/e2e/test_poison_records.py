@@ -58,8 +58,14 @@ def unreadable(rng: random.Random) -> list[tuple[str, bytes]]:
     ]
 
 
-def wrong_typed(topic: str) -> list[tuple[str, bytes]]:
-    """Well-formed envelopes of types the topic's readers act on, with data they cannot apply."""
+# the readers of tickets.events that act on each type (the others skip it unread)
+ACTS_ON = {"deskstream.ticket.replied": {"tickets", "sla", "analytics"},
+           "deskstream.ticket.created": {"routing", "sla", "analytics"}}
+
+
+def wrong_typed(topic: str) -> list[tuple[str, bytes, set[str]]]:
+    """Well-formed envelopes of types the topic's readers act on, with data they cannot apply, and the
+    readers that must refuse each."""
     snapshot = {"id": "TK-FUZZ", "status": "open", "channel": "chat", "customer_id": 7, "version": "x"}
     big = 10 ** 40
     per_topic = {
@@ -83,9 +89,11 @@ def wrong_typed(topic: str) -> list[tuple[str, bytes]]:
         topics.TICKETS_EVENTS: [
             ("replied-broken-snapshot", envelope("deskstream.ticket.replied", {"ticket": snapshot})),
             ("replied-ticket-is-a-list", envelope("deskstream.ticket.replied", {"ticket": [snapshot]})),
+            ("created-broken-snapshot", envelope("deskstream.ticket.created", {"ticket": snapshot})),
         ],
     }
-    return [(name, json.dumps(body).encode()) for name, body in per_topic[topic]]
+    return [(name, json.dumps(body).encode(), ACTS_ON.get(body["type"], READERS[topic]))
+            for name, body in per_topic[topic]]
 
 
 def test_every_consumer_dead_letters_bad_records_and_keeps_flowing(stack, agent):
@@ -98,10 +106,10 @@ def test_every_consumer_dead_letters_bad_records_and_keeps_flowing(stack, agent)
         await producer.start()
         try:
             for topic, readers in READERS.items():
-                corpus = unreadable(rng) + wrong_typed(topic)
-                for i, (name, value) in enumerate(corpus):
+                corpus = [(name, value, readers) for name, value in unreadable(rng)] + wrong_typed(topic)
+                for i, (name, value, refusing) in enumerate(corpus):
                     key = f"fuzz-{run_id}-{topic}-{name}"
-                    sent[key] = (topic, readers)
+                    sent[key] = (topic, refusing)
                     await producer.send_and_wait(topic, value, key=key.encode(), partition=i % PARTITIONS)
                 # a record with an unreadable key, then a sentinel on every partition: once every reader
                 # has dead-lettered the sentinels, no partition is stuck behind anything sent before

@@ -5,19 +5,28 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.sla.decisions import SlaClaims
-from services.sla.domain import Policy, start_clock
+from services.sla.domain import Policy
 from services.sla.service import SlaService
-from services.sla.store import SlaStore, clock_document
-from shared.events import Channel, EventType, SlaTarget, TicketSnapshot
+from services.sla.store import SlaStore
+from shared import topics
+from shared.events import Channel, EventType, TicketSnapshot
+from shared.kafka import partition_of
+from tests.unit.memory import Records, SentRecords, run
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
-class Recorder(list):
-    async def __call__(self, topic, event, key):
-        self.append(event)
+class Events(list):
+    """What the SLA processes sent to `sla.events`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = SentRecords()
+
+    def refresh(self) -> list:
+        self[:] = self.sent.events(topics.SLA_EVENTS)
+        return self
 
 
 class Clock:
@@ -25,6 +34,35 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+class Sla:
+    """An SLA process owning every partition, on the real server; ticket events handed to it as Kafka would."""
+
+    def __init__(self, store: SlaStore, events: Events, clock: Clock) -> None:
+        self.service = SlaService(store=store, producer=events.sent, source="test",
+                                  default_policy=Policy(name="d", first_response_s=60), clock=clock)
+        self.store, self.events, self.records = store, events, Records()
+
+    async def own(self) -> None:
+        self.service.install(set(range(6)), await self.service.load(set(range(6))))
+
+    async def on_ticket_event(self, type_: str, ticket: TicketSnapshot, data: dict, at: datetime) -> None:
+        record = self.records.record(topics.TICKETS_EVENTS, type_, {"ticket": ticket.model_dump(mode="json"), **data},
+                                     partition=partition_of(ticket.id, 6), key=ticket.id, at=at)
+        await run(self.service, record)
+        self.events.refresh()
+
+    async def fire_due(self) -> int:
+        fired = await self.service.fire_due()
+        self.events.refresh()
+        return fired
+
+    async def view(self, clocks):
+        return await self.service.view(clocks)
+
+    async def ticket_clocks(self, ticket_id: str):
+        return await self.service.ticket_clocks(ticket_id)
 
 
 def snap(status: str) -> TicketSnapshot:
@@ -37,18 +75,18 @@ def msg(direction: str, at: datetime, mid: str) -> dict:
 
 
 @pytest.fixture
-async def sla(mongo):
-    store = SlaStore(mongo)
-    await store.ensure_indexes()
+async def sla(storage):
+    store = SlaStore(storage)
     await store.put_policy("std", Policy(name="std", first_response_s=3600, next_response_s=1800,
                                          resolution_s=8 * 3600, warn_before_s=600))
-    events, clock = Recorder(), Clock()
-    return new_service(store, events, clock), events, clock
+    events, clock = Events(), Clock()
+    service = new_service(store, events, clock)
+    await service.own()
+    return service, events, clock
 
 
-def new_service(store, events, clock):
-    return SlaService(store=store, claims=SlaClaims(store.decisions, store.sent, events), source="test",
-                      default_policy=Policy(name="d", first_response_s=60), clock=clock)
+def new_service(store, events, clock) -> Sla:
+    return Sla(store, events, clock)
 
 
 async def targets(service):
@@ -110,7 +148,8 @@ async def test_redelivered_ticket_events_change_nothing(sla):
     for _ in range(2):
         await service.on_ticket_event(EventType.TICKET_REPLIED, snap("new"), msg("outbound", replied, "o1"), replied)
     assert [e["type"] for e in events] == ["deskstream.sla.met"]
-    assert len(await service.store.clocks_of("TK-9")) == 2
+    clocks, _ = await service.store.clocks_of(partition_of("TK-9", 6), "TK-9")
+    assert len(clocks) == 2
 
 
 async def test_a_restarted_service_reads_back_every_clock_and_decision_and_raises_nothing_twice(sla):
@@ -130,7 +169,8 @@ async def test_a_restarted_service_reads_back_every_clock_and_decision_and_raise
     # a second process (or this one after a restart) loads the clocks from the real server
     clock.now = T0 + timedelta(hours=9)  # the resolution target (8 h) passed while nobody watched
     restarted = new_service(service.store, events, clock)
-    assert await restarted.load() == 2
+    await restarted.own()
+    assert len(restarted.service.book) == 2
     after = await targets(restarted)
     assert after["first_response"]["state"] == "breached" and after["resolution"]["state"] == "running"
     assert {k: (v["due"], v["state"]) for k, v in after.items()} == {k: (v["due"], v["state"]) for k, v in before.items()}
@@ -140,13 +180,3 @@ async def test_a_restarted_service_reads_back_every_clock_and_decision_and_raise
     view = {t["target"]: t["state"] for t in await service.view(await new_service(service.store, events, clock)
                                                                  .ticket_clocks("TK-9"))}
     assert view == {"first_response": "breached", "resolution": "breached"}
-
-
-async def test_clocks_kept_in_one_collection_before_the_split_are_moved_into_their_shards(sla):
-    service, events, clock = sla
-    old = start_clock("TK-OLD", SlaTarget.first_response, "std", Policy(name="s", first_response_s=60), 60, T0, None)
-    await service.store.unsharded_clocks.insert_one(clock_document(old))
-    assert await service.store.move_unsharded_clocks() == 1
-    assert await service.store.move_unsharded_clocks() == 0  # a second start finds nothing left to move
-    assert [c.key for c in await service.store.clocks_of("TK-OLD")] == ["TK-OLD:first_response"]
-    assert await service.load() == 1 and service.book.knows("TK-OLD")

@@ -1,5 +1,6 @@
-"""Lists on FerretDB served from its SQLite table (services/tickets/listing.py) show exactly what
-the MongoDB query shows: same tickets, same order, same pages, for every filter and sort."""
+"""Lists on FerretDB served from its SQLite table (shared/storage.py `SqlIndexes`) show exactly what
+the MongoDB query shows: same tickets, same order, same pages, for every filter and sort; and the
+journal's lookups by ticket and by conversation find what a scan finds."""
 from __future__ import annotations
 
 import random
@@ -7,9 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.tickets.listing import SqliteListing
 from services.tickets.store import SORTS, TicketStore
-from tests.conftest import TEST_STATE
 
 pytestmark = pytest.mark.integration
 
@@ -51,26 +50,38 @@ async def every_page(store: TicketStore, filters: dict, sort: str, size: int) ->
             return ids
 
 
-async def test_lists_from_the_sqlite_table_match_the_mongodb_query(mongo, infra):
+async def test_lists_from_the_sqlite_table_match_the_mongodb_query(storage, infra):
     if infra.kind != "local":
         pytest.skip("needs the FerretDB SQLite files of the local test stack")
     rng = random.Random(7)
-    store = TicketStore(mongo)
+    store = TicketStore(storage)
     await store.tickets.insert_many([ticket(rng, n) for n in range(260)])
     await store.tickets.insert_many([{"_id": f"TK-9{n:04d}", "purged": True, "version": 2} for n in range(5)])
-    listing = SqliteListing(TEST_STATE / "ferretdb-data" / f"{mongo.database}.sqlite", "tickets")
-    assert await listing.prepare()
+    await store.ensure_indexes()
+    side = storage.sql("tickets")
+    assert side is not None and side.ready
     try:
         for filters in FILTERS:
             for sort in SORTS:
-                store.listing = None
+                storage._sql.pop("tickets")  # noqa: SLF001 - the plain query, as on MongoDB
                 expected = await every_page(store, filters, sort, size=23)
-                store.listing = listing
+                storage._sql["tickets"] = side  # noqa: SLF001
                 assert await every_page(store, filters, sort, size=23) == expected, (filters, sort)
-        store.listing = None
-        due = sorted(await store.postponed_due(T0)), sorted(await store.resolved_before(T0))
-        store.listing = listing
-        assert (sorted(await store.postponed_due(T0)), sorted(await store.resolved_before(T0))) == due
-        assert due[0] and due[1]
     finally:
-        listing.close()
+        side.close()
+
+
+async def test_the_journal_is_found_by_ticket_and_by_conversation_without_a_scan(storage, infra):
+    store = TicketStore(storage)
+    await store.ensure_indexes()
+    entries = [{"_id": f"m{n}", "ticket_id": f"TK-{n % 3}", "seq": n, "at": T0 + timedelta(seconds=n),
+                "thread_key": f"chat:s{n % 2}", "messages": [{"text": f"hello {n}"}]} for n in range(12)]
+    assert await store.append(entries) == set()
+    assert await store.append(entries[:3]) == {"m0", "m1", "m2"}  # a replay: stored once
+    got = await store.entries_of(["TK-1", "TK-2"])
+    assert [(e["ticket_id"], e["seq"]) for e in got] == [("TK-1", n) for n in (1, 4, 7, 10)] + [
+        ("TK-2", n) for n in (2, 5, 8, 11)]
+    assert got[0]["messages"] == [{"text": "hello 1"}]  # packed on FerretDB, whole again here
+    assert await store.thread_ticket("chat:s1") == "TK-2"  # the conversation's newest message: m11
+    if infra.kind == "local":
+        assert storage.sql("ticket_journal") is not None

@@ -27,12 +27,14 @@ def test_unknown_event_types_are_kept_not_rejected():
 def test_public_types_use_the_deskstream_prefixes():
     for type_ in EVENT_TYPES:
         assert type_.startswith(("deskstream.ticket.", "deskstream.sla.", "deskstream.message.",
-                                 "deskstream.command.", "deskstream.deadletter"))
+                                 "deskstream.command.", "deskstream.deadletter", "deskstream.customer.",
+                                 "deskstream.routing."))
 
 
 def test_ticket_record_schema_lists_every_ticket_event_type():
     schema = TicketEventRecord.model_json_schema()
-    assert set(schema["properties"]["type"]["enum"]) == {t for t in EVENT_TYPES if t.startswith("deskstream.ticket.")}
+    assert set(schema["properties"]["type"]["enum"]) == {
+        t for t in EVENT_TYPES if t.startswith(("deskstream.ticket.", "deskstream.customer."))}
 
 
 def test_stable_ids_are_deterministic():

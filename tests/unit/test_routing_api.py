@@ -1,5 +1,6 @@
-"""Routing's admin API over HTTP (the real router, auth and error handlers; the store over the
-in-memory collections of test_routing_service; the app's lifespan is never started)."""
+"""Routing's admin API over HTTP (the real router, auth and error handlers; the store over in-memory
+collections, the dispatcher of test_routing_dispatch answering what the API sends it; the app's
+lifespan is never started)."""
 from types import SimpleNamespace
 
 import pytest
@@ -7,10 +8,17 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from services.routing import api
-from services.routing.service import RoutingService
-from services.routing.store import RoutingStore
 from shared.http import create_http_app, require_token
-from tests.unit.test_routing_service import Clock, Commands, MemoryMongo
+from tests.unit.test_routing_dispatch import Routing
+
+
+class Runtime(SimpleNamespace):
+    """What the API asks of its runtime: sending to `routing.dispatch` reaches the dispatcher at once."""
+
+    async def send(self, records) -> None:
+        await self.routing.sent.send_many(records)
+        await self.routing.deliver()
+        await self.routing.dispatcher.publish_view()
 
 ADMIN = {"Authorization": "Bearer s3cret"}
 AGENT = {"Authorization": "Bearer agent-pw"}
@@ -20,13 +28,13 @@ RETURNS = {"title": "Returning an item", "language": "en", "keywords": ["return"
 
 @pytest.fixture
 def client():
-    runtime = SimpleNamespace(settings=SimpleNamespace(api_token=SecretStr("s3cret"), agent_token=SecretStr("agent-pw")))
-    store = RoutingStore(MemoryMongo())
-    service = RoutingService(store=store, publish=Commands(), source="test", clock=Clock())
+    routing = Routing()
+    runtime = Runtime(settings=SimpleNamespace(api_token=SecretStr("s3cret"), agent_token=SecretStr("agent-pw")),
+                      source="deskstream/routing", routing=routing)
     app = create_http_app(runtime, title="routing", description="test",
-                          routers=[api.build_router(service, store, require_token(runtime))])
+                          routers=[api.build_router(routing.store, runtime, require_token(runtime))])
     client = TestClient(app)
-    client.service = service
+    client.routing = routing
     return client
 
 
@@ -80,11 +88,11 @@ def test_a_rule_can_answer_from_the_knowledge_base(client):
 
 
 async def test_the_queue_lists_waiting_tickets_urgent_first(client):
-    from tests.unit.test_routing_service import ticket
+    from tests.unit.test_routing_dispatch import ticket
 
     assert client.get("/v1/queue", headers=AGENT).json() == {"items": [], "length": 0}
-    await client.service.ticket_created(ticket("t-normal"), "hello")  # no agent yet: both wait
-    await client.service.ticket_created(ticket("t-urgent", priority="urgent", language="ar"), "مرحبا")
+    await client.routing.created(ticket("t-normal"), "hello")  # no agent yet: both wait
+    await client.routing.created(ticket("t-urgent", priority="urgent", language="ar"), "مرحبا")
     body = client.get("/v1/queue", headers=AGENT).json()
     assert body["length"] == 2 and [i["ticket_id"] for i in body["items"]] == ["t-urgent", "t-normal"]
     assert body["items"][0]["needs"] == {"channel": "chat", "language": "ar", "skills": [], "team": None}

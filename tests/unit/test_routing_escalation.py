@@ -6,8 +6,9 @@ from pydantic import ValidationError
 
 from services.routing.escalation import Escalation, EscalationActions, SlaKind, plan_escalation
 from services.routing.rules import Actions, Conditions, Rule
-from shared.events import SlaTarget, SlaTargetEvent
-from tests.unit.test_routing_service import NOW, online, routing, ticket  # noqa: F401 (routing is a fixture)
+from shared.events import EventType, SlaTarget, SlaTargetEvent
+from tests.unit.memory import run
+from tests.unit.test_routing_dispatch import NOW, Routing, ticket
 
 BREACH_TO_LEADS = Escalation(name="First response breached", on=[SlaKind.breached],
                              when={"targets": ["first_response"]}, then={"priority": "urgent", "team": "leads"})
@@ -37,69 +38,53 @@ def test_an_escalation_must_do_something():
         Escalation(name="x", on=[], then={"priority": "high"})
 
 
-def sla_event(tid: str, kind: SlaKind = SlaKind.breached) -> tuple[str, SlaKind, SlaTargetEvent]:
-    return (f"sla-{tid}-first_response-{kind.value}", kind,
-            SlaTargetEvent(ticket_id=tid, target=SlaTarget.first_response, policy_id="default", at=NOW, due_at=NOW))
+async def breach(routing: Routing, tid: str, kind: SlaKind = SlaKind.breached) -> None:
+    event = SlaTargetEvent(ticket_id=tid, target=SlaTarget.first_response, policy_id="default", at=NOW, due_at=NOW)
+    await run(routing.reader, routing.records.record(
+        "sla.events", EventType.SLA_BREACHED if kind == SlaKind.breached else EventType.SLA_WARNING, event,
+        key=tid, id_=f"sla-{tid}-first_response-{kind.value}", at=routing.now))
+    await routing.deliver()
+
+
+@pytest.fixture
+def routing() -> Routing:
+    return Routing()
 
 
 async def test_a_breached_ticket_goes_to_the_team_lead_with_urgent_priority_once_under_redelivery(routing):
-    service, store, sent, _ = routing
-    await online(service, "ana", capacity=5)
-    await service.ticket_created(ticket("t1"), "hello")
-    assert sent.of("assign_ticket")[-1]["agent_id"] == "ana"
-    await online(service, "lead-1", capacity=5, team="leads")
-    await online(service, "lead-2", capacity=5, team="leads")
-    await store.put_escalation("lead", Escalation(name="To the lead", on=[SlaKind.breached],
-                                                  then={"priority": "urgent", "agent": "lead-2", "team": "leads"}))
-    before = len(sent)
-    for _ in range(3):  # the SLA event delivered three times
-        await service.sla_event(*sla_event("t1"))
-    commands = sent[before:]
-    assert {c["id"] for c in commands} == {commands[0]["id"], commands[1]["id"]}  # the same two commands, resent
-    automation = next(c["data"] for c in commands if c["type"].endswith("apply_automation"))
-    assert automation["priority"] == "urgent" and automation["team"] == "leads"
-    assert automation["rules"] == ["To the lead (SLA first_response breached)"]
-    moves = [c["data"] for c in commands if c["type"].endswith("assign_ticket")]
-    assert {m["agent_id"] for m in moves} == {"lead-2"} and "escalated" in moves[0]["reason"]
-    loads = {a.id: a.load for a in await store.all_agents()}
-    assert loads == {"ana": 0, "lead-1": 0, "lead-2": 1}  # the slot moved, once
-    assert await store.holder_of("t1") == "lead-2"
-
-
-async def test_a_redelivered_escalation_keeps_the_first_choice_even_when_loads_changed(routing):
-    service, store, sent, _ = routing
-    await online(service, "ana", capacity=5)
-    await service.ticket_created(ticket("t1"), "hello")
-    await online(service, "lead-1", capacity=5, team="leads")
-    await online(service, "lead-2", capacity=5, team="leads")
-    await store.put_escalation("team", Escalation(name="To leads", on=[SlaKind.breached], then={"team": "leads"}))
-    await service.sla_event(*sla_event("t1"))
-    first = sent.of("assign_ticket")[-1]["agent_id"]
-    await service.ticket_created(ticket("t2"), "x")  # loads shift before the redelivery arrives
-    await service.sla_event(*sla_event("t1"))
-    assert sent.of("assign_ticket")[-1]["agent_id"] == first and await store.holder_of("t1") == first
-    assert sum(a.load for a in await store.all_agents()) == 2
+    await routing.agent("ana", capacity=5)
+    await routing.created(ticket("t1"), "hello")
+    await routing.agent("lead-1", capacity=5, team="leads", presence="offline")
+    await routing.agent("lead-2", capacity=5, team="leads")
+    await routing.store.put_escalation("lead", Escalation(
+        name="To the lead", on=[SlaKind.breached], then={"priority": "urgent", "team": "leads", "agent": "lead-1"}))
+    await breach(routing, "t1")
+    await breach(routing, "t1")  # redelivered
+    automation = routing.commands("apply_automation")
+    assert len(automation) == 1 and automation[0]["priority"] == "urgent" and automation[0]["team"] == "leads"
+    assert automation[0]["rules"] == ["To the lead (SLA first_response breached)"]
+    moves = [c for c in routing.commands("assign_ticket") if "escalated" in (c["reason"] or "")]
+    assert [m["agent_id"] for m in moves] == ["lead-2"]  # the lead is offline: their team takes it, once
+    assert {a: routing.load(a) for a in ("ana", "lead-1", "lead-2")} == {"ana": [], "lead-1": [], "lead-2": ["t1"]}
 
 
 async def test_a_queued_ticket_escalated_to_a_team_with_room_is_assigned(routing):
-    service, store, sent, _ = routing
-    await store.put_rule("billing", Rule(name="billing", when=Conditions(text_any=["invoice"]),
-                                         then=Actions(team="billing")))
-    await online(service, "bill", capacity=1, team="billing")
-    await online(service, "lead-1", capacity=5, team="leads", channels=["email"])  # not on chat: cannot take t1
-    await online(service, "lead-2", capacity=5, team="leads")
-    await service.ticket_created(ticket("t0"), "invoice one")
-    await service.ticket_created(ticket("t1"), "invoice two")  # billing is full: it waits
-    assert await store.queue_length() == 1 and len(sent.of("assign_ticket")) == 1
-    await store.put_escalation("team", Escalation(name="To leads", on=[SlaKind.warning], then={"team": "leads"}))
-    await service.sla_event(*sla_event("t1", SlaKind.warning))
-    assert sent.of("assign_ticket")[-1] == {**sent.of("assign_ticket")[-1], "ticket_id": "t1", "agent_id": "lead-2"}
-    assert await store.queue_length() == 0
+    await routing.store.put_rule("billing", Rule(name="billing", when=Conditions(text_any=["invoice"]),
+                                                 then=Actions(team="billing")))
+    await routing.agent("bill", capacity=1, team="billing")
+    await routing.agent("lead-1", capacity=5, team="leads", channels=["email"])  # not on chat: cannot take t1
+    await routing.agent("lead-2", capacity=5, team="leads")
+    await routing.created(ticket("t0"), "invoice one")
+    await routing.created(ticket("t1"), "invoice two")  # billing is full: it waits
+    assert routing.queue() == ["t1"] and len(routing.assigned()) == 1
+    await routing.store.put_escalation("team", Escalation(name="To leads", on=[SlaKind.warning], then={"team": "leads"}))
+    await breach(routing, "t1", SlaKind.warning)
+    assert routing.assigned()[-1] == ("t1", "lead-2") and routing.queue() == []
 
 
 async def test_no_escalation_configured_sends_nothing(routing):
-    service, _, sent, _ = routing
-    await service.ticket_created(ticket("t1"), "hello")
-    before = len(sent)
-    await service.sla_event(*sla_event("t1"))
-    assert len(sent) == before
+    await routing.agent("ana")
+    await routing.created(ticket("t1"), "hello")
+    before = len(routing.sent.records)
+    await breach(routing, "t1")
+    assert len(routing.sent.records) == before

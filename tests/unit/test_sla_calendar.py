@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from services.sla.calendar import (Calendar, CalendarError, add_business_seconds, business_seconds_between,
                                    local_moment)
 from services.sla.domain import Policy, first_response_clock
-from services.sla.service import SlaService
+from services.sla.service import SlaService, Unit
 from shared.events import Channel, TicketSnapshot
 
 RIYADH, BERLIN, NEW_YORK = ZoneInfo("Asia/Riyadh"), ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York")
@@ -274,24 +274,27 @@ class FakeStore:
     async def get_calendar(self, calendar_id):
         return self.calendars.get(calendar_id)
 
-    async def start_clock(self, clock):
-        self.started.append(clock)
-        return True
 
 
 def sla_service(store: FakeStore) -> SlaService:
-    return SlaService(store=store, claims=None, source="test", default_policy=Policy(name="d", first_response_s=60))
+    return SlaService(store=store, producer=None, source="test", default_policy=Policy(name="d", first_response_s=60))
+
+
+async def started(store: FakeStore, t) -> list:
+    unit = Unit()
+    await sla_service(store).ticket_created(t, 0, unit)
+    return list(unit.new.values())
 
 
 async def test_a_new_ticket_on_a_calendar_policy_gets_its_due_time_in_business_hours():
     store = FakeStore({"p": Policy(name="p", first_response_s=HOUR, calendar_id="riyadh")}, {"riyadh": RIYADH_WEEK})
-    await sla_service(store).ticket_created(ticket(at(RIYADH, 2026, 3, 27, 18, 0)))
-    assert store.started[0].due_at == at(RIYADH, 2026, 3, 29, 10, 0)
+    clocks = await started(store, ticket(at(RIYADH, 2026, 3, 27, 18, 0)))
+    assert clocks[0].due_at == at(RIYADH, 2026, 3, 29, 10, 0)
 
 
 async def test_a_policy_naming_a_missing_calendar_runs_around_the_clock_with_a_warning(caplog):
     store = FakeStore({"p": Policy(name="p", first_response_s=HOUR, calendar_id="gone")}, {})
     with caplog.at_level(logging.WARNING, logger="services.sla.service"):
-        await sla_service(store).ticket_created(ticket(at(RIYADH, 2026, 3, 27, 18, 0)))
-    assert store.started[0].due_at == at(RIYADH, 2026, 3, 27, 19, 0)
+        clocks = await started(store, ticket(at(RIYADH, 2026, 3, 27, 18, 0)))
+    assert clocks[0].due_at == at(RIYADH, 2026, 3, 27, 19, 0)
     assert "calendar gone, which does not exist" in caplog.text

@@ -1,0 +1,205 @@
+"""The tickets stream processor over in-memory stores: filing, commands and their outcomes, SLA marks,
+replays, the lists and who is who — what one batch decides and what it writes and sends.
+(The same paths on the real broker and database: tests/integration/test_stream_ownership.py, tests/e2e.)"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.tickets.domain import Status, ThreadingPolicy
+from services.tickets.processor import DocPolicy, TicketsProcessor
+from services.tickets.store import TicketStore
+from services.tickets.views import load_ticket
+from shared import topics
+from shared.events import (
+    AssignTicket, ChangeTicketStatus, Channel, CustomerRef, EventType, Identity, MessageReceived, ReplyToTicket,
+    SlaTarget, SlaTargetEvent,
+)
+from shared.kafka import partition_of
+from tests.unit.memory import Records, SentRecords, memory_storage, run
+
+T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+PARTITIONS = 6
+
+
+def chat(message_id: str, session: str = "s1", text: str = "Where is my order?", *, visitor: str = "v1",
+         email: str | None = None, ticket_ref: str | None = None, at: datetime = T0) -> MessageReceived:
+    identities = [Identity(kind="chat", value=visitor)]
+    if email:
+        identities.insert(0, Identity(kind="email", value=email))
+    return MessageReceived(message_id=message_id, channel=Channel.chat, external_id=message_id,
+                           thread_key=f"chat:{session}", customer=CustomerRef(name="Noura", identities=identities),
+                           text=text, ticket_ref=ticket_ref, sent_at=at, received_at=at)
+
+
+class Stack:
+    """One tickets process owning every partition, over in-memory stores."""
+
+    def __init__(self) -> None:
+        self.store = TicketStore(memory_storage())
+        self.sent = SentRecords()
+        self.now = T0
+        self.processor = TicketsProcessor(store=self.store, producer=self.sent, bootstrap_servers="unused",
+                                          source="deskstream/tickets", threading=ThreadingPolicy(),
+                                          docs=DocPolicy(new_delay=timedelta(seconds=1)), clock=lambda: self.now)
+        self.processor.partitions = PARTITIONS
+        self.processor.install(set(range(PARTITIONS)), {p: ({}, {}) for p in range(PARTITIONS)})
+        self.records = Records()
+
+    def message(self, msg: MessageReceived, *, at: datetime = T0):
+        return self.records.record(topics.INGEST_MESSAGES, EventType.MESSAGE_RECEIVED, msg,
+                                   partition=partition_of(msg.thread_key, PARTITIONS), key=msg.thread_key,
+                                   id_=msg.message_id, at=at)
+
+    def command(self, type_: str, command, *, at: datetime = T0):
+        return self.records.record(topics.TICKETS_COMMANDS, type_, command,
+                                   partition=partition_of(command.ticket_id, PARTITIONS), key=command.ticket_id, at=at)
+
+    async def file(self, msg: MessageReceived) -> str:
+        batch = await run(self.processor, self.message(msg))
+        assert batch.rejected == []
+        entry = await self.store.entry(msg.message_id)
+        return entry["ticket_id"]
+
+
+@pytest.fixture
+def stack() -> Stack:
+    return Stack()
+
+
+async def test_a_message_opens_a_ticket_on_its_conversations_partition_and_journals_it(stack):
+    ticket_id = await stack.file(chat("m1"))
+    assert partition_of(ticket_id, PARTITIONS) == partition_of("chat:s1", PARTITIONS)
+    created = stack.sent.events(topics.TICKETS_EVENTS)
+    assert [e["type"] for e in created] == [EventType.TICKET_CREATED] and created[0]["subject"] == ticket_id
+    ticket = await load_ticket(stack.store, ticket_id)
+    assert ticket.status == Status.new and [m.text for m in ticket.messages] == ["Where is my order?"]
+    assert [e.type for e in ticket.timeline] == ["created", "message_received"]
+    changelog = [r for r in stack.sent.records if r.topic == topics.TICKETS_STATE]
+    assert {r.key for r in changelog} >= {f"T:{ticket_id}", "thread:chat:s1", "__applied__"}
+
+
+async def test_later_messages_join_the_ticket_and_a_redelivered_one_changes_nothing(stack):
+    ticket_id = await stack.file(chat("m1"))
+    assert await stack.file(chat("m2", text="Any news?")) == ticket_id
+    stack.sent.clear()
+    await run(stack.processor, stack.message(chat("m2", text="Any news?")))
+    assert stack.sent.events(topics.TICKETS_EVENTS) == []
+    ticket = await load_ticket(stack.store, ticket_id)
+    assert [m.message_id for m in ticket.messages] == ["m1", "m2"]
+
+
+async def test_a_replayed_batch_the_changelog_already_holds_sends_nothing_again(stack):
+    first = stack.message(chat("m1"))
+    await run(stack.processor, first)
+    stack.sent.clear()
+    await run(stack.processor, first)  # the same record again: a replay after a crash before the commit
+    assert stack.sent.events(topics.TICKETS_EVENTS) == []
+
+
+async def test_an_agents_reply_is_answered_with_its_outcome_and_journaled_under_its_message_id(stack):
+    ticket_id = await stack.file(chat("m1"))
+    reply = ReplyToTicket(command_id="out_1", ticket_id=ticket_id, message_id="out_1", agent_id="a1",
+                          text="On its way", request_id="r1")
+    await run(stack.processor, stack.command(EventType.REPLY_TO_TICKET, reply))
+    outcome = stack.sent.events(topics.TICKETS_OUTCOMES)[-1]["data"]
+    assert outcome["request_id"] == "r1" and outcome["status"] == 201 and outcome["result"]["status"] == "answered"
+    assert (await stack.store.entry("out_1"))["ticket_id"] == ticket_id
+    assert (await load_ticket(stack.store, ticket_id)).status == Status.answered
+    stack.sent.clear()
+    await run(stack.processor, stack.command(EventType.REPLY_TO_TICKET, reply.model_copy(update={"request_id": "r2"})))
+    again = stack.sent.events(topics.TICKETS_OUTCOMES)[-1]["data"]
+    assert again["status"] == 200 and again["result"]["duplicate"] is True  # a retried request: no second reply
+    assert stack.sent.events(topics.TICKETS_EVENTS) == []
+
+
+async def test_a_command_for_a_ticket_that_does_not_exist_gets_404_or_a_dead_letter(stack):
+    unknown = "TK-000000000000"
+    asked = ChangeTicketStatus(command_id="c1", ticket_id=unknown, status="resolved", actor="a1", request_id="r1")
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, asked))
+    assert stack.sent.events(topics.TICKETS_OUTCOMES)[-1]["data"]["status"] == 404
+    batch = await run(stack.processor, stack.command(EventType.ASSIGN_TICKET, AssignTicket(
+        command_id="c2", ticket_id=unknown, agent_id="a1")))
+    assert len(batch.rejected) == 1 and "does not exist" in batch.rejected[0][1]
+
+
+async def test_a_change_the_lifecycle_forbids_is_refused_with_409(stack):
+    ticket_id = await stack.file(chat("m1"))
+    closed = ChangeTicketStatus(command_id="c1", ticket_id=ticket_id, status="closed", actor="a1", request_id="r1")
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, closed))
+    outcome = stack.sent.events(topics.TICKETS_OUTCOMES)[-1]["data"]
+    assert outcome["status"] == 409 and "cannot go from new to closed" in outcome["message"]
+
+
+async def test_sla_breaches_go_on_the_timeline_once(stack):
+    ticket_id = await stack.file(chat("m1"))
+    breach = SlaTargetEvent(ticket_id=ticket_id, target=SlaTarget.first_response, policy_id="default", at=T0,
+                            due_at=T0)
+    record = stack.records.record(topics.SLA_EVENTS, EventType.SLA_BREACHED, breach, id_="sla-1",
+                                  partition=partition_of(ticket_id, PARTITIONS), key=ticket_id)
+    await run(stack.processor, record)
+    again = stack.records.record(topics.SLA_EVENTS, EventType.SLA_BREACHED, breach, id_="sla-1",
+                                 partition=partition_of(ticket_id, PARTITIONS), key=ticket_id)
+    await run(stack.processor, again)
+    ticket = await load_ticket(stack.store, ticket_id)
+    assert ticket.sla == {"first_response": "breached"}
+    assert [e.type for e in ticket.timeline].count("sla_breached") == 1
+
+
+async def test_a_quoted_reference_to_another_partitions_ticket_is_filed_there(stack):
+    first = await stack.file(chat("m1", session="s1"))
+    other_session = next(f"s{n}" for n in range(2, 200)
+                         if partition_of(f"chat:s{n}", PARTITIONS) != partition_of(first, PARTITIONS))
+    stack.sent.clear()
+    await run(stack.processor, stack.message(chat("m9", session=other_session, ticket_ref=first)))
+    forwarded = stack.sent.events(topics.TICKETS_COMMANDS)
+    assert [e["type"] for e in forwarded] == [EventType.FILE_MESSAGE] and forwarded[0]["subject"] == first
+    record = stack.records.record(topics.TICKETS_COMMANDS, EventType.FILE_MESSAGE, forwarded[0]["data"],
+                                  partition=partition_of(first, PARTITIONS), key=first)
+    await run(stack.processor, record)
+    assert [m.message_id for m in (await load_ticket(stack.store, first)).messages] == ["m1", "m9"]
+
+
+async def test_one_customer_across_identities_and_the_link_is_announced(stack):
+    await stack.file(chat("m1", session="s1", email="noura@example.com", visitor="v1"))
+    changed = [e for e in stack.sent.events(topics.TICKETS_EVENTS) if e["type"] == EventType.CUSTOMER_CHANGED]
+    assert changed and changed[0]["data"]["identities"] == ["chat:v1"]
+    a = (await load_ticket(stack.store, await stack.file(chat("m2", session="s2", visitor="v1")))).customer.id
+    b = (await load_ticket(stack.store, await stack.file(chat("m3", session="s3", visitor="v9",
+                                                              email="noura@example.com")))).customer.id
+    assert a == b == changed[0]["data"]["customer_id"]
+
+
+async def test_list_documents_are_written_coalesced_and_at_once_when_a_list_is_read(stack):
+    ticket_id = await stack.file(chat("m1"))
+    assert await stack.processor.flush_docs() == 0  # younger than the delay: its assignment may come
+    await run(stack.processor, stack.command(EventType.ASSIGN_TICKET, AssignTicket(
+        command_id="c1", ticket_id=ticket_id, agent_id="a1")))
+    stack.now = T0 + timedelta(seconds=2)
+    assert await stack.processor.flush_docs() == 1
+    doc = await stack.store.ticket_doc(ticket_id)
+    assert doc["assignee"] == "a1" and doc["status"] == "new"  # one write with the assignment in it
+    await stack.file(chat("m2", text="hello again"))
+    assert await stack.processor.flush_docs() == 0  # activity alone waits
+    assert await stack.processor.flush_docs(everything=True) == 1  # a list is being read
+
+
+async def test_a_postponed_ticket_wakes_up_when_its_time_comes(stack):
+    ticket_id = await stack.file(chat("m1"))
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, ChangeTicketStatus(
+        command_id="c1", ticket_id=ticket_id, status="postponed", until=T0 + timedelta(minutes=5), actor="a1")))
+    stack.now = T0 + timedelta(minutes=4)
+    assert await stack.processor.sweep() == 0
+    stack.now = T0 + timedelta(minutes=6)
+    assert await stack.processor.sweep() == 1
+    ticket = await load_ticket(stack.store, ticket_id)
+    assert ticket.status == Status.open and ticket.timeline[-1].actor == "scheduler"
+
+
+async def test_a_payload_that_cannot_be_a_message_is_rejected_and_the_rest_of_the_batch_is_filed(stack):
+    bad = stack.records.record(topics.INGEST_MESSAGES, EventType.MESSAGE_RECEIVED, {"channel": "pigeon"})
+    good = stack.message(chat("m1"))
+    batch = await run(stack.processor, bad, good)
+    assert len(batch.rejected) == 1 and "channel" in batch.rejected[0][1]
+    assert await stack.store.entry("m1") is not None
