@@ -97,6 +97,8 @@ class Dispatcher:
             encode=lambda k, v: v.encode() if isinstance(v, Held) else v,
             decode=lambda k, v: Held.decode(v) if k.startswith(TICKET) else v)
         self.agents: dict[str, Agent] = {}
+        self.waiting: dict[str, Held] = {}  # the queue: tickets no agent could take yet
+        self.unsent: set[str] = set()  # tickets with commands decided but not yet known to be sent
         self.view_dirty = True
         self.taken_over = False  # pending commands of the previous owner to send again
         self.view_token: str | None = None
@@ -121,15 +123,18 @@ class Dispatcher:
     def install(self, partitions: set[int], loaded: Any) -> None:
         values, docs = loaded
         self.state.install(values)
+        tickets = self._tickets()
+        self.waiting = {t: h for t, h in tickets.items() if h.agent is None and h.queued_at}
+        self.unsent = {t for t, h in tickets.items() if h.pending}
         self._rebuild_agents(docs)
         self.view_dirty = True
         self.taken_over = True
         log.info("dispatching: %d agent(s), %d ticket(s) carried, %d waiting", len(self.agents),
-                 sum(1 for h in self._tickets().values() if h.agent), len(self._queue()))
+                 sum(1 for h in tickets.values() if h.agent), len(self.waiting))
 
     def revoke(self, partitions: set[int]) -> None:
         self.state.drop(partitions)
-        self.agents = {}
+        self.agents, self.waiting, self.unsent = {}, {}, set()
 
     def _rebuild_agents(self, docs: list[dict[str, Any]]) -> None:
         held: dict[str, list[str]] = {}
@@ -150,8 +155,7 @@ class Dispatcher:
         return {k[len(TICKET):]: v for k, v in self.state.partition(PARTITION).items() if k.startswith(TICKET)}
 
     def _queue(self) -> list[tuple[str, Held]]:
-        waiting = [(t, h) for t, h in self._tickets().items() if h.agent is None and h.queued_at]
-        return sorted(waiting, key=lambda x: (x[1].rank, x[1].queued_at, x[0]))
+        return sorted(self.waiting.items(), key=lambda x: (x[1].rank, x[1].queued_at, x[0]))
 
     # ------------------------------------------------------------ a batch
     async def process(self, batch: Batch) -> None:
@@ -176,10 +180,11 @@ class Dispatcher:
         await self.state.flush()
         if out:
             await self.producer.send_many(out)
-            for held in self._tickets().values():
-                if held.pending:
+            for ticket_id in self.unsent:
+                if (held := self._held(ticket_id)) is not None and held.pending:
                     held.pending = []
                     self._touch(held)
+            self.unsent = set()
             await self.state.flush()
         if self.view_token is not None:
             await self.publish_view()
@@ -188,7 +193,7 @@ class Dispatcher:
         """Commands a dispatcher before this one decided but may not have sent (once, after a takeover)."""
         self.taken_over = False
         out = [Outgoing(c["topic"], c["key"], c["value"].encode(), None, c["type"])
-               for h in self._tickets().values() for c in h.pending]
+               for t in sorted(self.unsent) if (h := self._held(t)) is not None for c in h.pending]
         if out:
             log.info("sending %d command(s) the previous dispatcher may not have sent", len(out))
             await self.commit(out)
@@ -336,6 +341,7 @@ class Dispatcher:
             held.queued_at = now.isoformat()
             self.view_dirty = True
             log.info("no agent can take %s now; it waits in the queue", held.snap.get("id"))
+        self.waiting[held.snap["id"]] = held
         return False
 
     def _assign(self, held: Held, agent: Agent, now: datetime, out: list[Outgoing], request_id: str, *,
@@ -351,6 +357,7 @@ class Dispatcher:
         """The ticket counts against `agent_id` from now on (past capacity when a person decided)."""
         held.agent = agent_id
         held.queued_at = None
+        self.waiting.pop(held.snap["id"], None)
         agent = self.agents.get(agent_id)
         if agent is None:
             agent = self.agents[agent_id] = Agent(id=agent_id, name=agent_id, capacity=0)
@@ -374,6 +381,8 @@ class Dispatcher:
         if held is not None:
             self._drop_from_agent(held)
             self.state.delete(PARTITION, TICKET + ticket_id)
+            self.waiting.pop(ticket_id, None)
+            self.unsent.discard(ticket_id)
             self.view_dirty = True
 
     def _drain(self, now: datetime, out: list[Outgoing], cause: str) -> int:
@@ -393,6 +402,7 @@ class Dispatcher:
                        subject=command.ticket_id, id_=command.command_id, time=self.clock())
         held.pending.append({"topic": record.topic, "key": record.key, "value": record.value.decode(),
                              "partition": None, "type": record.type})
+        self.unsent.add(command.ticket_id)
         out.append(record)
         self._touch(held)
 

@@ -41,6 +41,8 @@ from shared.stream import Batch, Record, Rejected
 log = logging.getLogger(__name__)
 TICKET = "T:"
 THREAD = "thread:"
+# statuses in which time alone changes a ticket (it wakes up, closes) or lets it go from memory
+TIMED = frozenset({Status.postponed, Status.resolved, Status.closed, Status.spam, Status.deleted})
 SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached", EventType.SLA_MET: "met"}
 
 
@@ -116,6 +118,8 @@ class TicketsProcessor:
         self.state: ChangelogStore[Any] = ChangelogStore(topics.TICKETS_STATE, producer, bootstrap_servers,
                                                          encode=encode_value, decode=decode_value)
         self.customers = CustomerBook()
+        self.stale: dict[int, set[str]] = {}  # partition → tickets whose list document is behind
+        self.timed: dict[int, set[str]] = {}  # partition → tickets a clock may change or let go of
         self.handlers: dict[str, Callable[[Record, Unit], Awaitable[None]]] = {
             EventType.MESSAGE_RECEIVED: self._message_received,
             EventType.DELIVERY_REPORTED: self._delivery_reported,
@@ -153,11 +157,30 @@ class TicketsProcessor:
 
     def install(self, partitions: set[int], loaded: Any) -> None:
         self.state.install(loaded)
+        for p in partitions:
+            self.stale[p], self.timed[p] = set(), set()
+            for key, held in self.state.partition(p).items():
+                if key.startswith(TICKET):
+                    self._track(p, held)
         log.info("holding %d ticket(s) and thread(s) of partitions %s", sum(len(v[0]) for v in loaded.values()),
                  sorted(partitions))
 
     def revoke(self, partitions: set[int]) -> None:
         self.state.drop(partitions)
+        for p in partitions:
+            self.stale.pop(p, None)
+            self.timed.pop(p, None)
+
+    def _track(self, p: int, held: Held) -> None:
+        """Keep the two short lists the background work reads instead of every ticket held: tickets whose
+        list document is behind, and tickets a clock may change (postponed, resolved, finished)."""
+        t = held.ticket
+        if held.doc_version < t.version:
+            self.stale.setdefault(p, set()).add(t.id)
+        if t.status in TIMED or t.merged_into:
+            self.timed.setdefault(p, set()).add(t.id)
+        else:
+            self.timed.get(p, set()).discard(t.id)
 
     def owns(self, partition: int) -> bool:
         return partition in self.state.data
@@ -457,8 +480,10 @@ class TicketsProcessor:
         changed: list[tuple[str, dict[str, Any], list[str]]] = []
         written: list[tuple[int, Held, str]] = []
         for p in list(partitions if partitions is not None else self.state.data):
-            for key, held in list(self.state.partition(p).items()):
-                if not key.startswith(TICKET) or held.doc_version >= held.ticket.version:
+            for ticket_id in list(self.stale.get(p, ())):
+                held = self.state.get(p, TICKET + ticket_id)
+                if held is None or held.doc_version >= held.ticket.version:
+                    self.stale.get(p, set()).discard(ticket_id)
                     continue
                 t = held.ticket
                 sig = signature(t)
@@ -481,6 +506,7 @@ class TicketsProcessor:
         for p, held, sig in written:
             held.doc_version, held.doc_sig, held.words, held.stale_since = held.ticket.version, sig, [], None
             self.state.touch(p, TICKET + held.ticket.id)
+            self.stale.get(p, set()).discard(held.ticket.id)
         if flush_state:
             await self.state.flush()
         return len(written)
@@ -493,8 +519,11 @@ class TicketsProcessor:
         unit = Unit()
         changed = 0
         for p in list(self.state.data):
-            for key, held in list(self.state.partition(p).items()):
-                if not key.startswith(TICKET):
+            for ticket_id in list(self.timed.get(p, ())):
+                key = TICKET + ticket_id
+                held = self.state.get(p, key)
+                if held is None:
+                    self.timed.get(p, set()).discard(ticket_id)
                     continue
                 t = held.ticket
                 events = t.wake_if_due(now) or t.close_if_quiet(now, after_s=self.auto_close_s)
@@ -505,6 +534,7 @@ class TicketsProcessor:
                 elif (t.status in FINISHED or t.merged_into or t.status in (Status.spam, Status.deleted)) and \
                         held.doc_version >= t.version and now - t.updated_at > self.docs.keep_closed:
                     self.state.delete(p, key)
+                    self.timed.get(p, set()).discard(t.id)
                     if self.state.get(p, THREAD + t.thread_key) == t.id:
                         self.state.delete(p, THREAD + t.thread_key)
         if changed or self.state.dirty():
@@ -559,6 +589,7 @@ class TicketsProcessor:
             entry["customer_id"] = ticket.customer.id
         unit.entries.append(entry)
         self.state.touch(p, TICKET + ticket.id)
+        self._track(p, held)
 
     def _outcome(self, unit: Unit, cmd: TicketCommand, status: int, code: str | None = None, message: str | None = None,
                  *, result: dict[str, Any] | None = None, now: datetime) -> None:
