@@ -174,7 +174,7 @@ class StreamRunner:
 
     def __init__(self, *, name: str, service: str, inputs: tuple[str, ...], group_id: str, processor: Processor,
                  bootstrap_servers: str, producer: Producer, metrics: StreamMetrics, max_records: int = 500,
-                 fetch_max_wait_ms: int = 20, retry_backoff_s: float = 1.0, max_attempts: int = 5,
+                 fetch_max_wait_ms: int = 500, retry_backoff_s: float = 1.0, max_attempts: int = 5,
                  types: frozenset[str] | None = None) -> None:
         self.name, self.service, self.inputs, self.group_id = name, service, inputs, group_id
         self.types = types  # the CloudEvent types the processor acts on (None: every one)
@@ -421,7 +421,7 @@ class Tail:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, client_id=self.name, fetch_max_wait_ms=20)
+                                    enable_auto_commit=False, client_id=self.name, fetch_max_wait_ms=500)
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - the topic's partitions, now
@@ -505,7 +505,7 @@ class Replica:
         positions: dict[tuple[str, int], int] = await self.processor.load()
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.commit_group,
                                     enable_auto_commit=False, client_id=self.name, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=20, max_partition_fetch_bytes=4 * 1024 * 1024)
+                                    fetch_max_wait_ms=500, max_partition_fetch_bytes=4 * 1024 * 1024)
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - the topics' partitions, now

@@ -76,8 +76,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     threading = ThreadingPolicy(window_s=settings.thread_window_s, reopen_window_s=settings.reopen_window_s)
     processor = TicketsProcessor(
         store=store, producer=rt.producer, bootstrap_servers=settings.kafka_bootstrap_servers, source=rt.source,
-        threading=threading, docs=DocPolicy(new_delay=timedelta(milliseconds=settings.list_new_delay_ms),
-                                            activity=timedelta(seconds=settings.list_activity_s),
+        threading=threading, docs=DocPolicy(new_delay=timedelta(seconds=settings.list_new_delay_s),
+                                            changed_delay=timedelta(seconds=settings.list_changed_delay_s),
                                             keep_closed=timedelta(seconds=settings.keep_closed_s)))
     processor.auto_close_s = settings.auto_close_s
     customers = processor.customers
@@ -138,8 +138,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     rt.loops.append(bus.tail().run)
 
     async def flush_lists() -> int:
-        async with filing.exclusive():
-            return await processor.flush_docs()
+        return await processor.flush_docs(exclusive=filing.exclusive)
 
     async def sweep() -> int:
         async with filing.exclusive():

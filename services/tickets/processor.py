@@ -13,6 +13,8 @@ the same events again, which consumers drop. The list documents (`tickets`) are 
 coalesced (`flush_docs`)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,17 +54,16 @@ class Held:
 
     ticket: Ticket
     doc_version: int = 0  # the ticket's version the list document has (0: none written yet)
-    doc_sig: str = ""  # what the list document says, in short (a change of it is flushed soon)
     words: list[str] = field(default_factory=list)  # search words not yet on the list document
     stale_since: datetime | None = None
 
     def encode(self) -> dict[str, Any]:
-        return {"t": self.ticket.core(), "dv": self.doc_version, "ds": self.doc_sig, "w": self.words,
+        return {"t": self.ticket.core(), "dv": self.doc_version, "w": self.words,
                 "ss": self.stale_since.isoformat() if self.stale_since else None}
 
     @classmethod
     def decode(cls, value: dict[str, Any]) -> Held:
-        return cls(Ticket.model_validate(value["t"]), value.get("dv", 0), value.get("ds", ""), value.get("w", []),
+        return cls(Ticket.model_validate(value["t"]), value.get("dv", 0), value.get("w", []),
                    datetime.fromisoformat(value["ss"]) if value.get("ss") else None)
 
 
@@ -72,14 +73,6 @@ def encode_value(key: str, value: Any) -> Any:
 
 def decode_value(key: str, value: Any) -> Any:
     return Held.decode(value) if key.startswith(TICKET) else value
-
-
-def signature(ticket: Ticket) -> str:
-    """The fields lists filter and sort on, but updated_at (activity alone is written lazily)."""
-    return stable_id(ticket.status.value, ticket.priority, ticket.assignee or "", ticket.team or "",
-                     ",".join(ticket.tags), ticket.substatus or "", str(ticket.postponed_until), str(ticket.resolved_at),
-                     ticket.merged_into or "", ",".join(f"{k}={v}" for k, v in sorted(ticket.sla.items())),
-                     ticket.customer.id, ticket.customer.tier or "", size=16)
 
 
 @dataclass
@@ -95,12 +88,13 @@ class Unit:
 
 @dataclass
 class DocPolicy:
-    """When list documents are written: a new ticket once it is `new_delay` old (its first assignment is
-    usually known by then, so it is written once), a change lists filter on at the next flush, activity
-    alone (newer messages, search words) within `activity_s`."""
+    """When list documents are written, coalesced: a new ticket once it is `new_delay` old (its first
+    assignment is known by then, so it is written once), a changed one once its change is `changed_delay`
+    old (later changes ride along). Sooner is never needed for what agents see: a list read first asks
+    every partition to write what it has (RefreshLists)."""
 
-    new_delay: timedelta = timedelta(milliseconds=300)
-    activity: timedelta = timedelta(seconds=30)
+    new_delay: timedelta = timedelta(seconds=2)
+    changed_delay: timedelta = timedelta(seconds=10)
     keep_closed: timedelta = timedelta(days=7)
 
 
@@ -207,9 +201,7 @@ class TicketsProcessor:
     async def commit(self, unit: Unit) -> None:
         """Make a unit durable in the order replay needs: the database first, then the events (and
         outcomes), then the state — so the changelog never runs ahead of the events a change caused."""
-        await self.store.append(unit.entries)
-        for key, value in unit.links:
-            await self.store.put_link(key, value)
+        await asyncio.gather(self.store.append(unit.entries), self.store.add_links(unit.links))
         for job in unit.jobs:
             await job()
         if unit.records:
@@ -472,44 +464,52 @@ class TicketsProcessor:
         unit.jobs.append(write)
 
     async def flush_docs(self, partitions: set[int] | None = None, *, everything: bool = False,
-                         flush_state: bool = True) -> int:
-        """Write the list documents of tickets that changed: new ones once `new_delay` old, changes lists
-        filter on now, activity alone once `activity` old; everything when asked (a list is read)."""
-        now = self.clock()
-        new: list[dict[str, Any]] = []
-        changed: list[tuple[str, dict[str, Any], list[str]]] = []
-        written: list[tuple[int, Held, str]] = []
-        for p in list(partitions if partitions is not None else self.state.data):
-            for ticket_id in list(self.stale.get(p, ())):
-                held = self.state.get(p, TICKET + ticket_id)
-                if held is None or held.doc_version >= held.ticket.version:
-                    self.stale.get(p, set()).discard(ticket_id)
-                    continue
-                t = held.ticket
-                sig = signature(t)
-                if held.doc_version == 0:
-                    if not everything and now - t.created_at < self.docs.new_delay:
+                         flush_state: bool = True, exclusive: Callable[[], Any] | None = None) -> int:
+        """Write the list documents of tickets that changed (see DocPolicy; `everything`: all of them, a
+        list is being read). With `exclusive` (the runner's lock) the documents are chosen and marked
+        written under it and written without it, so batches go on meanwhile."""
+        hold = exclusive or contextlib.nullcontext
+        async with hold():
+            now = self.clock()
+            new: list[dict[str, Any]] = []
+            changed: list[tuple[str, dict[str, Any], list[str]]] = []
+            picked: list[tuple[int, str, int, int]] = []  # (partition, ticket, version written, words written)
+            for p in list(partitions if partitions is not None else self.state.data):
+                for ticket_id in list(self.stale.get(p, ())):
+                    held = self.state.get(p, TICKET + ticket_id)
+                    if held is None or held.doc_version >= held.ticket.version:
+                        self.stale.get(p, set()).discard(ticket_id)
                         continue
-                    new.append(list_document(t, held.words))
-                elif everything or sig != held.doc_sig or (
-                        held.stale_since is not None and now - held.stale_since >= self.docs.activity):
-                    doc = list_document(t, [])
-                    doc.pop("_id")
-                    doc.pop("search")
-                    changed.append((t.id, doc, held.words))
-                else:
-                    continue
-                written.append((p, held, sig))
-        if not written:
+                    t = held.ticket
+                    if held.doc_version == 0:
+                        if not everything and now - t.created_at < self.docs.new_delay:
+                            continue
+                        new.append(list_document(t, list(held.words)))
+                    elif everything or (held.stale_since is not None
+                                        and now - held.stale_since >= self.docs.changed_delay):
+                        doc = list_document(t, [])
+                        doc.pop("_id")
+                        doc.pop("search")
+                        changed.append((t.id, doc, list(held.words)))
+                    else:
+                        continue
+                    picked.append((p, t.id, t.version, len(held.words)))
+        if not picked:
             return 0
         await self.store.write_docs(new, changed)
-        for p, held, sig in written:
-            held.doc_version, held.doc_sig, held.words, held.stale_since = held.ticket.version, sig, [], None
-            self.state.touch(p, TICKET + held.ticket.id)
-            self.stale.get(p, set()).discard(held.ticket.id)
-        if flush_state:
-            await self.state.flush()
-        return len(written)
+        async with hold():
+            for p, ticket_id, version, words in picked:
+                held = self.state.get(p, TICKET + ticket_id)
+                if held is None or held.doc_version >= version:
+                    continue
+                held.doc_version, held.words = version, held.words[words:]
+                if held.doc_version >= held.ticket.version:
+                    held.stale_since = None
+                    self.stale.get(p, set()).discard(ticket_id)
+                self.state.touch(p, TICKET + ticket_id)
+            if flush_state:
+                await self.state.flush()
+        return len(picked)
 
     # ------------------------------------------------------------ time-driven changes
     async def sweep(self) -> int:

@@ -13,12 +13,12 @@ class TicketsSettings(ServiceSettings):
     reopen_window_s: int = Field(14 * 24 * 3600, validation_alias="TICKETS_REOPEN_WINDOW_S")
     # a resolved ticket the customer does not come back to is closed after this long
     auto_close_s: float = Field(72 * 3600, validation_alias="TICKETS_AUTO_CLOSE_S", gt=0)
-    # the lists (GET /v1/tickets) are written by the owning process in coalesced batches: a new ticket
-    # once it is this old (its first assignment is usually known by then: one write instead of two),
-    # a change lists filter on at the next flush, activity alone (newer messages) within `list_activity_s`;
-    # a list read first asks every partition to write what it has, so it shows every change made before it
-    list_new_delay_ms: int = Field(300, validation_alias="TICKETS_LIST_NEW_DELAY_MS", ge=0, le=60_000)
-    list_activity_s: float = Field(30.0, validation_alias="TICKETS_LIST_ACTIVITY_S", ge=0)
+    # the lists (GET /v1/tickets) are written by the owning process in coalesced batches: a new ticket once
+    # it is this old (its first assignment is known by then: one write instead of two), a changed one once
+    # its change is this old. A list read first asks every partition to write what it has, so a list shows
+    # every change acknowledged before it was asked for whatever these are.
+    list_new_delay_s: float = Field(2.0, validation_alias="TICKETS_LIST_NEW_DELAY_S", ge=0, le=600)
+    list_changed_delay_s: float = Field(10.0, validation_alias="TICKETS_LIST_CHANGED_DELAY_S", ge=0, le=3600)
     # closed (and spam, deleted, merged) tickets are let go of from memory after this long without activity
     keep_closed_s: float = Field(7 * 24 * 3600.0, validation_alias="TICKETS_KEEP_CLOSED_S", gt=0)
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed

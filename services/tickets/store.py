@@ -179,6 +179,12 @@ class TicketStore:
     async def all_links(self) -> list[dict[str, Any]]:
         return [d async for d in self.links.find({})]
 
+    async def add_links(self, rows: list[tuple[str, Any]]) -> None:
+        """Identities newly attached to a customer (a batch's): inserted together; one there already is a
+        replay of the same decision."""
+        if rows:
+            await self.storage.insert_batch(self.links, [{"_id": k, "value": v} for k, v in dict(rows).items()])
+
     async def put_link(self, key: str, value: Any) -> None:
         await self.links.replace_one({"_id": key}, {"_id": key, "value": value}, upsert=True)
 

@@ -42,7 +42,8 @@ OFFSET = 13000  # services on 21001..21005 (below the ephemeral port range)
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "chaos-" + uuid.uuid4().hex
 FIRST_RESPONSE_S = 4
-AGENTS = {f"chaos-agent-{i}": 600 for i in range(4)}
+AGENTS = {f"chaos-agent-{i}": 1000 for i in range(20)}  # room for every ticket a run opens: none waits
+INSTANCES = 2  # of every service: a fault kills one, and the other takes its partitions over
 
 
 @dataclass
@@ -185,11 +186,11 @@ class Chaos:
         for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "SMTP_URL"):
             os.environ.pop(name, None)
         self.ctl.clean(state_dir=STATE, quiet=True)
-        stack = self.ctl.up(state_dir=STATE, port_offset=OFFSET, quiet=True, **PORTS)
+        stack = self.ctl.up(state_dir=STATE, port_offset=OFFSET, instances=INSTANCES, quiet=True, **PORTS)
         self.urls, self.kafka = stack.service_urls, stack.kafka_bootstrap
 
     def restart_missing(self) -> None:
-        self.ctl.up(state_dir=STATE, port_offset=OFFSET, quiet=True, **PORTS)
+        self.ctl.up(state_dir=STATE, port_offset=OFFSET, instances=INSTANCES, quiet=True, **PORTS)
 
     async def agents(self) -> None:
         await online_agents(self.urls["routing"], TOKEN, AGENTS)
@@ -216,10 +217,9 @@ class Chaos:
     async def fault(self, name: str) -> None:
         if name == "all services":
             for service in SERVICES:
-                self.ctl.kill(service, state_dir=STATE, quiet=True)
-        elif name in ("kafka", "ferretdb"):
-            self.ctl.kill(name, state_dir=STATE, quiet=True)
-        else:
+                for n in range(1, INSTANCES + 1):
+                    self.ctl.kill(self.ctl.instance_name(service, n), state_dir=STATE, quiet=True)
+        else:  # one process: a service's first instance (its second carries on), the broker or the database
             self.ctl.kill(name, state_dir=STATE, quiet=True)
 
     async def run(self) -> dict[str, Any]:
@@ -382,7 +382,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=4.0, help="messages per second (default 4)")
+    parser.add_argument("--rate", type=float, default=100.0, help="messages per second (default 100)")
     parser.add_argument("--steady", type=float, default=6.0, help="seconds of load between faults (default 6)")
     parser.add_argument("--keep", action="store_true", help="leave the chaos stack running afterwards")
     args = parser.parse_args()

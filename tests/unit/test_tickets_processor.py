@@ -42,7 +42,8 @@ class Stack:
         self.now = T0
         self.processor = TicketsProcessor(store=self.store, producer=self.sent, bootstrap_servers="unused",
                                           source="deskstream/tickets", threading=ThreadingPolicy(),
-                                          docs=DocPolicy(new_delay=timedelta(seconds=1)), clock=lambda: self.now)
+                                          docs=DocPolicy(new_delay=timedelta(seconds=1), changed_delay=timedelta(seconds=10)),
+                                          clock=lambda: self.now)
         self.processor.partitions = PARTITIONS
         self.processor.install(set(range(PARTITIONS)), {p: ({}, {}) for p in range(PARTITIONS)})
         self.records = Records()
