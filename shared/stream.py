@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo.errors import ConnectionFailure
 
@@ -329,6 +329,12 @@ class StreamRunner:
         for p in partitions:
             self._restoring[p] = task
 
+    def _current(self, partitions: set[int]) -> bool:
+        """Is the running load still the one these partitions wait for? A rebalance replaces it (and
+        cancels it, but a cancellation can be swallowed inside a client library: this is the check)."""
+        me = asyncio.current_task()
+        return all(self._restoring.get(p) is me for p in partitions)
+
     async def _load(self, partitions: set[int], tps: list[TopicPartition]) -> None:
         delay = 0.5
         started = time.perf_counter()
@@ -336,10 +342,17 @@ class StreamRunner:
             try:
                 loaded = await self.processor.load(partitions)  # the others go on meanwhile
                 async with self._lock:
-                    self.processor.install(partitions, loaded)
+                    if not self._current(partitions):
+                        log.info("%s: partitions %s were reassigned while loading; dropped", self.name,
+                                 sorted(partitions))
+                        return
+                    assigned = self.consumer.assignment() if self.consumer is not None else set()
                     for tp in tps:
                         if tp not in self._committed:
+                            if tp not in assigned:
+                                raise IllegalStateError(f"{tp} is not assigned (a rebalance is on its way)")
                             self._committed[tp] = await self.consumer.position(tp)
+                    self.processor.install(partitions, loaded)
                     self.owned |= partitions
                     self.consumer.resume(*tps)
                 break
@@ -350,6 +363,8 @@ class StreamRunner:
                               self.name, sorted(partitions), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+                if not self._current(partitions):
+                    return
         for p in partitions:
             if self._restoring.get(p) is asyncio.current_task():
                 del self._restoring[p]

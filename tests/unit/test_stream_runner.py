@@ -5,6 +5,7 @@ retried alone and dead-lettered once its attempts are used up. (On the real brok
 test_poison_records.py and the fault suite.)"""
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -148,3 +149,38 @@ async def test_records_of_a_partition_not_owned_yet_are_read_again_once_it_is():
 def test_an_envelope_is_read_without_a_model_and_its_type_and_data_come_with_it():
     record = as_record(good(7, "deskstream.ticket.created"))
     assert record.type == "deskstream.ticket.created" and record.data == {"n": 7} and record.key == "k1"
+
+
+class SlowProcessor(Processor):
+    """A load that outlives the assignment it was for and shrugs off its cancellation (as a client
+    library may), then tries to install what it read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.installed: list[set[int]] = []
+        self.gate = asyncio.Event()
+
+    async def load(self, partitions: set[int]) -> None:
+        while not self.gate.is_set():
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                continue  # swallowed
+
+    def install(self, partitions: set[int], loaded: Any) -> None:
+        self.installed.append(set(partitions))
+
+
+async def test_a_load_overtaken_by_a_rebalance_installs_nothing_of_partitions_no_longer_ours():
+    processor = SlowProcessor()
+    r, _, consumer = runner(processor)
+    r.owned, r._committed = set(), {}  # noqa: SLF001
+    consumer.assignment = lambda: {TopicPartition(TP.topic, p) for p in (0, 1)}
+    await r.assigned({TopicPartition(TP.topic, p) for p in (0, 1)})
+    await asyncio.sleep(0)
+    consumer.assignment = lambda: {TopicPartition(TP.topic, 0)}
+    await r.assigned({TopicPartition(TP.topic, 0)})  # partition 1 went to another instance meanwhile
+    processor.gate.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert processor.installed == [{0}] and r.owned == {0}
