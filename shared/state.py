@@ -6,7 +6,11 @@ without the local disk.
 A processor changes values with `put`/`delete` while it decides a batch; `flush` sends the
 batch's changes after the batch's events were acknowledged, so a value in the changelog never
 runs ahead of the events it caused. Each flush ends with a marker per partition saying up to
-which input offsets the values hold; a replay after a crash skips what the marker covers."""
+which input offsets the values hold; a replay after a crash skips what the marker covers.
+
+Memory: with `hot=n`, at most n values (of the keys `coldable` accepts) are held decoded; the
+others are held as the changelog has them (JSON bytes, ~8x smaller than the decoded objects) and
+decoded again when asked for. A restore reads them without decoding them at all."""
 from __future__ import annotations
 
 import asyncio
@@ -24,37 +28,103 @@ V = TypeVar("V")
 MARKER = "__applied__"  # the key of the per-partition marker: {topic: next input offset}
 
 
+class Encoded:
+    """A value held as the changelog has it, not decoded yet."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
 class ChangelogStore(Generic[V]):
     def __init__(self, topic: str, producer: Producer, bootstrap_servers: str, *,
                  encode: Callable[[str, V], Any] = lambda k, v: v,
-                 decode: Callable[[str, Any], V] = lambda k, v: v) -> None:
+                 decode: Callable[[str, Any], V] = lambda k, v: v,
+                 hot: int | None = None, coldable: Callable[[str], bool] = lambda key: True) -> None:
         self.topic = topic
         self.producer = producer
         self.bootstrap_servers = bootstrap_servers
         self._encode, self._decode = encode, decode
-        self.data: dict[int, dict[str, V]] = {}
+        self.hot, self._coldable = hot, coldable
+        self.data: dict[int, dict[str, V | Encoded]] = {}
         self.applied: dict[int, dict[str, int]] = {}  # partition -> input topic -> next offset the values hold
         self._dirty: dict[int, dict[str, V | None]] = {}
+        self._recent: dict[tuple[int, str], None] = {}  # the decoded coldable values, least recently used first
 
     # ------------------------------------------------------------ reading and changing
     def partition(self, p: int) -> dict[str, V]:
-        return self.data.setdefault(p, {})
+        """Every value of partition `p`, decoded (a store without `hot` only)."""
+        assert self.hot is None, "a store with encoded values is read with get()"
+        return self.data.setdefault(p, {})  # type: ignore[return-value]
+
+    def partitions(self) -> list[int]:
+        return list(self.data)
+
+    def keys(self, p: int) -> list[str]:
+        return list(self.data.get(p, ()))
+
+    def __contains__(self, where: tuple[int, str]) -> bool:
+        p, key = where
+        return key in self.data.get(p, ())
 
     def get(self, p: int, key: str) -> V | None:
-        return self.data.get(p, {}).get(key)
+        values = self.data.get(p)
+        if values is None:
+            return None
+        value = values.get(key)
+        if value is None or self.hot is None:
+            return value  # type: ignore[return-value]
+        if type(value) is Encoded:
+            value = values[key] = self._decode(key, orjson.loads(value.raw))
+        elif not self._coldable(key):
+            return value
+        self._recent.pop((p, key), None)
+        self._recent[(p, key)] = None
+        return value
+
+    def raw(self, p: int, key: str) -> Any:
+        """The value as JSON data, without keeping it decoded (for a glance over many values)."""
+        value = self.data.get(p, {}).get(key)
+        if type(value) is Encoded:
+            return orjson.loads(value.raw)
+        return None if value is None else self._encode(key, value)
 
     def put(self, p: int, key: str, value: V) -> None:
         self.data.setdefault(p, {})[key] = value
         self._dirty.setdefault(p, {})[key] = value
+        if self.hot is not None and self._coldable(key):
+            self._recent.pop((p, key), None)
+            self._recent[(p, key)] = None
 
     def delete(self, p: int, key: str) -> None:
         if self.data.get(p, {}).pop(key, None) is not None:
             self._dirty.setdefault(p, {})[key] = None
+        self._recent.pop((p, key), None)
 
     def touch(self, p: int, key: str) -> None:
         """The value under `key` was changed in place: send it with the next flush."""
-        if (value := self.data.get(p, {}).get(key)) is not None:
+        if (value := self.data.get(p, {}).get(key)) is not None and type(value) is not Encoded:
             self._dirty.setdefault(p, {})[key] = value
+
+    def decoded(self) -> int:
+        return len(self._recent)
+
+    def _cool(self, encoded: dict[tuple[int, str], bytes]) -> None:
+        """Hold the least recently used values encoded again, down to `hot` decoded ones."""
+        if self.hot is None:
+            return
+        while len(self._recent) > self.hot:
+            p, key = where = next(iter(self._recent))
+            del self._recent[where]
+            values = self.data.get(p)
+            if values is None or (value := values.get(key)) is None or type(value) is Encoded:
+                continue
+            if key in self._dirty.get(p, ()):  # changed since the last flush: it stays as it is
+                self._recent[where] = None
+                break
+            raw = encoded.get(where)
+            values[key] = Encoded(raw if raw is not None else orjson.dumps(self._encode(key, value)))
 
     def mark(self, p: int, topic: str, next_offset: int) -> None:
         """The values of partition `p` now hold everything of `topic` before `next_offset`."""
@@ -72,12 +142,17 @@ class ChangelogStore(Generic[V]):
     def changes(self) -> list[Outgoing]:
         """The records for everything changed since the last flush, each partition's marker last."""
         out: list[Outgoing] = []
+        encoded: dict[tuple[int, str], bytes] = {}
         for p, changed in self._dirty.items():
             for key, value in changed.items():
-                out.append(Outgoing(self.topic, key, None if value is None else orjson.dumps(self._encode(key, value)), p))
+                raw = None if value is None else orjson.dumps(self._encode(key, value))
+                out.append(Outgoing(self.topic, key, raw, p))
+                if raw is not None and self.hot is not None:
+                    encoded[(p, key)] = raw
             if p in self.applied:
                 out.append(Outgoing(self.topic, MARKER, orjson.dumps(self.applied[p]), p))
         self._dirty = {}
+        self._cool(encoded)
         return out
 
     async def flush(self) -> int:
@@ -91,10 +166,11 @@ class ChangelogStore(Generic[V]):
         return bool(self._dirty)
 
     # ------------------------------------------------------------ ownership
-    async def read(self, partitions: Iterable[int]) -> dict[int, tuple[dict[str, V], dict[str, int]]]:
-        """The values of these partitions as the changelog has them (all of it, up to its end now)."""
+    async def read(self, partitions: Iterable[int]) -> dict[int, tuple[dict[str, V | Encoded], dict[str, int]]]:
+        """The values of these partitions as the changelog has them (all of it, up to its end now);
+        with `hot`, coldable values stay encoded."""
         tps = [TopicPartition(self.topic, p) for p in partitions]
-        out: dict[int, tuple[dict[str, V], dict[str, int]]] = {tp.partition: ({}, {}) for tp in tps}
+        out: dict[int, tuple[dict[str, V | Encoded], dict[str, int]]] = {tp.partition: ({}, {}) for tp in tps}
         if not tps:
             return out
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
@@ -115,14 +191,7 @@ class ChangelogStore(Generic[V]):
                     for r in records:
                         if r.offset >= ends[tp]:
                             break
-                        key = r.key.decode()
-                        if key == MARKER:
-                            applied.clear()
-                            applied.update(orjson.loads(r.value))
-                        elif r.value is None:
-                            values.pop(key, None)
-                        else:
-                            values[key] = self._decode(key, orjson.loads(r.value))
+                        self.replay(values, applied, r.key.decode(), r.value)
                 for tp in list(waiting):
                     if await consumer.position(tp) >= ends[tp]:
                         waiting.discard(tp)
@@ -130,17 +199,32 @@ class ChangelogStore(Generic[V]):
             await consumer.stop()
         return out
 
-    def install(self, loaded: dict[int, tuple[dict[str, V], dict[str, int]]]) -> None:
+    def replay(self, values: dict[str, V | Encoded], applied: dict[str, int], key: str, raw: bytes | None) -> None:
+        """One changelog record, read back."""
+        if key == MARKER:
+            applied.clear()
+            applied.update(orjson.loads(raw or b"{}"))
+        elif raw is None:
+            values.pop(key, None)
+        elif self.hot is not None and self._coldable(key):
+            values[key] = Encoded(raw)
+        else:
+            values[key] = self._decode(key, orjson.loads(raw))
+
+    def install(self, loaded: dict[int, tuple[dict[str, V | Encoded], dict[str, int]]]) -> None:
         for p, (values, applied) in loaded.items():
+            self.drop([p])
             self.data[p] = values
             self.applied[p] = dict(applied)
-            self._dirty.pop(p, None)
 
     def drop(self, partitions: Iterable[int]) -> None:
-        for p in partitions:
+        gone = set(partitions)
+        for p in gone:
             self.data.pop(p, None)
             self.applied.pop(p, None)
             self._dirty.pop(p, None)
+        if gone and self._recent:
+            self._recent = {where: None for where in self._recent if where[0] not in gone}
 
 
 async def read_all(stores: Iterable[ChangelogStore[Any]], partitions: set[int]) -> list[Any]:

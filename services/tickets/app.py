@@ -78,7 +78,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         store=store, producer=rt.producer, bootstrap_servers=settings.kafka_bootstrap_servers, source=rt.source,
         threading=threading, docs=DocPolicy(new_delay=timedelta(seconds=settings.list_new_delay_s),
                                             changed_delay=timedelta(seconds=settings.list_changed_delay_s),
-                                            keep_closed=timedelta(seconds=settings.keep_closed_s)))
+                                            keep_closed=timedelta(seconds=settings.keep_closed_s)),
+        hot=settings.hot_tickets)
     processor.auto_close_s = settings.auto_close_s
     customers = processor.customers
     filing = rt.stream(

@@ -28,7 +28,7 @@ from services.tickets.domain import (
     FINISHED, CustomerInfo, DeliveryState, Event, LifecycleError, Message, Priority, Status, ThreadingPolicy, Ticket,
     continues, query_terms, search_terms, ticket_id_for,
 )
-from services.tickets.store import TicketStore, list_document
+from services.tickets.store import TicketStore, list_document, ticket_of_document
 from shared import topics
 from shared.events import (
     AddTicketNote, ApplyAutomation, AssignTicket, ChangeTicketStatus, ChangeTicketTags, CloseMergedTicket,
@@ -43,8 +43,8 @@ from shared.stream import Batch, Record, Rejected
 log = logging.getLogger(__name__)
 TICKET = "T:"
 THREAD = "thread:"
-# statuses in which time alone changes a ticket (it wakes up, closes) or lets it go from memory
-TIMED = frozenset({Status.postponed, Status.resolved, Status.closed, Status.spam, Status.deleted})
+# statuses in which a ticket is let go of from memory once it is old enough
+LET_GO = frozenset({*FINISHED, Status.spam, Status.deleted})
 SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached", EventType.SLA_MET: "met"}
 
 
@@ -65,6 +65,23 @@ class Held:
     def decode(cls, value: dict[str, Any]) -> Held:
         return cls(Ticket.model_validate(value["t"]), value.get("dv", 0), value.get("w", []),
                    datetime.fromisoformat(value["ss"]) if value.get("ss") else None)
+
+
+def due_at(status: Status, *, merged: bool, postponed_until: datetime | None, resolved_at: datetime | None,
+           updated_at: datetime, auto_close_s: float, keep_closed: timedelta) -> datetime | None:
+    """When time alone next changes a ticket: a postponed one wakes, a resolved one closes, a finished
+    one is let go of from memory (its list document and journal keep it)."""
+    if merged or status in LET_GO:
+        return updated_at + keep_closed
+    if status == Status.postponed:
+        return postponed_until
+    if status == Status.resolved and resolved_at is not None:
+        return resolved_at + timedelta(seconds=auto_close_s)
+    return None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def encode_value(key: str, value: Any) -> Any:
@@ -95,12 +112,12 @@ class DocPolicy:
 
     new_delay: timedelta = timedelta(seconds=2)
     changed_delay: timedelta = timedelta(seconds=10)
-    keep_closed: timedelta = timedelta(days=7)
+    keep_closed: timedelta = timedelta(days=1)
 
 
 class TicketsProcessor:
     def __init__(self, *, store: TicketStore, producer: Producer, bootstrap_servers: str, source: str,
-                 threading: ThreadingPolicy | None = None, docs: DocPolicy | None = None,
+                 threading: ThreadingPolicy | None = None, docs: DocPolicy | None = None, hot: int = 5000,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self.producer = producer
@@ -110,10 +127,11 @@ class TicketsProcessor:
         self.clock = clock
         self.partitions = 6  # of the input topics; learnt at start (`learn_partitions`)
         self.state: ChangelogStore[Any] = ChangelogStore(topics.TICKETS_STATE, producer, bootstrap_servers,
-                                                         encode=encode_value, decode=decode_value)
+                                                         encode=encode_value, decode=decode_value, hot=hot,
+                                                         coldable=lambda key: key.startswith(TICKET))
         self.customers = CustomerBook()
         self.stale: dict[int, set[str]] = {}  # partition → tickets whose list document is behind
-        self.timed: dict[int, set[str]] = {}  # partition → tickets a clock may change or let go of
+        self.timed: dict[int, dict[str, datetime]] = {}  # partition → ticket → when a clock next changes it
         self.handlers: dict[str, Callable[[Record, Unit], Awaitable[None]]] = {
             EventType.MESSAGE_RECEIVED: self._message_received,
             EventType.DELIVERY_REPORTED: self._delivery_reported,
@@ -152,10 +170,15 @@ class TicketsProcessor:
     def install(self, partitions: set[int], loaded: Any) -> None:
         self.state.install(loaded)
         for p in partitions:
-            self.stale[p], self.timed[p] = set(), set()
-            for key, held in self.state.partition(p).items():
+            self.stale[p], self.timed[p] = set(), {}
+            for key in self.state.keys(p):
                 if key.startswith(TICKET):
-                    self._track(p, held)
+                    value = self.state.raw(p, key)  # a glance, without holding it decoded
+                    t = value["t"]
+                    self._track_values(p, t["id"], value.get("dv", 0) < t["version"], due_at(
+                        Status(t["status"]), merged=bool(t.get("merged_into")), postponed_until=_time(t.get("postponed_until")),
+                        resolved_at=_time(t.get("resolved_at")), updated_at=_time(t["updated_at"]),
+                        auto_close_s=self.auto_close_s, keep_closed=self.docs.keep_closed))
         log.info("holding %d ticket(s) and thread(s) of partitions %s", sum(len(v[0]) for v in loaded.values()),
                  sorted(partitions))
 
@@ -166,21 +189,27 @@ class TicketsProcessor:
             self.timed.pop(p, None)
 
     def _track(self, p: int, held: Held) -> None:
-        """Keep the two short lists the background work reads instead of every ticket held: tickets whose
-        list document is behind, and tickets a clock may change (postponed, resolved, finished)."""
         t = held.ticket
-        if held.doc_version < t.version:
-            self.stale.setdefault(p, set()).add(t.id)
-        if t.status in TIMED or t.merged_into:
-            self.timed.setdefault(p, set()).add(t.id)
+        self._track_values(p, t.id, held.doc_version < t.version, due_at(
+            t.status, merged=bool(t.merged_into), postponed_until=t.postponed_until, resolved_at=t.resolved_at,
+            updated_at=t.updated_at, auto_close_s=self.auto_close_s, keep_closed=self.docs.keep_closed))
+
+    def _track_values(self, p: int, ticket_id: str, stale: bool, due: datetime | None) -> None:
+        """Keep the two short lists the background work reads instead of every ticket held: tickets whose
+        list document is behind, and when a clock next changes a ticket (it wakes, closes, is let go of)."""
+        if stale:
+            self.stale.setdefault(p, set()).add(ticket_id)
+        if due is not None:
+            self.timed.setdefault(p, {})[ticket_id] = due
         else:
-            self.timed.get(p, set()).discard(t.id)
+            self.timed.get(p, {}).pop(ticket_id, None)
 
     def owns(self, partition: int) -> bool:
         return partition in self.state.data
 
     # ------------------------------------------------------------ a batch
     async def process(self, batch: Batch) -> None:
+        await self._recall(batch)
         unit = Unit()
         last: dict[tuple[int, str], int] = {}
         for record in batch.records:
@@ -207,6 +236,26 @@ class TicketsProcessor:
         if unit.records:
             await self.producer.send_many(unit.records)
         await self.state.flush()
+
+    async def _recall(self, batch: Batch) -> None:
+        """Tickets let go of from memory (finished a while ago) that commands or SLA events of the batch
+        name are read back from their list documents: the only reads of this path, and rare."""
+        wanted: set[tuple[int, str]] = set()
+        for record in batch.records:
+            if self.handlers.get(record.type) in (self._command, self._sla_event):
+                ticket_id = (record.data or {}).get("ticket_id")
+                if isinstance(ticket_id, str) and record.partition in self.state.data and \
+                        not self._local(record.partition, ticket_id) and \
+                        partition_of(ticket_id, self.partitions) == record.partition:
+                    wanted.add((record.partition, ticket_id))
+        for p, ticket_id in wanted:
+            doc = await self.store.ticket_doc(ticket_id)
+            if doc is None or doc.get("purged"):
+                continue
+            held = Held(ticket_of_document(doc))
+            held.doc_version = held.ticket.version
+            self.state.put(p, TICKET + ticket_id, held)
+            self._track(p, held)
 
     # ------------------------------------------------------------ messages
     async def _message_received(self, record: Record, unit: Unit) -> None:
@@ -246,7 +295,8 @@ class TicketsProcessor:
                     if key not in ticket.customer.identities:
                         ticket.customer.identities.append(key)
                 events = ticket.receive(msg, now=now)
-                held.words += search_terms_of(msg)
+                known = set(held.words)
+                held.words += [w for w in search_terms_of(msg) if w not in known]
                 self._changed(p, held, unit, events, entry_id=msg.message_id, input_id=input_id, now=now,
                               thread_key=msg.thread_key)
                 return
@@ -519,11 +569,12 @@ class TicketsProcessor:
         unit = Unit()
         changed = 0
         for p in list(self.state.data):
-            for ticket_id in list(self.timed.get(p, ())):
+            timed = self.timed.get(p, {})
+            for ticket_id in [i for i, due in timed.items() if due <= now]:
                 key = TICKET + ticket_id
                 held = self.state.get(p, key)
                 if held is None:
-                    self.timed.get(p, set()).discard(ticket_id)
+                    timed.pop(ticket_id, None)
                     continue
                 t = held.ticket
                 events = t.wake_if_due(now) or t.close_if_quiet(now, after_s=self.auto_close_s)
@@ -531,12 +582,15 @@ class TicketsProcessor:
                     input_id = stable_id("sweep", t.id, str(t.version))
                     self._changed(p, held, unit, events, entry_id=f"{input_id}:{t.id}", input_id=input_id, now=now)
                     changed += 1
-                elif (t.status in FINISHED or t.merged_into or t.status in (Status.spam, Status.deleted)) and \
-                        held.doc_version >= t.version and now - t.updated_at > self.docs.keep_closed:
+                elif held.doc_version < t.version:
+                    timed[ticket_id] = now + timedelta(seconds=5)  # let go of once its list document is written
+                elif (t.status in LET_GO or t.merged_into) and now - t.updated_at >= self.docs.keep_closed:
                     self.state.delete(p, key)
-                    self.timed.get(p, set()).discard(t.id)
+                    timed.pop(t.id, None)
                     if self.state.get(p, THREAD + t.thread_key) == t.id:
                         self.state.delete(p, THREAD + t.thread_key)
+                else:
+                    self._track(p, held)
         if changed or self.state.dirty():
             await self.commit(unit)
         return changed
@@ -554,10 +608,12 @@ class TicketsProcessor:
 
     # ------------------------------------------------------------ internals
     def _local(self, p: int, ticket_id: str) -> bool:
-        return TICKET + ticket_id in self.state.data.get(p, {})
+        return (p, TICKET + ticket_id) in self.state
 
     def _held(self, p: int, ticket_id: str) -> Held:
-        return self.state.data[p][TICKET + ticket_id]
+        held = self.state.get(p, TICKET + ticket_id)
+        assert held is not None
+        return held
 
     def _changed(self, p: int, held: Held, unit: Unit, events: list[Event], *, entry_id: str, input_id: str,
                  now: datetime, thread_key: str | None = None, created: bool = False) -> None:

@@ -20,7 +20,11 @@ class TicketsSettings(ServiceSettings):
     list_new_delay_s: float = Field(2.0, validation_alias="TICKETS_LIST_NEW_DELAY_S", ge=0, le=600)
     list_changed_delay_s: float = Field(10.0, validation_alias="TICKETS_LIST_CHANGED_DELAY_S", ge=0, le=3600)
     # closed (and spam, deleted, merged) tickets are let go of from memory after this long without activity
-    keep_closed_s: float = Field(7 * 24 * 3600.0, validation_alias="TICKETS_KEEP_CLOSED_S", gt=0)
+    # (a command for one later reads it back from its list document)
+    keep_closed_s: float = Field(24 * 3600.0, validation_alias="TICKETS_KEEP_CLOSED_S", gt=0)
+    # tickets held decoded (~6.5 KB each) per process; the others it owns are held as their changelog
+    # record (~0.9 KB), decoded when a message or command reaches them
+    hot_tickets: int = Field(5000, validation_alias="TICKETS_HOT_TICKETS", ge=100)
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")

@@ -235,6 +235,17 @@ def list_document(ticket: Ticket, words: list[str]) -> dict[str, Any]:
     return doc
 
 
+def ticket_of_document(doc: dict[str, Any]) -> Ticket:
+    """A ticket read back from its list document (a ticket let go of from memory: no history, and no
+    memory of the inputs it applied, which were all committed long ago)."""
+    fields = {k: v for k, v in doc.items() if k not in LIST_ONLY}
+    fields["id"] = fields.pop("_id")
+    return Ticket.model_validate(fields)
+
+
+LIST_ONLY = frozenset({"search", "priority_rank", "sla_states", "_packed"})
+
+
 def encode_cursor(value: Any, ticket_id: str) -> str:
     """An opaque cursor: the sort value and id of the last ticket on the page."""
     packed = {"t": value.isoformat()} if isinstance(value, datetime) else {"v": value}

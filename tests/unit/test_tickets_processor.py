@@ -13,7 +13,7 @@ from services.tickets.store import TicketStore
 from services.tickets.views import load_ticket
 from shared import topics
 from shared.events import (
-    AssignTicket, ChangeTicketStatus, Channel, CustomerRef, EventType, Identity, MessageReceived, ReplyToTicket,
+    AddTicketNote, AssignTicket, ChangeTicketStatus, Channel, CustomerRef, EventType, Identity, MessageReceived, ReplyToTicket,
     SlaTarget, SlaTargetEvent,
 )
 from shared.kafka import partition_of
@@ -36,14 +36,15 @@ def chat(message_id: str, session: str = "s1", text: str = "Where is my order?",
 class Stack:
     """One tickets process owning every partition, over in-memory stores."""
 
-    def __init__(self) -> None:
+    def __init__(self, hot: int = 5000) -> None:
         self.store = TicketStore(memory_storage())
         self.sent = SentRecords()
         self.now = T0
         self.processor = TicketsProcessor(store=self.store, producer=self.sent, bootstrap_servers="unused",
                                           source="deskstream/tickets", threading=ThreadingPolicy(),
-                                          docs=DocPolicy(new_delay=timedelta(seconds=1), changed_delay=timedelta(seconds=10)),
-                                          clock=lambda: self.now)
+                                          docs=DocPolicy(new_delay=timedelta(seconds=1), changed_delay=timedelta(seconds=10),
+                                                         keep_closed=timedelta(days=7)),
+                                          hot=hot, clock=lambda: self.now)
         self.processor.partitions = PARTITIONS
         self.processor.install(set(range(PARTITIONS)), {p: ({}, {}) for p in range(PARTITIONS)})
         self.records = Records()
@@ -204,3 +205,75 @@ async def test_a_payload_that_cannot_be_a_message_is_rejected_and_the_rest_of_th
     batch = await run(stack.processor, bad, good)
     assert len(batch.rejected) == 1 and "channel" in batch.rejected[0][1]
     assert await stack.store.entry("m1") is not None
+
+
+def restarted(stack: Stack) -> Stack:
+    """A new process taking over every partition from what the changelog holds."""
+    fresh = Stack(hot=stack.processor.state.hot or 5000)
+    fresh.store, fresh.now, fresh.records = stack.store, stack.now, stack.records
+    fresh.processor.store = stack.store
+    state = fresh.processor.state
+    loaded: dict[int, tuple[dict, dict]] = {p: ({}, {}) for p in range(PARTITIONS)}
+    for r in stack.sent.records:
+        if r.topic == topics.TICKETS_STATE:
+            state.replay(*loaded[r.partition], r.key, r.value)
+    fresh.processor.install(set(range(PARTITIONS)), loaded)
+    return fresh
+
+
+async def test_beyond_the_hot_tickets_the_others_are_held_encoded_and_their_conversations_go_on(stack):
+    small = Stack(hot=3)
+    first = {s: await small.file(chat(f"m1-{s}", session=f"s{s}", visitor=f"v{s}")) for s in range(10)}
+    assert len(set(first.values())) == 10
+    assert small.processor.state.decoded() <= 3  # the other seven as their changelog record
+    second = {s: await small.file(chat(f"m2-{s}", session=f"s{s}", visitor=f"v{s}", text="Any news?")) for s in range(10)}
+    assert second == first and small.processor.state.decoded() <= 3
+    again = restarted(small)
+    assert again.processor.state.decoded() == 0  # a restore decodes nothing up front
+    third = {s: await again.file(chat(f"m3-{s}", session=f"s{s}", visitor=f"v{s}", text="Hello?")) for s in range(10)}
+    assert third == first
+    ticket = await load_ticket(again.store, first[4])
+    assert [m.text for m in ticket.messages] == ["Where is my order?", "Any news?", "Hello?"]
+
+
+async def test_resolved_tickets_close_and_closed_ones_are_let_go_of_even_when_held_encoded_or_restored():
+    stack = Stack(hot=1)
+    resolved = await stack.file(chat("m1", session="s1", visitor="v1"))
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, ChangeTicketStatus(
+        command_id="c1", ticket_id=resolved, status="resolved", actor="a1")))
+    for s in range(2, 6):  # push it out of the decoded ones
+        await stack.file(chat(f"m{s}", session=f"s{s}", visitor=f"v{s}"))
+    stack = restarted(stack)
+    stack.now = T0 + timedelta(hours=71)
+    assert await stack.processor.sweep() == 0
+    stack.now = T0 + timedelta(hours=73)
+    assert await stack.processor.sweep() == 1
+    assert (await load_ticket(stack.store, resolved)).status == Status.closed
+    await stack.processor.flush_docs(everything=True)
+    stack.now += timedelta(days=7, minutes=1)
+    await stack.processor.sweep()
+    assert not stack.processor._local(partition_of(resolved, PARTITIONS), resolved)  # noqa: SLF001
+    open_ = await stack.store.entry("m3")
+    assert stack.processor._local(partition_of(open_["ticket_id"], PARTITIONS), open_["ticket_id"])  # noqa: SLF001
+    # a message of the closed conversation opens a new ticket
+    newer = await stack.file(chat("m9", session="s1", visitor="v1", text="One more thing", at=stack.now))
+    assert newer != resolved
+
+
+async def test_a_command_for_a_ticket_let_go_of_reads_it_back_and_applies():
+    stack = Stack()
+    ticket_id = await stack.file(chat("m1"))
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, ChangeTicketStatus(
+        command_id="c1", ticket_id=ticket_id, status="spam", actor="a1")))
+    await stack.processor.flush_docs(everything=True)
+    stack.now = T0 + timedelta(days=7, minutes=1)
+    await stack.processor.sweep()
+    p = partition_of(ticket_id, PARTITIONS)
+    assert not stack.processor._local(p, ticket_id)  # noqa: SLF001
+    stack.sent.clear()
+    await run(stack.processor, stack.command(EventType.ADD_TICKET_NOTE, AddTicketNote(
+        command_id="c2", request_id="r2", ticket_id=ticket_id, note_id="n2", text="Refund sent", author="a1"), at=stack.now))
+    [outcome] = stack.sent.events(topics.TICKETS_OUTCOMES)
+    assert outcome["data"]["status"] == 201
+    ticket = await load_ticket(stack.store, ticket_id)
+    assert [n.text for n in ticket.notes] == ["Refund sent"] and ticket.status == Status.spam
