@@ -115,7 +115,8 @@ def create_http_app(rt: Runtime, *, title: str, description: str,
     async def healthz() -> JSONResponse:
         checks = await rt.ready()
         ok = all(checks.values())
-        return JSONResponse({"service": rt.service, "status": "ok" if ok else "unavailable", "checks": checks},
+        return JSONResponse({"service": rt.service, "instance": rt.settings.instance,
+                             "status": "ok" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"])
