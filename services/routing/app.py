@@ -30,7 +30,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
               description="Run automation rules and the knowledge base on new tickets; tell the dispatcher what "
                           "needs an agent, what frees one, and SLA warnings and breaches to escalate")
     dispatcher = Dispatcher(store=store, producer=rt.producer, bootstrap_servers=settings.kafka_bootstrap_servers,
-                            source=rt.source, offline_grace_s=settings.offline_grace_s)
+                            source=rt.source, offline_grace_s=settings.offline_grace_s, hot=settings.hot_tickets)
     dispatching = rt.stream(name="dispatch", group_id=topics.GROUP_ROUTING_DISPATCH, processor=dispatcher,
                             types=dispatcher.handlers, inputs={topics.ROUTING_DISPATCH: RoutingDispatchRecord},
                             description="Decide who carries which ticket, in order, in the one process that owns "

@@ -13,8 +13,9 @@ marked sent after: a dispatcher that dies in between leaves the command pending 
 its successor sends it again with the same id, which the tickets service drops if it had it."""
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,7 +87,7 @@ def offerable(agents: list[Agent], needs: Needs, now: datetime) -> tuple[Needs, 
 
 class Dispatcher:
     def __init__(self, *, store: RoutingStore, producer: Producer, bootstrap_servers: str, source: str,
-                 offline_grace_s: float = 300.0, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 offline_grace_s: float = 300.0, hot: int | None = 20_000, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.store = store
         self.producer = producer
         self.source = source
@@ -95,9 +96,11 @@ class Dispatcher:
         self.state: ChangelogStore[Any] = ChangelogStore(
             topics.ROUTING_DISPATCH_STATE, producer, bootstrap_servers,
             encode=lambda k, v: v.encode() if isinstance(v, Held) else v,
-            decode=lambda k, v: Held.decode(v) if k.startswith(TICKET) else v)
+            decode=lambda k, v: Held.decode(v) if k.startswith(TICKET) else v,
+            hot=hot, coldable=lambda k: k.startswith(TICKET))
         self.agents: dict[str, Agent] = {}
-        self.waiting: dict[str, Held] = {}  # the queue: tickets no agent could take yet
+        # the queue: tickets no agent could take yet, with what orders them (priority rank, since when)
+        self.waiting: dict[str, tuple[int, str]] = {}
         self.unsent: set[str] = set()  # tickets with commands decided but not yet known to be sent
         self.view_dirty = True
         self.taken_over = False  # pending commands of the previous owner to send again
@@ -124,7 +127,7 @@ class Dispatcher:
         values, docs = loaded
         self.state.install(values)
         tickets = self._tickets()
-        self.waiting = {t: h for t, h in tickets.items() if h.agent is None and h.queued_at}
+        self.waiting = {t: (h.rank, h.queued_at) for t, h in tickets.items() if h.agent is None and h.queued_at}
         self.unsent = {t for t, h in tickets.items() if h.pending}
         self._rebuild_agents(docs)
         self.view_dirty = True
@@ -152,10 +155,15 @@ class Dispatcher:
             self.agents.setdefault(agent_id, Agent(id=agent_id, name=agent_id, capacity=0, tickets=sorted(tickets)))
 
     def _tickets(self) -> dict[str, Held]:
-        return {k[len(TICKET):]: v for k, v in self.state.partition(PARTITION).items() if k.startswith(TICKET)}
+        return {k[len(TICKET):]: v for k in self.state.keys(PARTITION)
+                if k.startswith(TICKET) and (v := self.state.get(PARTITION, k)) is not None}
 
-    def _queue(self) -> list[tuple[str, Held]]:
-        return sorted(self.waiting.items(), key=lambda x: (x[1].rank, x[1].queued_at, x[0]))
+    def _queue(self) -> Iterator[tuple[str, Held]]:
+        """The waiting tickets, urgent first, then oldest (each decoded only when reached)."""
+        for ticket_id, _ in sorted(self.waiting.items(), key=lambda x: (*x[1], x[0])):
+            held = self._held(ticket_id)
+            if held is not None:
+                yield ticket_id, held
 
     # ------------------------------------------------------------ a batch
     async def process(self, batch: Batch) -> None:
@@ -341,7 +349,7 @@ class Dispatcher:
             held.queued_at = now.isoformat()
             self.view_dirty = True
             log.info("no agent can take %s now; it waits in the queue", held.snap.get("id"))
-        self.waiting[held.snap["id"]] = held
+        self.waiting[held.snap["id"]] = (held.rank, held.queued_at)
         return False
 
     def _assign(self, held: Held, agent: Agent, now: datetime, out: list[Outgoing], request_id: str, *,
@@ -389,6 +397,8 @@ class Dispatcher:
         """Offer waiting tickets (urgent first, then oldest) to agents with room; one nobody on shift
         can take stays where it is and the next one is tried."""
         assigned = 0
+        if not self.waiting or not any(available(a, now) and a.load < a.capacity for a in self.agents.values()):
+            return 0
         for ticket_id, held in self._queue():
             if not any(available(a, now) and a.load < a.capacity for a in self.agents.values()):
                 break
@@ -447,9 +457,9 @@ class Dispatcher:
         """Who carries what and what waits, for the API of any routing process to read."""
         if not self.active or not (self.view_dirty or self.view_token):
             return
-        queue = self._queue()
+        queue = list(itertools.islice(self._queue(), 1000))
         await self.store.write_view({
             "agents": {a.id: sorted(a.tickets) for a in self.agents.values()},
-            "queue": [{"ticket_id": t, "priority": h.snap.get("priority"), "needs": h.needs} for t, h in queue[:1000]],
-            "queue_length": len(queue), "token": self.view_token, "at": self.clock()})
+            "queue": [{"ticket_id": t, "priority": h.snap.get("priority"), "needs": h.needs} for t, h in queue],
+            "queue_length": len(self.waiting), "token": self.view_token, "at": self.clock()})
         self.view_dirty, self.view_token = False, None

@@ -25,7 +25,7 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
                      first_response_s=settings.default_first_response_s,
                      warn_before_s=settings.default_warn_before_s, order=100_000)
     service = SlaService(store=store, producer=rt.producer, source=rt.source, default_policy=default,
-                         max_sleep_s=settings.scheduler_max_sleep_s)
+                         max_sleep_s=settings.scheduler_max_sleep_s, hot_clocks=settings.hot_clocks)
     registry = rt.telemetry.registry
     Gauge("deskstream_sla_timers", "Running SLA clocks this process holds and fires",
           registry=registry).set_function(lambda: len(service.book.due))

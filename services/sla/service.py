@@ -57,7 +57,8 @@ def decided_at(decision: dict[str, Any]) -> datetime | None:
 
 class SlaService:
     def __init__(self, *, store: SlaStore, producer: Producer, source: str, default_policy: Policy,
-                 max_sleep_s: float = 1.0, clock: Callable[[], datetime] = utcnow, fire_batch: int = 500) -> None:
+                 max_sleep_s: float = 1.0, clock: Callable[[], datetime] = utcnow, fire_batch: int = 500,
+                 hot_clocks: int | None = 10_000) -> None:
         self.store = store
         self.producer = producer
         self.source = source
@@ -66,7 +67,7 @@ class SlaService:
         self.now = clock
         self.fire_batch = fire_batch
         self.partitions = 6  # of tickets.events; learnt at start
-        self.book = ClockBook()
+        self.book = ClockBook(hot=hot_clocks)
         self.book.owned = set()
         self.wake = asyncio.Event()
         self.unsent: list[dict[str, Any]] = []  # decisions found unsent on takeover: sent by the next unit
@@ -99,6 +100,7 @@ class SlaService:
                 self.book.put(clock)
                 count += 1
         self.book.owned = (self.book.owned or set()) | partitions
+        self.book.cool()
         log.info("holding %d SLA clock(s) of partitions %s (%d running here now); %d decision(s) to send again",
                  count, sorted(partitions), len(self.book.due), len(self.unsent))
         self.wake.set()
@@ -178,7 +180,7 @@ class SlaService:
         calendar = await self._calendar_of(first.policy_id, policy)
         clock = start_clock(ticket.id, SlaTarget.next_response, first.policy_id, policy, policy.next_response_s,
                             message.at, calendar, cycle=message.message_id)
-        if clock.key not in self.book.clocks:
+        if not self.book.has(clock.key):
             self._start(clock, partition, unit)
 
     async def status_is(self, ticket: TicketSnapshot, at: datetime, unit: Unit) -> None:
@@ -220,7 +222,7 @@ class SlaService:
     async def _apply(self, key: str, change: Callable[[Clock, Calendar | None], str | None], unit: Unit) -> None:
         """Change a clock because its ticket changed; a change that is a decision (a warning, or the one
         outcome: met or breached) becomes a decision record and an event."""
-        clock = self.book.clocks.get(key)
+        clock = self.book.get(key)
         if clock is None:
             return
         before = clock.model_dump()
@@ -244,7 +246,7 @@ class SlaService:
         unit = Unit()
         fired = 0
         for key in keys:
-            clock = self.book.clocks.get(key)
+            clock = self.book.get(key)
             if clock is None or not self.book.mine(clock):
                 continue
             due_at = clock.next_fire_at()
@@ -259,7 +261,7 @@ class SlaService:
             await self.commit(unit)
         except Exception:
             for key in keys:  # looked at again shortly; the decisions are keyed, so never taken twice
-                if key in self.book.clocks:
+                if self.book.has(key):
                     self.book.due.set(key, now + RETRY_AFTER)
             raise
         return fired
@@ -319,6 +321,7 @@ class SlaService:
             await self.store.add_decisions(p, parts.get("decisions", []))
         decisions = self.unsent
         if not decisions:
+            self.book.cool()
             return
         await self.producer.send_many([Outgoing(topics.SLA_EVENTS, d["ticket_id"], d["record"].encode(), None, d["type"])
                                        for d in decisions])
@@ -329,6 +332,7 @@ class SlaService:
             marks.setdefault(decision["partition"], []).append(decision["_id"])
         for p, ids in marks.items():
             await self.store.mark_sent(p, ids, sent_at)
+        self.book.cool()
 
     # ------------------------------------------------------------ the per-ticket view
     async def ticket_clocks(self, ticket_id: str) -> list[Clock]:

@@ -64,45 +64,84 @@ class DueHeap:
 
 
 class ClockBook:
-    """Every clock of the tickets this process owns, by key and by ticket, with the due heap."""
+    """Every clock of the tickets this process owns, by key and by ticket, with the due heap.
 
-    def __init__(self) -> None:
-        self.clocks: dict[str, Clock] = {}
+    Memory: at most `hot` clocks are held decoded (the least recently used are encoded again, as
+    compact JSON: ~0.3 KB instead of ~1.5 KB); the heap keeps every running clock's due time, so the
+    scheduler decodes only what comes due."""
+
+    def __init__(self, hot: int | None = None) -> None:
+        self.clocks: dict[str, Clock | bytes] = {}
         self.by_ticket: dict[str, dict[str, None]] = {}  # ticket id -> its clock keys, in start order
+        self.partition_of: dict[str, int | None] = {}  # ticket id -> the partition its events arrive on
         self.due = DueHeap()
+        self.hot = hot
+        self._recent: dict[str, None] = {}  # decoded clocks, least recently used first
         # the tickets.events partitions owned; None: all of them (no consumer group in play)
         self.owned: set[int] | None = None
 
     def put(self, clock: Clock) -> None:
-        self.clocks[clock.key] = clock
-        self.by_ticket.setdefault(clock.ticket_id, {})[clock.key] = None
-        self.due.set(clock.key, clock.next_fire_at())
+        key = clock.key
+        self.clocks[key] = clock
+        self.by_ticket.setdefault(clock.ticket_id, {})[key] = None
+        self.partition_of[clock.ticket_id] = clock.partition
+        self.due.set(key, clock.next_fire_at())
+        if self.hot is not None:
+            self._recent.pop(key, None)
+            self._recent[key] = None
+
+    def get(self, key: str) -> Clock | None:
+        clock = self.clocks.get(key)
+        if clock is None or self.hot is None:
+            return clock  # type: ignore[return-value]
+        if type(clock) is bytes:
+            clock = self.clocks[key] = Clock.model_validate_json(clock)
+        self._recent.pop(key, None)
+        self._recent[key] = None
+        return clock
+
+    def has(self, key: str) -> bool:
+        return key in self.clocks
 
     def knows(self, ticket_id: str) -> bool:
         return ticket_id in self.by_ticket
 
     def of_ticket(self, ticket_id: str) -> list[Clock]:
-        return [self.clocks[k] for k in self.by_ticket.get(ticket_id, ())]
+        return [c for k in self.by_ticket.get(ticket_id, ()) if (c := self.get(k)) is not None]
 
     def mine(self, clock: Clock) -> bool:
         return self.owned is None or clock.partition is None or clock.partition in self.owned
 
+    def cool(self) -> None:
+        """Encode the least recently used clocks again, down to `hot` decoded ones (after a unit is
+        written: nothing holds them any more)."""
+        if self.hot is None:
+            return
+        while len(self._recent) > self.hot:
+            key = next(iter(self._recent))
+            del self._recent[key]
+            clock = self.clocks.get(key)
+            if clock is not None and type(clock) is not bytes:
+                self.clocks[key] = clock.model_dump_json(exclude_defaults=True).encode()
+
     def forget_partitions(self, partitions: Iterable[int]) -> int:
         """Drop the clocks of partitions another process owns now; returns how many."""
         gone = set(partitions)
-        keys = [k for k, c in self.clocks.items() if c.partition in gone]
-        for key in keys:
-            clock = self.clocks.pop(key)
-            self.due.discard(key)
-            ticket = self.by_ticket.get(clock.ticket_id)
-            if ticket is not None:
-                ticket.pop(key, None)
-                if not ticket:
-                    del self.by_ticket[clock.ticket_id]
-        return len(keys)
+        count = 0
+        for ticket_id in [t for t, p in self.partition_of.items() if p in gone]:
+            del self.partition_of[ticket_id]
+            for key in self.by_ticket.pop(ticket_id, {}):
+                self.clocks.pop(key, None)
+                self.due.discard(key)
+                self._recent.pop(key, None)
+                count += 1
+        return count
 
     def partitions(self) -> set[int]:
-        return {c.partition for c in self.clocks.values() if c.partition is not None}
+        return {p for p in self.partition_of.values() if p is not None}
+
+    def decoded(self) -> int:
+        return sum(1 for c in self.clocks.values() if type(c) is not bytes)
 
     def __len__(self) -> int:
         return len(self.clocks)

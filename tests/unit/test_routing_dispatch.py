@@ -29,13 +29,13 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # a Monday
 class Routing:
     """The reader and the dispatcher of one routing process, wired through recorded records."""
 
-    def __init__(self) -> None:
+    def __init__(self, hot: int | None = 20_000) -> None:
         self.now = NOW
         self.store = RoutingStore(memory_storage())
         self.sent = SentRecords()
         self.reader = RoutingProcessor(store=self.store, producer=self.sent, source="deskstream/routing")
         self.dispatcher = Dispatcher(store=self.store, producer=self.sent, bootstrap_servers="unused",
-                                     source="deskstream/routing", offline_grace_s=300, clock=lambda: self.now)
+                                     source="deskstream/routing", offline_grace_s=300, hot=hot, clock=lambda: self.now)
         self.dispatcher.install({0}, ({0: ({}, {})}, []))
         self.records = Records()
 
@@ -255,3 +255,17 @@ async def test_a_dispatcher_taking_over_sends_the_commands_its_predecessor_may_n
     successor.install({0}, (state, await routing.store.agent_docs()))
     await successor.resend_pending()
     assert routing.assigned() == [("t1", "ana")] and successor.agents["ana"].tickets == ["t1"]
+
+
+async def test_beyond_the_hot_tickets_the_queue_is_held_encoded_and_still_served_in_order():
+    routing = Routing(hot=2)
+    await routing.agent("ana", capacity=3)
+    for n in range(10):
+        routing.now = NOW + timedelta(seconds=n)
+        await routing.created(ticket(f"t{n}"), "Where is my parcel?")
+    assert routing.load("ana") == ["t0", "t1", "t2"] and routing.queue() == [f"t{n}" for n in range(3, 10)]
+    await routing.dispatcher.state.flush()
+    assert routing.dispatcher.state.decoded() <= 2
+    await routing.resolved(ticket("t1"))
+    assert routing.load("ana") == ["t0", "t2", "t3"]  # the oldest waiting one, read back when its turn came
+    assert routing.queue() == [f"t{n}" for n in range(4, 10)]

@@ -30,13 +30,13 @@ def ticket(tid: str = "TK-1", status: str = "new", **extra) -> TicketSnapshot:
 class Sla:
     """One SLA process owning every partition, over in-memory stores."""
 
-    def __init__(self, *, policies: dict[str, Policy] | None = None, storage=None, sent=None) -> None:
+    def __init__(self, *, policies: dict[str, Policy] | None = None, storage=None, sent=None, hot: int = 10_000) -> None:
         self.now = T0
         self.storage = storage or memory_storage()
         self.store = SlaStore(self.storage)
         self.sent = sent or SentRecords()
         self.service = SlaService(store=self.store, producer=self.sent, source="deskstream/sla",
-                                  default_policy=STD, clock=lambda: self.now)
+                                  default_policy=STD, clock=lambda: self.now, hot_clocks=hot)
         for policy_id, policy in (policies or {}).items():
             self.store._policies._value = None  # noqa: SLF001 - written through the store below
             self.storage.mongo.collection("sla_policies").docs[policy_id] = {"_id": policy_id, **policy.model_dump()}
@@ -82,7 +82,7 @@ async def test_the_scheduler_warns_then_breaches_once_and_a_fire_rewrites_no_clo
     assert breach["id"] == "sla-TK-1-first_response-breached"
     assert breach["data"]["due_at"] == (T0 + timedelta(minutes=10)).isoformat().replace("+00:00", "Z")
     assert sla.clock_docs() == stored  # the decisions are the durable record of the warning and the breach
-    assert sla.service.book.clocks["TK-1:first_response"].state == ClockState.breached
+    assert sla.service.book.get("TK-1:first_response").state == ClockState.breached
     assert len(sla.service.book.due) == 0
 
 
@@ -209,3 +209,24 @@ def test_the_due_heap_stays_small_when_keys_are_rescheduled_over_and_over():
     for i in range(10_000):
         heap.set("k", T0 + timedelta(seconds=i))
     assert len(heap._heap) < 1100 and heap.pop_due(T0 + timedelta(days=1), limit=5) == ["k"]
+
+
+async def test_beyond_the_hot_clocks_the_others_are_held_encoded_and_still_warn_breach_and_stop_once():
+    sla = Sla(hot=3)
+    await sla.own()
+    for n in range(12):
+        await sla.event(EventType.TICKET_CREATED, ticket(f"TK-{n}"))
+    assert len(sla.service.book) == 12 and sla.service.book.decoded() <= 3
+    await sla.event(EventType.TICKET_STATUS_CHANGED, ticket("TK-0", status="resolved"))  # met, from encoded
+    for minutes in (9.5, 11):
+        await sla.at(T0 + timedelta(minutes=minutes))
+    kinds = sla.kinds()
+    assert sorted(k for t, k in kinds if t == "TK-0") == ["met"]
+    for n in range(1, 12):
+        assert [k for t, k in kinds if t == f"TK-{n}"] == ["warning", "breached"]
+    assert sla.service.book.decoded() <= 3
+    restarted = Sla(storage=sla.storage, sent=sla.sent, hot=3)
+    restarted.now = sla.now
+    await restarted.own()
+    assert restarted.service.book.decoded() <= 3
+    assert await restarted.at(T0 + timedelta(minutes=30)) == 0  # nothing fires twice after a restart
