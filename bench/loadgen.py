@@ -8,9 +8,12 @@ time spent waiting in the client also counts against the server. Closed loop
 (`run_closed_loop`): each of N connections sends its next request when the previous one is
 answered — the way to find the most a server does with N requests in flight.
 
-Connections are keep-alive; when every one is busy the request is pipelined behind the
-least loaded one (HTTP/1.1 answers in order, so a FIFO per connection matches them).
-httpx costs ~0.3–0.5 ms of CPU a request; this stays well under 50 µs.
+Connections are keep-alive. In the open loop, when every one is waiting for an answer another
+is opened (up to `max_connections`), since a request queued behind another on a connection
+would wait for that one's answer; past the maximum, requests are pipelined (HTTP/1.1 answers
+in order, so a FIFO per connection matches them). A request costs ~30 µs of Python here;
+the process's CPU a request, 40–90 µs depending on the rate, is mostly the socket write and
+the wake-ups, which any client pays (httpx: several hundred µs a request).
 
     .venv/bin/python -m bench.loadgen --url http://127.0.0.1:8001 --rate 1000 --duration 10
 """
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MakeRequest = Callable[[], tuple[str, bytes, str]]  # (path, body, content type)
+MakeRequest = Callable[[], tuple[str, bytes, str]]  # (path, body, content type); StopIteration ends the run
 ERROR = 0  # the status recorded for a request that got no answer (connection refused, reset, closed)
 
 
@@ -36,7 +39,7 @@ class Results:
 
     rate: float | None  # requests/s asked for (None: closed loop)
     duration_s: float  # how long requests were being sent
-    connections: int
+    connections: int  # connections used (open loop: opened as needed, up to its maximum)
     due: list[float] = field(default_factory=list)
     sent: list[float] = field(default_factory=list)
     answered: list[float | None] = field(default_factory=list)
@@ -161,11 +164,12 @@ def message_id_of(body: bytes) -> str | None:
 
 
 class Connection:
-    """One keep-alive connection: writes requests at once, a reader task matches answers FIFO."""
+    """One keep-alive connection: writes requests at once, a reader task matches answers FIFO.
+    A connection the server closed is opened again by the next request sent on it."""
 
     def __init__(self, host: str, port: int, results: Results, on_answer: Callable[[Connection], None] | None) -> None:
         self.host, self.port, self.results, self.on_answer = host, port, results, on_answer
-        self.waiting: deque[int] = deque()  # request indexes written and not yet answered, in order
+        self.waiting: deque[int] = deque()  # request indexes sent (or queued) and not yet answered, in order
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task[None] | None = None
         self.connecting: asyncio.Task[None] | None = None
@@ -173,13 +177,13 @@ class Connection:
 
     async def open(self) -> None:
         reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
-        self.reader_task = asyncio.create_task(self._read(reader))
+        self.reader_task = asyncio.create_task(self._read(reader, self.writer))
 
     def send(self, index: int, request: bytes) -> None:
         if self.waiting:
             self.results.pipelined += 1
         self.waiting.append(index)
-        if self.writer is None or self.writer.is_closing():
+        if self.writer is None:
             self.queued.append((index, request))
             if self.connecting is None:
                 self.connecting = asyncio.create_task(self._reopen())
@@ -191,17 +195,24 @@ class Connection:
         try:
             await self.open()
         except OSError as exc:
+            self.connecting = None
             self._fail(f"connect: {type(exc).__name__}")
             return
-        finally:
-            self.connecting = None
+        self.connecting = None
         queued, self.queued = self.queued, []
         now = time.perf_counter()
         for index, request in queued:
             self.results.sent[index] = now
             self.writer.write(request)  # type: ignore[union-attr]
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    def _lost(self, writer: asyncio.StreamWriter) -> None:
+        """The link is gone: what was sent on it will not be answered; later sends reconnect."""
+        writer.close()
+        if self.writer is writer:
+            self.writer = None
+            self._fail("closed by the server")
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         results = self.results
         try:
             while True:
@@ -211,24 +222,22 @@ class Connection:
                 results.answered[index] = now
                 results.status[index] = status
                 results.message_id[index] = message_id_of(body)
+                if not keep_alive:  # before anyone sends again: the next request must reconnect
+                    self._lost(writer)
                 if self.on_answer is not None:
                     self.on_answer(self)
                 if not keep_alive:
-                    break
+                    return
         except (asyncio.IncompleteReadError, ConnectionError, ProtocolError, ValueError, IndexError) as exc:
-            if self.waiting or not isinstance(exc, asyncio.IncompleteReadError):
-                self._fail(f"read: {type(exc).__name__}")
-        finally:
-            if self.writer is not None:
-                self.writer.close()
-            # answers still owed on a closed connection will never come; later sends reconnect
-            if self.waiting:
-                self._fail("closed by the server")
+            if not isinstance(exc, asyncio.IncompleteReadError):
+                results.errors[f"read: {type(exc).__name__}"] += 1
+        self._lost(writer)
 
     def _fail(self, reason: str) -> None:
         """Requests this connection owes answers for will get none: counted as errors (status 0)."""
         owed = len(self.waiting)
-        self.results.errors[reason] += owed
+        if owed:
+            self.results.errors[reason] += owed
         self.waiting.clear()
         self.queued.clear()
         if owed and self.on_answer is not None:  # an idle connection is already known to be idle
@@ -275,10 +284,13 @@ async def _drain(results: Results, connections: list[Connection], timeout_s: flo
 
 
 async def run_open_loop(host: str, port: int, make_request: MakeRequest, rate: float, duration_s: float,
-                        connections: int = 64, *, drain_timeout_s: float = 10.0,
+                        connections: int = 64, *, max_connections: int = 1024, drain_timeout_s: float = 10.0,
                         tick_s: float = 0.002) -> Results:
-    """Send `rate` requests a second for `duration_s` over a pool of `connections`, then wait up
-    to `drain_timeout_s` for the answers still owed."""
+    """Send `rate` requests a second for `duration_s`, then wait up to `drain_timeout_s` for the
+    answers still owed. `connections` are opened before the clock starts; when all are waiting
+    for answers, more are opened, up to `max_connections`, and only then are requests pipelined:
+    a request queued behind another on its connection would wait for that one's answer (servers
+    answer a connection's requests in order), which is the client's delay, not the server's."""
     results = Results(rate=rate, duration_s=duration_s, connections=connections)
     build = request_bytes(host, port, make_request)
     idle: list[Connection] = []
@@ -299,13 +311,21 @@ async def run_open_loop(host: str, port: int, make_request: MakeRequest, rate: f
     while i < total:
         now = time.perf_counter()
         while i < total and start + i * interval <= now:
+            try:
+                request = build()
+            except StopIteration:  # a finite list of requests, all sent
+                total = i
+                break
             index = results._new(start + i * interval)
             if idle:
                 connection = idle.pop()
+            elif len(pool) < max_connections:  # opened as it is sent on (see Connection.send)
+                connection = Connection(host, port, results, on_answer)
+                pool.append(connection)
             else:  # every connection has an answer owed: pipeline, taking them in turn
-                connection = pool[busy % connections]
+                connection = pool[busy % len(pool)]
                 busy += 1
-            connection.send(index, build())
+            connection.send(index, request)
             i += 1
         if i < total:
             # never less than a tick: uvloop rounds timers to whole milliseconds, so a shorter
@@ -313,6 +333,7 @@ async def run_open_loop(host: str, port: int, make_request: MakeRequest, rate: f
             await asyncio.sleep(max(tick_s, start + i * interval - time.perf_counter()))
     await _drain(results, pool, drain_timeout_s)
     results.client_cpu_s = time.process_time() - cpu0
+    results.connections = len(pool)
     return results
 
 
@@ -326,7 +347,11 @@ async def run_closed_loop(host: str, port: int, make_request: MakeRequest, concu
     def next_one(connection: Connection) -> None:
         now = time.perf_counter()
         if now < stop_at:
-            connection.send(results._new(now), build())
+            try:
+                request = build()
+            except StopIteration:  # a finite list of requests, all sent
+                return
+            connection.send(results._new(now), request)
 
     pool = await _open_all(host, port, concurrency, results, on_answer=next_one)
     cpu0 = time.process_time()

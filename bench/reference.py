@@ -23,8 +23,12 @@ be read as a fraction of what this machine does with this shape.
 7. prints a table, writes bench/results-reference.json, stops everything and cleans the
    state dir (unless `--keep-stack`).
 
-    flock /tmp/deskstream-bench.lock .venv/bin/python -m bench.reference          # ~6 min
-    flock /tmp/deskstream-bench.lock .venv/bin/python -m bench.reference --quick  # ~2 min
+    flock /tmp/deskstream-bench.lock .venv/bin/python -m bench.reference          # ~5-8 min
+    flock /tmp/deskstream-bench.lock .venv/bin/python -m bench.reference --quick  # ~3 min
+
+The two cores are shared, so every step also reports how much CPU processes other than the
+pipeline's took, and a step lost while they took more than `--busy-threshold` cores is run
+again (`--busy-retries`); every attempt is kept in the results.
 
 The work per message is set by the shape options (`--tickets-docs`, `--tickets-records`,
 `--sla-docs`, `--analytics-docs`, sizes, `--partitions`, ...); see `--help`.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -43,8 +48,9 @@ import sys
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -310,7 +316,7 @@ async def run_step(ingest_url: str, traffic: ChatTraffic, lag: LagProbe, pids: d
 
 
 async def latency_run(bootstrap: str, ingest_url: str, traffic: ChatTraffic, partitions: int, rate: float,
-                      duration: float, wait_s: float = 120) -> dict[str, Any]:
+                      duration: float, wait_s: float = 120, pids: dict[str, int] | None = None) -> dict[str, Any]:
     """For every message that opened a ticket: wall time of its 202 → Kafka timestamp of the
     ticket's "assigned" record on B (set by the tickets process when it published it)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -335,6 +341,7 @@ async def latency_run(bootstrap: str, ingest_url: str, traffic: ChatTraffic, par
                         assigned_at.setdefault(orjson.loads(r.value)["opened_by"], r.timestamp / 1000)
 
     reader = asyncio.create_task(read())
+    before, busy0, t_load = cpu_snapshot(pids or {}), machine_busy_seconds(), time.monotonic()
     traffic.openers.clear()
     traffic.record_openers = True
     try:
@@ -342,6 +349,9 @@ async def latency_run(bootstrap: str, ingest_url: str, traffic: ChatTraffic, par
     finally:
         traffic.record_openers = False
     wanted = [m for m in res.accepted_wall if m in traffic.openers]
+    # the machine is shared: say how much of it the pipeline had while latency was measured
+    after, busy, load_s = cpu_snapshot(pids or {}), machine_busy_seconds() - busy0, time.monotonic() - t_load
+    ours = sum(after[k] - before[k] for k in before if after[k] is not None and before[k] is not None)
     t0 = time.monotonic()
     while time.monotonic() - t0 < wait_s and not all(m in assigned_at for m in wanted):
         await asyncio.sleep(0.5)
@@ -351,20 +361,25 @@ async def latency_run(bootstrap: str, ingest_url: str, traffic: ChatTraffic, par
     lat = [assigned_at[m] - res.accepted_wall[m] for m in wanted if m in assigned_at]
     return {"rate_msgs_per_s": rate, "seconds": duration, **_http(res), "tickets_opened": len(wanted),
             "assigned_measured": len(lat), "waited_after_load_s": round(time.monotonic() - t0, 1),
+            "machine_busy_cores": round(busy / load_s, 2),
+            "others_busy_cores": round(max(0.0, busy - ours) / load_s, 2) if pids else None,
             "p50": _ms(pct(lat, 0.5)), "p90": _ms(pct(lat, 0.9)), "p99": _ms(pct(lat, 0.99)),
             "p999": _ms(pct(lat, 0.999)), "max": _ms(max(lat) if lat else None)}
 
 
 async def measure(bootstrap: str, ingest_url: str, *, rates: list[float], step_s: float, partitions: int = 6,
-                  pids: dict[str, int] | None = None, warmup_s: float = 10, warmup_rate: float = 250,
+                  pids: dict[str, int] | None = None, warmup_s: float = 15, warmup_rate: float = 250,
                   drain_s: float = 30,
                   latency_s: float = 30, latency_cap: float = 1000, new_ticket_share: float = 0.6,
-                  body_bytes: int = 1000, mongodb_url: str | None = None, yardstick_docs: int = 10_000,
+                  body_bytes: int = 1000, mongodb_url: str | None = None, yardstick_docs: int = 30_000,
+                  busy_retries: int = 2, busy_threshold: float = 0.25,
                   log: Callable[[str], None] = say) -> dict[str, Any]:
     """Step the load up through `rates` against a running reference pipeline (ingest at
     `ingest_url`, consumer groups on `bootstrap`), then measure latency and, when
     `mongodb_url` is given, the insert_many yardstick. `pids` (name → pid) are the processes
-    whose CPU is charged per message; this process is added as "loadgen"."""
+    whose CPU is charged per message; this process is added as "loadgen". A step that falls
+    behind while processes not in `pids` used more than `busy_threshold` cores is run again,
+    up to `busy_retries` times."""
     pids = {**(pids or {}), "loadgen": os.getpid()}
     traffic = ChatTraffic(new_ticket_share, body_bytes)
     lag = LagProbe(bootstrap, partitions)
@@ -379,28 +394,38 @@ async def measure(bootstrap: str, ingest_url: str, *, rates: list[float], step_s
             await _client(ingest_url, traffic).run(warmup_rate, warmup_s)
             await lag.drain(60)
         for rate in rates:
-            log(f"step: {rate:g} msg/s for {step_s:g} s")
-            s = await run_step(ingest_url, traffic, lag, pids, rate, step_s, drain_s)
-            steps.append(s)
-            cpu = ", ".join(f"{k} {v * 1000:.2f}" for k, v in s["cpu_s_per_msg"].items() if v is not None)
-            log(f"  202s {s['accepted']}/{s['sent']}, http p99 {s['response_p99_ms']} ms, pending at end "
-                f"{s['pending_at_end']}, lag max {s['lag_max']} end {s['lag_at_end']} {s['lag_at_end_per_group']}, "
-                f"slope {s['lag_slope_per_s']}/s → {'kept up' if s['kept_up'] else 'FELL BEHIND: ' + '; '.join(s['reasons'])}")
-            log(f"  CPU ms per message: {cpu}; machine busy {s['machine_busy_cores']} cores, "
-                f"{s['others_busy_cores']} of them not ours")
-            if not s["kept_up"]:
-                if s["drained_after_s"] is None:
-                    log("  backlog left; waiting up to 180 s more before the latency run")
+            for attempt in range(1 + max(0, busy_retries)):
+                log(f"step: {rate:g} msg/s for {step_s:g} s" + (f" (again: attempt {attempt + 1})" if attempt else ""))
+                s = await run_step(ingest_url, traffic, lag, pids, rate, step_s, drain_s)
+                s["attempt"] = attempt + 1
+                steps.append(s)
+                cpu = ", ".join(f"{k} {v * 1000:.2f}" for k, v in s["cpu_s_per_msg"].items() if v is not None)
+                log(f"  202s {s['accepted']}/{s['sent']}, http p99 {s['response_p99_ms']} ms, pending at end "
+                    f"{s['pending_at_end']}, lag max {s['lag_max']} end {s['lag_at_end']} {s['lag_at_end_per_group']}, "
+                    f"slope {s['lag_slope_per_s']}/s → "
+                    f"{'kept up' if s['kept_up'] else 'FELL BEHIND: ' + '; '.join(s['reasons'])}")
+                log(f"  CPU ms per message: {cpu}; machine busy {s['machine_busy_cores']} cores, "
+                    f"{s['others_busy_cores']} of them not ours")
+                if not s["kept_up"] and s["drained_after_s"] is None:
+                    log("  backlog left; waiting up to 180 s more")
                     await lag.drain(180)
+                # the two cores are shared: a step lost while someone else took a real share of
+                # them says little about the pipeline, so it is run again (each try is kept)
+                if s["kept_up"] or s["others_busy_cores"] <= busy_threshold:
+                    break
+                log(f"  other processes took {s['others_busy_cores']} cores (> {busy_threshold:g}): "
+                    "this step is run again" if attempt < busy_retries else "  no retries left")
+            if not s["kept_up"]:
                 break
             sustained = max(sustained, rate)
     finally:
         await lag.stop()
     lat_rate = min(latency_cap, sustained) if sustained else min(rates)
     log(f"latency: {lat_rate:g} msg/s for {latency_s:g} s (202 → assigned)")
-    latency = await latency_run(bootstrap, ingest_url, traffic, partitions, lat_rate, latency_s)
+    latency = await latency_run(bootstrap, ingest_url, traffic, partitions, lat_rate, latency_s, pids=pids)
     log(f"  p50 {latency['p50']} ms, p99 {latency['p99']} ms, p99.9 {latency['p999']} ms over "
-        f"{latency['assigned_measured']}/{latency['tickets_opened']} tickets")
+        f"{latency['assigned_measured']}/{latency['tickets_opened']} tickets; machine busy "
+        f"{latency['machine_busy_cores']} cores, {latency['others_busy_cores']} of them not ours")
     yardstick = None
     if mongodb_url and yardstick_docs:
         log(f"yardstick: insert_many of 100 × ~1 KB, {yardstick_docs} documents, into a collection of 20,000")
@@ -409,19 +434,21 @@ async def measure(bootstrap: str, ingest_url: str, *, rates: list[float], step_s
         log(f"  {yardstick['docs_per_s']} docs/s, FerretDB {yardstick['ferretdb_cpu_ms_per_doc']} CPU ms per document")
     best = next((s for s in reversed(steps) if s["kept_up"] and s["rate"] == sustained), None)
     return {"reference_pipeline_msgs_per_s": sustained,
-            "latency_ms": {k: latency[k] for k in ("rate_msgs_per_s", "p50", "p90", "p99", "p999", "max")},
+            "latency_ms": {k: latency[k] for k in ("rate_msgs_per_s", "p50", "p90", "p99", "p999", "max",
+                                                   "others_busy_cores")},
             "cpu_s_per_msg_at_sustained": best["cpu_s_per_msg"] if best else None,
             "ferretdb_cpu_ms_per_msg_at_sustained": (round(best["cpu_s_per_msg"]["ferretdb"] * 1000, 3)
                                                      if best and best["cpu_s_per_msg"].get("ferretdb") is not None
                                                      else None),
             "yardstick_insert_many": yardstick, "steps": steps, "latency": latency,
             "load": {"new_ticket_share": new_ticket_share, "body_bytes": body_bytes, "warmup_s": warmup_s,
+                     "busy_retries": busy_retries, "busy_threshold_cores": busy_threshold,
                      "warmup_rate": warmup_rate,
                      "step_s": step_s, "drain_s": drain_s, "latency_s": latency_s}}
 
 
 # ---------------------------------------------------------------------------------- yardstick
-def mongo_insert_many_docs_per_s(mongodb_url: str, *, docs: int = 10_000, prefill: int = 20_000,
+def mongo_insert_many_docs_per_s(mongodb_url: str, *, docs: int = 30_000, prefill: int = 20_000,
                                  doc_bytes: int = 1000, batch: int = 100, ferretdb_pid: int | None = None,
                                  database: str = "reference_yardstick") -> dict[str, Any]:
     """insert_many of `batch` ~`doc_bytes` documents into a collection already holding
@@ -577,20 +604,25 @@ def report(out: dict[str, Any]) -> str:
              f"{'slope/s':>8}  {'':<11} {'busy/others':>12}  CPU ms per message: " + " ".join(f"{c:>9}" for c in COLUMNS)]
     for s in out["steps"]:
         cpu = " ".join(f"{(s['cpu_s_per_msg'].get(c) or 0) * 1000:>9.3f}" for c in COLUMNS)
-        lines.append(f"{s['rate']:>6g} {s['accepted']:>6}/{s['sent']:<6} {s['pending_at_end']:>5} "
+        lines.append(f"{s['rate']:>6g}{'*' if s.get('attempt', 1) > 1 else ' '}{s['accepted']:>5}/{s['sent']:<6} {s['pending_at_end']:>5} "
                      f"{s['response_p99_ms'] or 0:>7.1f}ms {s['lag_max']:>8} {s['lag_at_end']:>8} "
                      f"{s['lag_slope_per_s']:>8.1f}  {'kept up' if s['kept_up'] else 'fell behind':<11} "
                      f"{s['machine_busy_cores']:>6.2f}/{s['others_busy_cores']:<5.2f}  {'':<20}{cpu}")
     lat = out["latency_ms"]
+    failed = out["steps"][-1] if out["steps"] and not out["steps"][-1]["kept_up"] else None
+    if failed and failed.get("others_busy_cores", 0) > 0.25:
+        lines.append(f"  note: other processes on this machine used {failed['others_busy_cores']} cores during the "
+                     f"{failed['rate']:g} msg/s step that fell behind; the ceiling may be understated: run again")
     lines += ["", f"  reference_pipeline_msgs_per_s   {out['reference_pipeline_msgs_per_s']:g}",
-              f"  202 → assigned at {lat['rate_msgs_per_s']:g} msg/s   p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
-              f"p99.9 {lat['p999']} ms"]
+              (f"  202 → assigned at {lat['rate_msgs_per_s']:g} msg/s   p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
+               f"p99.9 {lat['p999']} ms (other processes took {lat.get('others_busy_cores')} cores meanwhile)")]
     best = out.get("cpu_s_per_msg_at_sustained")
     if best:
+        rate = out["reference_pipeline_msgs_per_s"]
         total = sum(v for k, v in best.items() if v is not None and k != "loadgen")
         lines.append("  CPU ms per message at that rate " + ", ".join(
             f"{k} {v * 1000:.3f}" for k, v in best.items() if v is not None)
-            + f"; pipeline total {total * 1000:.2f} ms (= {1 / total:,.0f} msg/s per core)" if total else "")
+            + f"; pipeline (all but loadgen) {total * 1000:.2f} ms = {total * rate:.2f} cores")
     y = out.get("yardstick_insert_many")
     if y:
         lines.append(f"  yardstick insert_many ×100 ~1 KB into 20,000: {y['docs_per_s']:,} docs/s, "
@@ -621,11 +653,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup-rate", type=float, default=250, help="the warm-up's rate in msg/s")
     run.add_argument("--drain", type=float, default=30, help="seconds to wait for the backlog after each step")
     run.add_argument("--latency", type=float, default=None, help="seconds of the latency run (default 30)")
+    run.add_argument("--busy-retries", type=int, default=2,
+                     help="run a step that fell behind again (up to this many times) when other processes "
+                          "used more than --busy-threshold cores during it")
+    run.add_argument("--busy-threshold", type=float, default=0.25, help="cores (default 0.25)")
     run.add_argument("--latency-cap", type=float, default=1000, help="the latency run's rate: min(this, sustained)")
     run.add_argument("--new-ticket-share", type=float, default=0.6,
                      help="share of messages that open a new chat session (the rest continue one)")
     run.add_argument("--body-bytes", type=int, default=1000, help="size of each POST /chat body")
-    run.add_argument("--yardstick-docs", type=int, default=10_000, help="insert_many yardstick size (0: skip)")
+    run.add_argument("--yardstick-docs", type=int, default=30_000, help="insert_many yardstick size (0: skip)")
     run.add_argument("--state-dir", type=Path, default=DEFAULT_STATE)
     run.add_argument("--kafka-port", type=int, default=26092)
     run.add_argument("--controller-port", type=int, default=26093)
@@ -635,6 +671,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=ROOT / "bench" / "results-reference.json")
     Shape.add_args(p)
     return p
+
+
+def run_against(bootstrap: str, mongodb_url: str, *, state: Path, infra: dict[str, int], rates: list[float],
+                step_s: float, latency_s: float = 30, ingest_port: int = 26001, log: Callable[[str], None] = say,
+                **options: Any) -> dict[str, Any]:
+    """The reference pipeline on a broker and database someone else started (`make bench`'s), with its
+    default shape; `infra` names their pids (kafka, ferretdb) for the CPU per message."""
+    shape = Shape.from_args(build_parser().parse_args([]))
+    run_async(create_topics(bootstrap, shape.partitions))
+    pipeline = Pipeline(shape, bootstrap, mongodb_url, state, ingest_port)
+    log("starting the five reference processes")
+    pipeline.start()
+    try:
+        out = run_async(measure(bootstrap, f"http://127.0.0.1:{ingest_port}", rates=rates, step_s=step_s,
+                                partitions=shape.partitions, pids={**pipeline.pids(), **infra}, latency_s=latency_s,
+                                mongodb_url=None, log=log, **options))
+        out["died_during_run"] = pipeline.died()
+    finally:
+        stats = pipeline.stop()
+    out["per_message"] = per_message_counts(stats)
+    out["shape"] = dataclasses.asdict(shape)
+    return out
 
 
 def run_cli(argv: list[str]) -> int:
@@ -668,16 +726,20 @@ def run_cli(argv: list[str]) -> int:
             partitions=shape.partitions, pids=pids, warmup_s=args.warmup, warmup_rate=args.warmup_rate,
             drain_s=args.drain,
             latency_s=args.latency, latency_cap=args.latency_cap, new_ticket_share=args.new_ticket_share,
+            busy_retries=args.busy_retries, busy_threshold=args.busy_threshold,
             body_bytes=args.body_bytes, mongodb_url=infra.mongodb_url, yardstick_docs=args.yardstick_docs))
         out["died_during_run"] = pipeline.died()
     finally:
         if pipeline is not None:
             stats = pipeline.stop()
+            for role, proc in pipeline.procs.items():
+                if proc.returncode:  # crashed, or did not stop when asked: show why before the logs go
+                    print(f"--- {role} exited {proc.returncode}; last lines of its log:\n{pipeline.tail(role)}")
         if not args.keep_stack:
             ctl.clean(state_dir=state, quiet=True)
     out["per_message"] = per_message_counts(stats)
     out["process_stats"] = stats
-    out["shape"] = {k: v for k, v in vars(shape).items()}
+    out["shape"] = dataclasses.asdict(shape)
     out["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                       "loadavg_at_end": os.getloadavg()}

@@ -27,9 +27,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 
@@ -72,7 +73,8 @@ SHAPE_HELP = {
 
 @dataclass(frozen=True)
 class Shape:
-    """How much work one message makes. Defaults are the brief's first guess at deskstream's."""
+    """How much work one message makes. The defaults are a first guess at deskstream's numbers,
+    which are still being settled: set them to match."""
 
     partitions: int = 6
     tickets_docs: int = 2
@@ -113,7 +115,7 @@ class Shape:
                                    help=SHAPE_HELP[f.name] + f" (default {f.default})")
 
     @classmethod
-    def from_args(cls, ns: argparse.Namespace) -> "Shape":
+    def from_args(cls, ns: argparse.Namespace) -> Shape:
         return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
 
     def to_argv(self) -> list[str]:

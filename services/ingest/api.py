@@ -123,7 +123,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
 
     @router.post("/chat", status_code=202, summary="A web-chat message", responses=ACCEPTED,
                  openapi_extra=body_schema(ChatInbound))
-    async def inbound_chat(request: Request) -> JSONResponse:
+    async def inbound_chat(request: Request) -> Response:
         payload = parse_json(await read_body(request, settings.max_json_bytes), ChatInbound)
         return await accepted(Normalised(normalise("chat", normalise_chat, payload, received_at=utcnow())))
 
@@ -134,7 +134,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
                              "A mail without a From address is refused (422).",
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "message/rfc822": {"schema": {"type": "string", "format": "binary"}}}}})
-    async def inbound_email(request: Request) -> JSONResponse:
+    async def inbound_email(request: Request) -> Response:
         raw = await read_body(request, settings.max_email_bytes)
         if len(raw) <= INLINE_MAIL_BYTES:
             return await accepted(normalise("email", normalise_email, raw, received_at=utcnow(),
@@ -150,7 +150,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": [
                          "MessageSid", "From", "To"], "additionalProperties": {"type": "string"}}}}}})
-    async def inbound_sms(request: Request) -> JSONResponse:
+    async def inbound_sms(request: Request) -> Response:
         pairs = await twilio_form(request)
         message = normalise("sms", normalise_sms, dict(pairs), received_at=utcnow())
         return await accepted(Normalised(message))
@@ -204,7 +204,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
 
     @router.post("/social", status_code=202, summary="A social media post or direct message",
                  responses=ACCEPTED, openapi_extra=body_schema(SocialInbound))
-    async def inbound_social(request: Request) -> JSONResponse:
+    async def inbound_social(request: Request) -> Response:
         payload = parse_json(await read_body(request, settings.max_json_bytes), SocialInbound)
         return await accepted(Normalised(normalise("social", normalise_social, payload, received_at=utcnow())))
 
@@ -212,7 +212,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
                  summary="A web form submission (JSON, urlencoded or multipart; files become attachments)",
                  openapi_extra=body_schema(WebformInbound, ("application/json", "application/x-www-form-urlencoded",
                                                             "multipart/form-data")))
-    async def inbound_webform(request: Request) -> JSONResponse:
+    async def inbound_webform(request: Request) -> Response:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         files: list[Blob] = []
         if kind == "multipart/form-data":
@@ -227,7 +227,7 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
 
     @router.post("/voice", status_code=202, summary="A finished phone call (transcript or recording)",
                  responses=ACCEPTED, openapi_extra=body_schema(VoiceInbound))
-    async def inbound_voice(request: Request) -> JSONResponse:
+    async def inbound_voice(request: Request) -> Response:
         payload = parse_json(await read_body(request, settings.max_json_bytes), VoiceInbound)
         return await accepted(Normalised(normalise("voice", normalise_voice, payload, received_at=utcnow())))
 

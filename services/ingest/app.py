@@ -1,8 +1,6 @@
 """Ingest: normalises channel messages and hands them to Kafka (`ingest.messages`)."""
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from services.ingest import api
 from services.ingest.front import DirectRoutes
 from services.ingest.records import KafkaRecords
@@ -14,8 +12,9 @@ from shared.http import create_http_app
 from shared.runtime import Runtime
 
 
-def create_app(settings: IngestSettings | None = None, *, service: IngestService | None = None) -> FastAPI:
-    """`service` replaces the Kafka- and MongoDB-backed one (tests drive the HTTP layer with a fake)."""
+def create_app(settings: IngestSettings | None = None, *, service: IngestService | None = None) -> DirectRoutes:
+    """The ASGI app to serve: the inbound webhooks in front of the FastAPI app (`.fastapi`).
+    `service` replaces the Kafka- and MongoDB-backed one (tests drive the HTTP layer with a fake)."""
     settings = settings or IngestSettings()
     rt = Runtime("ingest", settings)
     # declared for the AsyncAPI document; the records themselves go through `records` below
@@ -36,5 +35,4 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
                           description="Inbound channel webhooks: every message becomes one normalised record.",
                           routers=[router])
     api.install_error_handlers(app)
-    app.add_middleware(DirectRoutes, routes=router.routes, exception_handlers=app.exception_handlers)
-    return app
+    return DirectRoutes(app, router.routes)

@@ -1,23 +1,29 @@
 """The inbound webhooks served without FastAPI's per-request machinery.
 
 Every ingest endpoint reads its own body from a plain `Request` (services/ingest/bodies.py), so
-FastAPI's dependency solving, its exit stacks, query-parameter parsing and route matching
-bought nothing but cost ~0.2 ms a request (py-spy: more than the endpoint's own work for a
-chat message). FastAPI still owns everything else: these routes stay declared on its router,
-so the OpenAPI document is generated from them as before, and paths and methods not served
-here (`/healthz`, `/metrics`, `/docs`, a wrong method, a trailing slash) fall through to it."""
+FastAPI's per-request work — its OpenTelemetry check (environment lookups on every request),
+five middlewares, route matching, dependency solving with its exit stacks, query parsing —
+bought these endpoints nothing and cost about as much as a chat message's own handling
+(py-spy; ~200 µs vs ~100 µs in-process). FastAPI still owns everything else: these routes stay
+declared on its router, so the OpenAPI document is generated from them as before, and what is
+not served here (`/healthz`, `/metrics`, `/docs`, a wrong method, a trailing slash, lifespan)
+goes to it unchanged."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.datastructures import State
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+log = logging.getLogger(__name__)
 
 
 def _takes_only_the_request(route: APIRoute) -> bool:
@@ -27,12 +33,13 @@ def _takes_only_the_request(route: APIRoute) -> bool:
 
 
 class DirectRoutes:
-    """ASGI middleware: a request for one of `routes` goes straight to its endpoint, and an error
-    it raises to the app's handler for it. Added with `app.add_middleware`, so it runs inside
-    FastAPI's ServerErrorMiddleware: an unexpected error is still a logged 500, as before."""
+    """The ASGI app uvicorn serves: a request for one of `routes` goes straight to its endpoint,
+    an error it raises to the FastAPI app's handler for it (an unexpected one is a 500, then
+    raised for the server to log, as FastAPI's ServerErrorMiddleware does); anything else to
+    `fastapi`. Its `state` and `openapi()` are the FastAPI app's."""
 
-    def __init__(self, app: ASGIApp, *, routes: Iterable[Any], exception_handlers: Mapping[Any, Handler]) -> None:
-        self.app = app
+    def __init__(self, fastapi: FastAPI, routes: Iterable[Any]) -> None:
+        self.fastapi = fastapi
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
         for route in routes:
             if not isinstance(route, APIRoute):
@@ -42,7 +49,14 @@ class DirectRoutes:
                 raise ValueError(f"{route.path} takes parameters besides the request: serve it through FastAPI")
             for method in route.methods:
                 self.endpoints[(method, route.path)] = route.endpoint
-        self.handlers = exception_handlers  # the app's own dict: handlers added later are seen too
+        self.handlers: Mapping[Any, Handler] = fastapi.exception_handlers  # the app's own: later additions count
+
+    @property
+    def state(self) -> State:
+        return self.fastapi.state
+
+    def openapi(self) -> dict[str, Any]:
+        return self.fastapi.openapi()
 
     def _handler_for(self, exc: Exception) -> Handler | None:
         for cls in type(exc).__mro__:  # the nearest class with a handler, as Starlette looks them up
@@ -51,17 +65,19 @@ class DirectRoutes:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
+        if scope["type"] == "http" and not scope.get("root_path") and not self.fastapi.root_path:
             endpoint = self.endpoints.get((scope["method"], scope["path"]))
             if endpoint is not None:
+                scope["app"] = self.fastapi
                 request = Request(scope, receive, send)
                 try:
                     response = await endpoint(request)
                 except Exception as exc:
                     handler = self._handler_for(exc)
                     if handler is None:
+                        await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
                         raise
                     response = await handler(request, exc)
                 await response(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self.fastapi(scope, receive, send)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,9 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner, murmur2
 from prometheus_client import CollectorRegistry, Histogram
 from pydantic import TypeAdapter
 
-from shared.broker import MAX_REQUEST_BYTES
-
-log = logging.getLogger(__name__)
+from shared.kafka import MAX_REQUEST_BYTES
 
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 _TIME = TypeAdapter(datetime)  # the envelope's time exactly as pydantic writes it in `make_event`'s events
@@ -36,6 +33,14 @@ def encode_event(type_: str, data: bytes, *, id_: str, source: str, subject: str
         b',"type":', json.dumps(type_).encode(), b',"subject":', json.dumps(subject).encode(),
         b',"time":', _TIME.dump_json(time_), b',"datacontenttype":"application/json","data":', data, b"}"))
 
+
+# aiokafka keeps one open batch per partition and, idempotent, one produce request in flight: a
+# record finding its partition's batch full waits until that batch was sent and acknowledged. At
+# the default 16 KiB (~30 chat records) a partition took ~30 records per broker round trip, so
+# when acknowledgements slowed (a busy broker: 50-200 ms) ingest answered fewer than 1,000
+# requests/s and the backlog grew without bound. Half a MiB stays under the broker's default
+# 1 MB message.max.bytes (a larger single record is a batch of its own, as before).
+BATCH_BYTES = 512 * 1024
 
 _key_hash = functools.lru_cache(maxsize=65536)(murmur2)
 
@@ -62,7 +67,8 @@ class KafkaRecords:
 
     def __init__(self, bootstrap_servers: str, topic: str, *, client_id: str, linger_ms: int = 1,
                  registry: CollectorRegistry | None = None) -> None:
-        self.bootstrap_servers, self.topic, self.client_id, self.linger_ms = bootstrap_servers, topic, client_id, linger_ms
+        self.bootstrap_servers, self.topic = bootstrap_servers, topic
+        self.client_id, self.linger_ms = client_id, linger_ms
         self._producer: AIOKafkaProducer | None = None
         self.started = False
         self._seconds = Histogram(
@@ -75,7 +81,8 @@ class KafkaRecords:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
             acks="all", enable_idempotence=True,  # what makes a 202 mean durable: never relax these
-            linger_ms=self.linger_ms, max_request_size=MAX_REQUEST_BYTES, partitioner=KeyPartitioner())
+            linger_ms=self.linger_ms, max_request_size=MAX_REQUEST_BYTES, partitioner=KeyPartitioner(),
+            max_batch_size=BATCH_BYTES)
 
     async def start(self) -> None:
         """Idempotent, so the runtime's connect loop may call it again after a later step failed.

@@ -52,7 +52,8 @@ class BlobStore:
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
                 raise
-            return {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY}
+            errors = exc.details.get("writeErrors", [])
+            return {docs[e["index"]]["_id"] for e in errors if e.get("code") != DUPLICATE_KEY}
         return set()
 
     async def get(self, sha256: str) -> bytes | None:
@@ -95,8 +96,6 @@ class BlobBatcher:
         self._pending_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
-        self.inserts = 0  # insert_many calls made (tests and benchmarks read these)
-        self.documents = 0
 
     async def put_many(self, blobs: Iterable[Blob]) -> None:
         docs = self.store.documents(blobs)
@@ -111,9 +110,9 @@ class BlobBatcher:
                 self._pending_bytes += doc["size"]
             else:
                 entry[1].append(waiter)
-        if len(self._pending) >= self.max_docs or self._pending_bytes >= self.max_bytes:
-            self._flush()
-        elif self._timer is None and len(self._in_flight) < self.max_in_flight:
+        if self._full():
+            self._flush(full_only=True)
+        if self._pending and self._timer is None and len(self._in_flight) < self.max_in_flight:
             self._timer = loop.call_later(self.linger_s, self._flush)
         # shielded: a caller that goes away (client disconnect) must not cancel what others wait for
         await asyncio.shield(waiter.future)
@@ -129,11 +128,16 @@ class BlobBatcher:
         self._pending_bytes -= size
         return batch
 
-    def _flush(self) -> None:
+    def _full(self) -> bool:
+        return len(self._pending) >= self.max_docs or self._pending_bytes >= self.max_bytes
+
+    def _flush(self, full_only: bool = False) -> None:
+        """Start inserts while there are free slots: of everything pending, or (`full_only`)
+        only of full batches, the rest waiting out its linger time to fill up."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._pending and len(self._in_flight) < self.max_in_flight:
+        while self._pending and len(self._in_flight) < self.max_in_flight and (self._full() or not full_only):
             task = asyncio.get_running_loop().create_task(self._insert(self._take()))
             self._in_flight.add(task)
             task.add_done_callback(self._done)
@@ -144,8 +148,6 @@ class BlobBatcher:
             self._flush()
 
     async def _insert(self, batch: list[tuple[dict[str, Any], list[_Waiter]]]) -> None:
-        self.inserts += 1
-        self.documents += len(batch)
         try:
             refused = await self.store.insert([doc for doc, _ in batch])
         except Exception as exc:

@@ -53,3 +53,113 @@ async def test_bytes_already_kept_are_not_an_error():
 async def test_a_write_that_failed_for_another_reason_is_raised(details):
     with pytest.raises(BulkWriteError):
         await BlobStore(Mongo(Collection(details))).put_many([A, B])
+
+
+# ------------------------------------------------------------------ group commit (BlobBatcher)
+
+import asyncio  # noqa: E402
+
+from services.ingest.store import BlobBatcher, NotStored  # noqa: E402
+
+
+class SlowCollection(Collection):
+    """Each insert takes `delay` seconds; `refuse` ids fail as FerretDB reports a bad document."""
+
+    def __init__(self, delay: float = 0.01, refuse: frozenset[str] = frozenset(), down: bool = False) -> None:
+        super().__init__()
+        self.delay, self.refuse, self.down, self.running, self.most_at_once = delay, refuse, down, 0, 0
+
+    async def insert_many(self, docs, ordered):
+        self.batches.append(([d["_id"] for d in docs], ordered))
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.running -= 1
+        if self.down:
+            raise ConnectionError("FerretDB went away")
+        errors = [{"index": i, "code": 2, "errmsg": "bad"} for i, d in enumerate(docs) if d["_id"] in self.refuse]
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
+
+
+def blobs(n: int, prefix: str = "b") -> list[Blob]:
+    return [Blob(f"{prefix}{i}".encode(), "text/plain") for i in range(n)]
+
+
+async def test_blobs_of_concurrent_requests_share_one_insert():
+    collection = SlowCollection()
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.005)
+    requests = [blobs(2, f"r{r}-") for r in range(10)]
+    await asyncio.gather(*(batcher.put_many(b) for b in requests))
+    assert len(collection.batches) == 1
+    assert sorted(collection.batches[0][0]) == sorted(b.sha256 for r in requests for b in r)
+    assert collection.batches[0][1] is False  # unordered: one bad document does not stop the rest
+
+
+async def test_an_insert_holds_at_most_100_documents():
+    collection = SlowCollection()
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.005, max_in_flight=4)
+    await asyncio.gather(*(batcher.put_many(b) for b in [blobs(30, f"r{r}-") for r in range(8)]))
+    sizes = [len(ids) for ids, _ in collection.batches]
+    assert sum(sizes) == 240 and max(sizes) <= 100 and len(sizes) == 3
+
+
+async def test_the_same_bytes_from_two_requests_are_inserted_once_and_both_return():
+    collection = SlowCollection()
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.005)
+    await asyncio.gather(batcher.put_many(blobs(1)), batcher.put_many(blobs(1)))
+    assert collection.batches == [([blobs(1)[0].sha256], False)]
+
+
+async def test_a_refused_blob_fails_only_the_request_it_came_with():
+    bad = Blob(b"bad", "text/plain")
+    collection = SlowCollection(refuse=frozenset({bad.sha256}))
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.005)
+    outcomes = await asyncio.gather(batcher.put_many([*blobs(2, "x"), bad]), batcher.put_many(blobs(2, "y")),
+                                    return_exceptions=True)
+    assert isinstance(outcomes[0], NotStored) and outcomes[1] is None
+    assert len(collection.batches) == 1
+
+
+async def test_bytes_kept_already_are_no_error_in_a_shared_insert():
+    duplicate = {"writeErrors": [{"index": 0, "code": 11000}], "writeConcernErrors": []}
+    batcher = BlobBatcher(BlobStore(Mongo(Collection(duplicate))), linger_s=0.001)
+    await asyncio.gather(batcher.put_many([A]), batcher.put_many([B]))
+
+
+async def test_a_failed_insert_fails_every_request_in_it():
+    batcher = BlobBatcher(BlobStore(Mongo(SlowCollection(down=True))), linger_s=0.005)
+    outcomes = await asyncio.gather(batcher.put_many(blobs(1, "a")), batcher.put_many(blobs(1, "b")),
+                                    return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+
+
+async def test_a_lone_request_waits_only_the_linger_time():
+    collection = SlowCollection(delay=0)
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.02)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await batcher.put_many(blobs(1))
+    assert 0.015 <= loop.time() - start < 0.5 and len(collection.batches) == 1
+
+
+async def test_while_inserts_run_new_blobs_wait_and_go_together():
+    collection = SlowCollection(delay=0.05)
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.001, max_in_flight=1)
+    first = asyncio.create_task(batcher.put_many(blobs(1, "first")))
+    await asyncio.sleep(0.01)  # the first insert is running now
+    await asyncio.gather(first, *(batcher.put_many(blobs(1, f"later{i}")) for i in range(20)))
+    assert [len(ids) for ids, _ in collection.batches] == [1, 20] and collection.most_at_once == 1
+
+
+async def test_a_request_that_goes_away_does_not_cancel_the_insert_others_wait_for():
+    collection = SlowCollection(delay=0.02)
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.001)
+    gone = asyncio.create_task(batcher.put_many(blobs(1, "gone")))
+    stays = asyncio.create_task(batcher.put_many(blobs(1, "stays")))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    await stays
+    assert sorted(collection.batches[0][0]) == sorted(b.sha256 for b in [*blobs(1, "gone"), *blobs(1, "stays")])
