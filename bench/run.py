@@ -550,7 +550,7 @@ def main() -> int:
     detail_path = args.out.with_name(args.out.stem + "-detail.json")
     detail_path.write_text(json.dumps(detail, indent=2, default=str) + "\n")
     print(report(results))
-    print(f"\nwritten to {args.out.relative_to(ROOT)} and {detail_path.relative_to(ROOT)} in "
+    print(f"\nwritten to {args.out} and {detail_path} in "
           f"{detail['total_seconds'] // 60} min {detail['total_seconds'] % 60} s")
     return 0
 
