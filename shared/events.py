@@ -475,6 +475,14 @@ class PublishRoutingView(BaseModel):
     request_id: str
 
 
+class SettingsChanged(BaseModel):
+    """An admin changed settings a service keeps cached (rules, escalations, SLA policies...): every
+    process of that service reads them again now rather than when its cache expires."""
+
+    service: str
+    what: str = Field(description="the kind of settings, e.g. `rules`, `escalations`, `policies`")
+
+
 # ---------------------------------------------------------------- customers
 
 class CustomerChanged(BaseModel):
@@ -571,6 +579,7 @@ class EventType:
     SLA_BREACHED = "deskstream.sla.breached"
     SLA_MET = "deskstream.sla.met"
     DEAD_LETTER = "deskstream.deadletter"
+    SETTINGS_CHANGED = "deskstream.settings.changed"
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -620,6 +629,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.SLA_BREACHED: SlaTargetEvent,
     EventType.SLA_MET: SlaTargetEvent,
     EventType.DEAD_LETTER: DeadLetter,
+    EventType.SETTINGS_CHANGED: SettingsChanged,
 }
 
 
@@ -652,5 +662,8 @@ CommandOutcomeRecord = _record(
 SlaEventRecord = _record(
     "SlaEventRecord", "An SLA warning, breach or met target on `sla.events`; `subject` is the ticket id.",
     (EventType.SLA_WARNING, EventType.SLA_BREACHED, EventType.SLA_MET))
+SettingsChangedRecord = _record(
+    "SettingsChangedRecord", "Settings an admin changed, on `settings.changes`: every process of the service "
+                             "re-reads them.", (EventType.SETTINGS_CHANGED,))
 DeadLetterRecord = _record(
     "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,))

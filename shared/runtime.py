@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -18,7 +19,8 @@ import orjson
 from faststream.kafka import KafkaBroker
 
 from shared import topics
-from shared.events import DeadLetterRecord
+from shared.events import DeadLetterRecord, EventType, SettingsChanged, SettingsChangedRecord, utcnow
+from shared.kafka import event
 from shared.kafka import Outgoing, Producer, ensure_topics
 from shared.mongo import Mongo
 from shared.settings import ServiceSettings
@@ -50,6 +52,7 @@ class Runtime:
         self.on_stop: list[Hook] = []  # closing what the service opened (HTTP clients)
         self.connected = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self._settings_handlers: dict[str, list[Callable[[], Any]]] = {}
         self.publisher(topics.DEADLETTER, schema=DeadLetterRecord,
                        description="Records this service could not process, whole, with where they came from and why")
 
@@ -111,6 +114,31 @@ class Runtime:
         self._describe_input(topic, None, schema, description, name)
         self.loops.append(tail.run)
         return tail
+
+    # ------------------------------------------------------------ settings every process caches
+    def on_settings_changed(self, what: str, drop: Callable[[], Any]) -> None:
+        """`drop` (a cache's invalidate) runs in every process of this service as soon as any of them
+        announces that `what` changed (`announce_settings`): an admin's change applies at once on
+        every process, not when each one's cache expires."""
+        if not self._settings_handlers:
+            self.publisher(topics.SETTINGS_CHANGES, schema=SettingsChangedRecord,
+                           description="Settings an admin changed through this service's API")
+            self.tail(name="settings", topic=topics.SETTINGS_CHANGES, schema=SettingsChangedRecord,
+                      handlers={EventType.SETTINGS_CHANGED: self._settings_changed},
+                      description="Settings changed through any process of this service: caches dropped")
+        self._settings_handlers.setdefault(what, []).append(drop)
+
+    def _settings_changed(self, data: dict[str, Any]) -> None:
+        change = SettingsChanged.model_validate(data)
+        if change.service == self.service:
+            for drop in self._settings_handlers.get(change.what, ()):
+                drop()
+
+    async def announce_settings(self, what: str) -> None:
+        """Tell every process of this service that `what` changed (after the change is stored)."""
+        change = SettingsChanged(service=self.service, what=what)
+        await self.producer.send_many([event(topics.SETTINGS_CHANGES, self.service, EventType.SETTINGS_CHANGED, change,
+                                             source=self.source, subject=what, id_=uuid.uuid4().hex, time=utcnow())])
 
     # ------------------------------------------------------------ sending
     async def send(self, records: Iterable[Outgoing]) -> None:

@@ -10,17 +10,16 @@ INGEST_MESSAGES = "ingest.messages"  # normalised inbound messages, key = conver
 TICKETS_COMMANDS = "tickets.commands"  # commands tickets applies (assign, agents' changes...), key = ticket id
 TICKETS_OUTCOMES = "tickets.outcomes"  # how each agent's command ended, read by the instance that asked
 ROUTING_DISPATCH = "routing.dispatch"  # one partition: everything that changes who carries which ticket
+SETTINGS_CHANGES = "settings.changes"  # one partition: an admin changed rules, policies...: every process re-reads
 
 # internal: changelogs of the state each processor owns (compacted; partition = the input's partition)
 TICKETS_STATE = "tickets.state"
-ROUTING_STATE = "routing.state"
 ROUTING_DISPATCH_STATE = "routing.dispatch-state"
-SLA_STATE = "sla.state"
-CHANGELOGS = (TICKETS_STATE, ROUTING_STATE, ROUTING_DISPATCH_STATE, SLA_STATE)
-SINGLE_PARTITION = (TICKETS_OUTCOMES, ROUTING_DISPATCH, ROUTING_DISPATCH_STATE)
+CHANGELOGS = (TICKETS_STATE, ROUTING_DISPATCH_STATE)
+SINGLE_PARTITION = (TICKETS_OUTCOMES, ROUTING_DISPATCH, ROUTING_DISPATCH_STATE, SETTINGS_CHANGES)
 
 ALL = (TICKETS_EVENTS, SLA_EVENTS, DEADLETTER, INGEST_MESSAGES, TICKETS_COMMANDS, TICKETS_OUTCOMES,
-       ROUTING_DISPATCH, *CHANGELOGS)
+       ROUTING_DISPATCH, SETTINGS_CHANGES, *CHANGELOGS)
 
 # consumer groups: one per service and purpose, explicit everywhere
 GROUP_TICKETS = "tickets"

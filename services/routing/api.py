@@ -71,6 +71,7 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     async def put_rule(rule_id: str, rule: Rule) -> dict[str, Any]:
         check_id(rule_id, "rule")
         await store.put_rule(rule_id, rule)
+        await rt.announce_settings("rules")
         return {"id": rule_id, **rule.model_dump(mode="json")}
 
     @router.get("/rules", summary="Every automation rule, in the order they run")
@@ -81,7 +82,9 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
 
     @router.delete("/rules/{rule_id}", dependencies=[auth.admin], status_code=204, summary="Delete an automation rule")
     async def delete_rule(rule_id: str) -> None:
-        if not await store.delete_rule(rule_id):
+        deleted = await store.delete_rule(rule_id)
+        await rt.announce_settings("rules")
+        if not deleted:
             raise ApiError(404, "not_found", f"rule {rule_id} does not exist")
 
     @router.put("/kb/articles/{article_id}", dependencies=[auth.admin],
@@ -89,6 +92,7 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     async def put_article(article_id: str, article: Article) -> dict[str, Any]:
         check_id(article_id, "article")
         await store.put_article(article_id, article, utcnow())
+        await rt.announce_settings("articles")
         return {"id": article_id, **article.model_dump(mode="json")}
 
     @router.get("/kb/articles/{article_id}", summary="One knowledge-base article")
@@ -101,7 +105,9 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     @router.delete("/kb/articles/{article_id}", dependencies=[auth.admin], status_code=204,
                    summary="Delete a knowledge-base article")
     async def delete_article(article_id: str) -> None:
-        if not await store.delete_article(article_id):
+        deleted = await store.delete_article(article_id)
+        await rt.announce_settings("articles")
+        if not deleted:
             raise ApiError(404, "not_found", f"article {article_id} does not exist")
 
     @router.get("/kb/search", summary="Articles that answer a question, best first, with a score from 0 to 1")
@@ -116,6 +122,7 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     async def put_escalation(escalation_id: str, escalation: Escalation) -> dict[str, Any]:
         check_id(escalation_id, "escalation")
         await store.put_escalation(escalation_id, escalation)
+        await rt.announce_settings("escalations")
         return {"id": escalation_id, **escalation.model_dump(mode="json")}
 
     @router.get("/escalations", summary="Every escalation, in the order they run")
@@ -127,7 +134,9 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     @router.delete("/escalations/{escalation_id}", dependencies=[auth.admin], status_code=204,
                    summary="Delete an escalation")
     async def delete_escalation(escalation_id: str) -> None:
-        if not await store.delete_escalation(escalation_id):
+        deleted = await store.delete_escalation(escalation_id)
+        await rt.announce_settings("escalations")
+        if not deleted:
             raise ApiError(404, "not_found", f"escalation {escalation_id} does not exist")
 
     @router.get("/queue", summary="Tickets waiting for an agent, in the order they will be offered")

@@ -43,8 +43,10 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
     async def publish_view() -> None:
         async with dispatching.exclusive():
             await dispatcher.publish_view()
+    for what in store.SETTINGS:
+        rt.on_settings_changed(what, lambda what=what: store.drop(what))
     rt.every(1.0, tick, "ticket(s) assigned from the queue or moved off offline agents")
-    rt.every(0.5, publish_view, "")
+    rt.every(0.1, publish_view, "")  # writes only when asked for, or changed and due
     return create_http_app(rt, title="deskstream routing",
                            description="Agents, skills, capacity, presence and assignment; automation rules, "
                                        "the knowledge base and SLA escalations.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -105,6 +106,8 @@ class Dispatcher:
         self.view_dirty = True
         self.taken_over = False  # pending commands of the previous owner to send again
         self.view_token: str | None = None
+        self.view_every_s = 5.0
+        self._view_written = 0.0
         self.handlers: dict[str, Callable[[Record, list[Outgoing]], Any]] = {
             EventType.ROUTE_TICKET: self._route_request,
             EventType.RELEASE_TICKET: self._release_request,
@@ -454,9 +457,13 @@ class Dispatcher:
         return moved
 
     async def publish_view(self) -> None:
-        """Who carries what and what waits, for the API of any routing process to read."""
-        if not self.active or not (self.view_dirty or self.view_token):
+        """Who carries what and what waits, for the API of any routing process to read: at once when a
+        read asked for it (a token), else at most every `view_every_s` while it changes (it holds every
+        carried ticket's id: rewriting it per change would cost the database more than the routing)."""
+        if not self.active or not (self.view_token or (
+                self.view_dirty and time.monotonic() - self._view_written >= self.view_every_s)):
             return
+        self._view_written = time.monotonic()
         queue = list(itertools.islice(self._queue(), 1000))
         await self.store.write_view({
             "agents": {a.id: sorted(a.tickets) for a in self.agents.values()},

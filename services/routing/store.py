@@ -124,6 +124,17 @@ class RoutingStore:
         self._escalations.invalidate()
         return deleted
 
+    SETTINGS = ("rules", "escalations", "articles")
+
+    def drop(self, what: str) -> None:
+        """Forget the cached `what` (changed through another routing process)."""
+        if what == "rules":
+            self._rules.invalidate()
+        elif what == "escalations":
+            self._escalations.invalidate()
+        elif what == "articles":
+            self._articles.clear()
+
     async def all_escalations(self) -> dict[str, Escalation]:
         return dict(await self._escalations.get())
 

@@ -1,6 +1,7 @@
 """The SLA HTTP API: policies, business-hours calendars and each ticket's clocks."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -29,13 +30,20 @@ def parse_start(text: str) -> datetime:
     return moment
 
 
-def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
+async def _nobody(what: str) -> None:
+    return None
+
+
+def build_router(service: SlaService, store: SlaStore, auth,
+                 announce: Callable[[str], Awaitable[None]] = _nobody) -> APIRouter:
+    """`announce(what)` tells the other SLA processes that settings changed (Runtime.announce_settings)."""
     router = APIRouter(prefix="/v1", tags=["sla"], dependencies=[auth.agent])
 
     @router.put("/policies/{policy_id}", dependencies=[auth.admin], summary="Create or replace an SLA policy")
     async def put_policy(policy_id: str, policy: Policy) -> dict[str, Any]:
         check_id(policy_id, "policy")
         await store.put_policy(policy_id, policy)
+        await announce("policies")
         return {"id": policy_id, **policy.model_dump()}
 
     @router.get("/policies", summary="Every SLA policy")
@@ -54,6 +62,7 @@ def build_router(service: SlaService, store: SlaStore, auth) -> APIRouter:
     async def put_calendar(calendar_id: str, calendar: Calendar) -> dict[str, Any]:
         check_id(calendar_id, "calendar")
         await store.put_calendar(calendar_id, calendar)
+        await announce("calendars")
         return {"id": calendar_id, **calendar.model_dump(mode="json")}
 
     @router.get("/calendars/{calendar_id}", summary="A business-hours calendar")

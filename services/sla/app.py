@@ -41,9 +41,11 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
 
     async def learn() -> None:
         service.partitions = await rt.producer.partitions_for(topics.TICKETS_EVENTS)
+    for what in store.SETTINGS:
+        rt.on_settings_changed(what, lambda what=what: store.drop(what))
     rt.on_start.append(service.install_default_policy)
     rt.on_connected.append(learn)
     rt.loops.append(lambda: service.run_scheduler(clocks.exclusive))
     return create_http_app(rt, title="deskstream sla",
                            description="SLA policies, clocks, warnings and breaches.",
-                           routers=[api.build_router(service, store, require_token(rt))])
+                           routers=[api.build_router(service, store, require_token(rt), announce=rt.announce_settings)])

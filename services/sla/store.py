@@ -46,6 +46,15 @@ class SlaStore:
         return self.storage.collection(f"sla_sent_p{partition}")
 
     # ------------------------------------------------------------ policies
+    SETTINGS = ("policies", "calendars")
+
+    def drop(self, what: str) -> None:
+        """Forget the cached `what` (changed through another SLA process)."""
+        if what == "policies":
+            self._policies.invalidate()
+        elif what == "calendars":
+            self._calendars.clear()
+
     async def put_policy(self, policy_id: str, policy: Policy) -> None:
         await self.policies.replace_one({"_id": policy_id}, {"_id": policy_id, **policy.model_dump()}, upsert=True)
         self._policies.invalidate()

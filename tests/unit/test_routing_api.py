@@ -20,6 +20,10 @@ class Runtime(SimpleNamespace):
         await self.routing.deliver()
         await self.routing.dispatcher.publish_view()
 
+    async def announce_settings(self, what: str) -> None:
+        self.announced.append(what)
+        self.routing.store.drop(what)
+
 ADMIN = {"Authorization": "Bearer s3cret"}
 AGENT = {"Authorization": "Bearer agent-pw"}
 RETURNS = {"title": "Returning an item", "language": "en", "keywords": ["return"],
@@ -30,7 +34,7 @@ RETURNS = {"title": "Returning an item", "language": "en", "keywords": ["return"
 def client():
     routing = Routing()
     runtime = Runtime(settings=SimpleNamespace(api_token=SecretStr("s3cret"), agent_token=SecretStr("agent-pw")),
-                      source="deskstream/routing", routing=routing)
+                      source="deskstream/routing", routing=routing, announced=[])
     app = create_http_app(runtime, title="routing", description="test",
                           routers=[api.build_router(routing.store, runtime, require_token(runtime))])
     client = TestClient(app)
