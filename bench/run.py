@@ -481,7 +481,7 @@ def main() -> int:
     q = args.quick
     args.rates = args.rates or ([250, 500, 750, 1000] if q else [250, 500, 750, 1000, 1250, 1500, 2000])
     args.ref_rates = [250, 500, 1000, 1250, 1500, 2000, 3000]
-    args.warmup, args.step, args.drain, args.latency = (8, 20, 30, 20) if q else (10, 40, 45, 40)
+    args.warmup, args.step, args.drain, args.latency = (20, 20, 30, 20) if q else (40, 40, 45, 60)
     args.kafka_records, args.mongo_docs, args.many_docs, args.hop_messages = (
         (50_000, 500, 10_000, 1000) if q else (200_000, 2000, 30_000, 5000))
 

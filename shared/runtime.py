@@ -82,12 +82,13 @@ class Runtime:
                              title=f"{self.service}:{topic}:{name}")(handler)
 
     def stream(self, *, name: str, inputs: dict[str, Any], group_id: str, processor: Processor, description: str,
-               types: Iterable[str] | None = None, max_records: int = 500) -> StreamRunner:
-        """A batch processor consuming `inputs` ({topic: record schema}) as a member of `group_id`."""
+               types: Iterable[str] | None = None, max_records: int = 500, batch_wait_ms: int = 0) -> StreamRunner:
+        """A batch processor consuming `inputs` ({topic: record schema}) as a member of `group_id`;
+        `batch_wait_ms` > 0 for one off the path anyone waits on (see fetch_pacing)."""
         runner = StreamRunner(name=name, service=self.service, inputs=tuple(inputs), group_id=group_id,
                               processor=processor, bootstrap_servers=self.settings.kafka_bootstrap_servers,
                               producer=self.producer, metrics=self.stream_metrics, max_records=max_records,
-                              retry_backoff_s=self.settings.retry_backoff_s,
+                              retry_backoff_s=self.settings.retry_backoff_s, batch_wait_ms=batch_wait_ms,
                               types=frozenset(types) if types is not None else None)
         for topic, schema in inputs.items():
             self._describe_input(topic, group_id, schema, description, name)

@@ -156,6 +156,16 @@ def dead_letter(service: str, raw: Any, reason: str) -> Outgoing:
     return Outgoing(topics.DEADLETTER, key, body)
 
 
+def fetch_pacing(batch_wait_ms: int) -> dict[str, int]:
+    """How a consumer's fetches wait. 0: a fetch returns as soon as anything arrived (long-polling
+    500 ms when nothing does), for the path a customer or an agent waits on. More: it waits up to
+    that long for 256 KiB, so a consumer off that path (delivery, SLA, analytics) takes fewer,
+    larger batches: each batch costs the broker a fetch and a commit whatever its size."""
+    if batch_wait_ms <= 0:
+        return {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
+    return {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": batch_wait_ms}
+
+
 class StreamMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         self.records = Counter("deskstream_stream_records", "Records processed by stream processors",
@@ -174,7 +184,7 @@ class StreamRunner:
 
     def __init__(self, *, name: str, service: str, inputs: tuple[str, ...], group_id: str, processor: Processor,
                  bootstrap_servers: str, producer: Producer, metrics: StreamMetrics, max_records: int = 500,
-                 fetch_max_wait_ms: int = 500, retry_backoff_s: float = 1.0, max_attempts: int = 5,
+                 batch_wait_ms: int = 0, retry_backoff_s: float = 1.0, max_attempts: int = 5,
                  types: frozenset[str] | None = None) -> None:
         self.name, self.service, self.inputs, self.group_id = name, service, inputs, group_id
         self.types = types  # the CloudEvent types the processor acts on (None: every one)
@@ -183,7 +193,7 @@ class StreamRunner:
         self.producer = producer
         self.metrics = metrics
         self.max_records = max_records
-        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.batch_wait_ms = batch_wait_ms
         self.retry_backoff_s = retry_backoff_s
         self.max_attempts = max_attempts
         self.consumer: AIOKafkaConsumer | None = None
@@ -207,7 +217,7 @@ class StreamRunner:
             bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
             client_id=f"deskstream-{self.service}-{self.name}", enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=self.max_records, fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_poll_records=self.max_records, **fetch_pacing(self.batch_wait_ms),
             max_partition_fetch_bytes=4 * 1024 * 1024, session_timeout_ms=10000, heartbeat_interval_ms=1000)
         consumer.subscribe(list(self.inputs), listener=_Listener(self))
         self.consumer = consumer  # the listener may be called as soon as it starts
@@ -500,8 +510,9 @@ class Replica:
 
     def __init__(self, *, name: str, service: str, inputs: tuple[str, ...], bootstrap_servers: str, processor: Any,
                  producer: Producer, metrics: StreamMetrics, max_records: int = 1000,
-                 types: frozenset[str] | None = None, commit_group: str | None = None) -> None:
+                 types: frozenset[str] | None = None, commit_group: str | None = None, batch_wait_ms: int = 250) -> None:
         self.name, self.service, self.inputs, self.bootstrap_servers = name, service, inputs, bootstrap_servers
+        self.batch_wait_ms = batch_wait_ms
         self.producer = producer
         # the positions are also committed here (never read back: the state's own are): so that lag
         # tools see how far this instance has read
@@ -520,7 +531,7 @@ class Replica:
         positions: dict[tuple[str, int], int] = await self.processor.load()
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.commit_group,
                                     enable_auto_commit=False, client_id=self.name, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=500, max_partition_fetch_bytes=4 * 1024 * 1024)
+                                    max_partition_fetch_bytes=4 * 1024 * 1024, **fetch_pacing(self.batch_wait_ms))
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - the topics' partitions, now

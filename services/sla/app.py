@@ -33,7 +33,7 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=registry)
     service.observe_lag = lag.observe
     clocks = rt.stream(name="clock", group_id=topics.GROUP_SLA, processor=service, types=service.handlers,
-                       inputs={topics.TICKETS_EVENTS: TicketEventRecord},
+                       inputs={topics.TICKETS_EVENTS: TicketEventRecord}, batch_wait_ms=200,
                        description="Start, pause, resume and settle SLA clocks from every ticket change, for the "
                                    "partitions this process owns")
     Gauge("deskstream_sla_loading", "1 while the clocks of newly assigned partitions are being loaded",

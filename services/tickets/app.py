@@ -116,7 +116,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         await delivery.on_replied(TicketReplied.model_validate(data))
     rt.stream(name="deliver", group_id=topics.GROUP_TICKETS_DELIVERY, types={EventType.TICKET_REPLIED},
               processor=EachRecord({EventType.TICKET_REPLIED: deliver}),
-              inputs={topics.TICKETS_EVENTS: TicketEventRecord},
+              inputs={topics.TICKETS_EVENTS: TicketEventRecord}, batch_wait_ms=100,
               description="Deliver agents' replies on the customer's channel")
 
     hub = ChatHub()
