@@ -450,7 +450,7 @@ def report(results: dict[str, Any]) -> str:
     s, y = results["sustained_msgs_per_s"], results["yardsticks"]
     lat = results["latency_ms"]
     ref = results.get("reference_pipeline_msgs_per_s")
-    lines = ["", "deskstream end to end (five services, two processes each, real Kafka and FerretDB, one 2-core machine)",
+    lines = ["", f"deskstream end to end (five services, {INSTANCES} process(es) each, real Kafka and FerretDB, one 2-core machine)",
              f"  sustained, lag not growing       {s:g} msg/s   (floor ≥ 500, goal 2,000)"
              + (f"; reference pipeline {ref:g} msg/s → ratio {s / ref:.2f}" if ref else ""),
              f"  202 → assigned at {lat['rate_msgs_per_s']:g} msg/s      p50 {lat['p50']} ms, p99 {lat['p99']} ms "
@@ -469,17 +469,20 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    global INSTANCES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter steps and smaller yardsticks")
     parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=None,
-                        help="comma-separated step rates in msg/s (default 250,500,750,1000,1250,1500,2000)")
+                        help="comma-separated step rates in msg/s (default 100,150,200,250,300,400,500,750,1000,1500,2000)")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference pipeline")
     parser.add_argument("--keep-stack", action="store_true", help="leave the bench stack running")
+    parser.add_argument("--instances", type=int, default=INSTANCES, help="processes per service (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json",
                         help="where the results go; the detail goes beside it as <name>-detail.json")
     args = parser.parse_args()
+    INSTANCES = args.instances
     q = args.quick
-    args.rates = args.rates or ([250, 500, 750, 1000] if q else [250, 500, 750, 1000, 1250, 1500, 2000])
+    args.rates = args.rates or ([100, 200, 300, 500] if q else [100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000])
     args.ref_rates = [250, 500, 1000, 1250, 1500, 2000, 3000]
     args.warmup, args.step, args.drain, args.latency = (20, 20, 30, 20) if q else (40, 40, 45, 60)
     args.kafka_records, args.mongo_docs, args.many_docs, args.hop_messages = (
@@ -528,6 +531,7 @@ def main() -> int:
         memory[service] = max(memory.get(service, 0.0), mb)
     results = {
         "sustained_msgs_per_s": run["sustained"],
+        "instances_per_service": INSTANCES,
         "latency_ms": {"rate_msgs_per_s": headline["rate_msgs_per_s"], "p50": headline["p50"], "p99": headline["p99"],
                        "p999": headline["p999"]},
         "latency_ms_at_sustained": {k: run["latency"][-1][k] for k in ("rate_msgs_per_s", "p50", "p99", "p999")},

@@ -588,12 +588,21 @@ def _group_members(pgid: int) -> list[int]:
     return out
 
 
+def ferretdb_sqlite_flag(paths: StatePaths) -> str:
+    """FerretDB's SQLite files, in WAL mode (FerretDB's default) with synchronous=NORMAL: a commit is
+    not fsynced on its own but with the next checkpoint, so it survives FerretDB being killed, not
+    the machine losing power — the durability of the local Kafka broker's default (it does not fsync
+    per record either). With synchronous=FULL every insert command, and every statement of an update
+    command, waited for its own fsync, one after another (SQLite has one writer)."""
+    return f"--sqlite-url=file:{paths.ferretdb_data}/?_pragma=synchronous(normal)"
+
+
 def _matcher(paths: StatePaths, name: str) -> Callable[[list[str]], bool]:
     if name == "kafka":
         props = str(paths.server_properties)
         return lambda argv: "kafka.Kafka" in argv and props in argv
     if name == "ferretdb":
-        flag = f"--sqlite-url=file:{paths.ferretdb_data}/"
+        flag = ferretdb_sqlite_flag(paths)
         return lambda argv: bool(argv) and Path(argv[0]).name == "ferretdb" and flag in argv
     module = f"services.{service_of(name)}"
     return lambda argv: "-m" in argv and module in argv
@@ -1075,7 +1084,7 @@ def _infra_up_locked(
             cmd = [
                 str(art.ferretdb_bin),
                 "--handler=sqlite",
-                f"--sqlite-url=file:{paths.ferretdb_data}/",
+                ferretdb_sqlite_flag(paths),
                 f"--listen-addr={maddr}",
                 "--telemetry=disable",
                 f"--state-dir={paths.ferretdb_state}",
