@@ -55,8 +55,8 @@ OFFSET = 15000  # services on 23001..23005 (instances' own ports 23101.., 23201.
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 INSTANCES = 2
 TOKEN = "bench-" + uuid.uuid4().hex
-AGENTS = [f"bench-agent-{i}" for i in range(16)]
-CAPACITY = 1000  # the API's maximum; 16 agents hold every ticket a run opens
+AGENTS = [f"bench-agent-{i}" for i in range(200)]
+CAPACITY = 1000  # the API's maximum; 200 agents hold every ticket a run opens (up to 200,000)
 IGNORED_GROUPS = ("it-", "ref-", "hop-")  # other tools' groups on a shared broker
 
 
