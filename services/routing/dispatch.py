@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.routing.domain import (
-    Agent, Needs, Presence, available, can_take, explain, fits, rank,
+    Agent, Needs, Presence, available, best, can_take, explain, fits, rank,
 )
 from services.routing.escalation import SlaKind, plan_escalation
 from services.routing.store import RoutingStore, to_agent
@@ -343,7 +343,7 @@ class Dispatcher:
         customer = held.snap.get("customer_id")
         previous = self.state.get(PARTITION, CUSTOMER + customer) if customer else None
         previous_agent = previous.get("agent") if isinstance(previous, dict) else None
-        for agent in rank(online, wanted, now, previous=previous_agent):
+        if (agent := best(online, wanted, now, previous=previous_agent)) is not None:
             self._assign(held, agent, now, out, request_id,
                          reason=explain(agent, wanted, previous=agent.id == previous_agent) + note,
                          team=needs.team or agent.team)

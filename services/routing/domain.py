@@ -6,9 +6,12 @@ fit, the best skill match is preferred. An agent is available when they are onli
 inside their working hours (when they have any)."""
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
@@ -29,6 +32,7 @@ MAX_LEVEL = 5
 _LEVELLED = re.compile(r"(?P<name>.+):(?P<level>\d+)")
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_skill(skill: str) -> tuple[str, int]:
     """`refunds:3` → ("refunds", 3); `refunds` → ("refunds", 1)."""
     if m := _LEVELLED.fullmatch(skill.strip()):
@@ -47,6 +51,12 @@ def check_skills(skills: list[str]) -> list[str]:
 
 
 def skill_levels(skills: list[str]) -> dict[str, int]:
+    """Each skill's level (read only: the dict is shared by every agent with these skills)."""
+    return _levels(tuple(skills))
+
+
+@functools.lru_cache(maxsize=4096)
+def _levels(skills: tuple[str, ...]) -> dict[str, int]:
     levels: dict[str, int] = {}
     for skill in skills:
         name, level = parse_skill(skill)
@@ -197,13 +207,23 @@ def rank(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
     """Best first among those who can take the ticket: the agent who served this customer
     before (`previous`), then the best skill match, then the lowest load relative to capacity,
     then the one who waited longest since their last assignment."""
+    return sorted((a for a in agents if can_take(a, needs, now)), key=_ranking(needs, previous))
+
+
+def best(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
+         previous: str | None = None) -> Agent | None:
+    """The first of `rank`, found without sorting everyone (a dispatcher routes each new ticket
+    past every online agent)."""
+    return min((a for a in agents if can_take(a, needs, now)), key=_ranking(needs, previous), default=None)
+
+
+def _ranking(needs: Needs, previous: str | None) -> Callable[[Agent], tuple[Any, ...]]:
     epoch = datetime.min
 
-    def key(agent: Agent):
+    def key(agent: Agent) -> tuple[Any, ...]:
         last = agent.last_assigned_at.replace(tzinfo=None) if agent.last_assigned_at else epoch
         return (agent.id != previous, -skill_match(agent, needs), agent.load / agent.capacity, last, agent.id)
-
-    return sorted((a for a in agents if can_take(a, needs, now)), key=key)
+    return key
 
 
 def explain(agent: Agent, needs: Needs, *, previous: bool = False) -> str:

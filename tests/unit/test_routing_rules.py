@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.routing.domain import Agent, AgentProfile, Needs, Presence, WorkingHours, can_take, rank
+from services.routing.domain import Agent, AgentProfile, Needs, Presence, WorkingHours, best, can_take, rank
 
 
 def agent(agent_id: str, *, load: int = 0, capacity: int = 3, presence=Presence.online,
@@ -36,6 +36,21 @@ def test_lowest_relative_load_wins_then_longest_idle():
     idle = agent("idle", load=1, capacity=4, last=datetime(2026, 1, 2, tzinfo=UTC))
     idler = agent("idler", load=1, capacity=4, last=datetime(2026, 1, 1, tzinfo=UTC))
     assert [a.id for a in rank([busy, idle, idler], NEEDS)] == ["idler", "idle", "busy"]
+
+
+def test_best_is_the_first_of_the_ranking_or_none():
+    import random
+    rng = random.Random(7)
+    for _ in range(200):
+        agents = [agent(f"a{i}", load=rng.randint(0, 4), capacity=4, languages=rng.choice([("en",), ("de",)]),
+                        skills=rng.choice([("general",), ("refunds:2", "general"), ("refunds:4",)]),
+                        last=rng.choice([None, datetime(2026, 1, rng.randint(1, 9), tzinfo=UTC)]))
+                  for i in range(rng.randint(0, 12))]
+        needs = rng.choice([NEEDS, Needs(channel="chat", skills=["refunds"])])
+        previous = rng.choice([None, "a1", "a3"])
+        ranked = rank(agents, needs, previous=previous)
+        found = best(agents, needs, previous=previous)
+        assert (found.id if found else None) == (ranked[0].id if ranked else None)
 
 
 def test_best_skill_match_beats_lower_load():
