@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.routing.domain import (
-    Agent, Needs, Presence, available, best, can_take, explain, fits, rank,
-)
+from services.routing.domain import Agent, Needs, Presence, can_take, explain, rank
 from services.routing.escalation import SlaKind, plan_escalation
+from services.routing.roster import Roster
 from services.routing.store import RoutingStore, to_agent
 from shared import topics
 from shared.events import (
@@ -73,19 +72,6 @@ class Held:
         self.seen = [*self.seen, request_id][-16:]
 
 
-def offerable(agents: list[Agent], needs: Needs, now: datetime) -> tuple[Needs, str]:
-    """The needs to route by: as they are, unless nobody on shift who otherwise fits reads the
-    ticket's language — then better someone who can use a translator than a ticket waiting
-    for no one."""
-    if needs.language is None:
-        return needs, ""
-    on_shift = [a for a in agents if available(a, now)]
-    anyone = needs.model_copy(update={"language": None})
-    if any(fits(a, needs) for a in on_shift) or not any(fits(a, anyone) for a in on_shift):
-        return needs, ""
-    return anyone, f"; nobody on shift speaks {needs.language}"
-
-
 class Dispatcher:
     def __init__(self, *, store: RoutingStore, producer: Producer, bootstrap_servers: str, source: str,
                  offline_grace_s: float = 300.0, hot: int | None = 20_000, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -99,7 +85,7 @@ class Dispatcher:
             encode=lambda k, v: v.encode() if isinstance(v, Held) else v,
             decode=lambda k, v: Held.decode(v) if k.startswith(TICKET) else v,
             hot=hot, coldable=lambda k: k.startswith(TICKET))
-        self.agents: dict[str, Agent] = {}
+        self.roster = Roster()  # every agent's profile, presence and load, indexed for `_route`
         # the queue: tickets no agent could take yet, with what orders them (priority rank, since when)
         self.waiting: dict[str, tuple[int, str]] = {}
         self.unsent: set[str] = set()  # tickets with commands decided but not yet known to be sent
@@ -140,22 +126,28 @@ class Dispatcher:
 
     def revoke(self, partitions: set[int]) -> None:
         self.state.drop(partitions)
-        self.agents, self.waiting, self.unsent = {}, {}, set()
+        self.roster.clear()
+        self.waiting, self.unsent = {}, set()
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        return self.roster.agents
 
     def _rebuild_agents(self, docs: list[dict[str, Any]]) -> None:
         held: dict[str, list[str]] = {}
         for ticket_id, h in self._tickets().items():
             if h.agent:
                 held.setdefault(h.agent, []).append(ticket_id)
-        self.agents = {}
+        self.roster.clear()
         for doc in docs:
             agent = to_agent(doc, held.get(doc["_id"], []))
             last = self.state.get(PARTITION, AGENT + agent.id)
             if last:
                 agent.last_assigned_at = datetime.fromisoformat(last)
-            self.agents[agent.id] = agent
+            self.roster.put(agent)
         for agent_id, tickets in held.items():  # tickets of an agent deleted meanwhile still count
-            self.agents.setdefault(agent_id, Agent(id=agent_id, name=agent_id, capacity=0, tickets=sorted(tickets)))
+            if agent_id not in self.agents:
+                self.roster.put(Agent(id=agent_id, name=agent_id, capacity=0, tickets=sorted(tickets)))
 
     def _tickets(self) -> dict[str, Held]:
         return {k[len(TICKET):]: v for k in self.state.keys(PARTITION)
@@ -281,7 +273,7 @@ class Dispatcher:
         last = self.agents[req.agent_id].last_assigned_at if req.agent_id in self.agents else None
         agent = to_agent(doc, tickets)
         agent.last_assigned_at = last
-        self.agents[agent.id] = agent
+        self.roster.put(agent)
         self.view_dirty = True
         self._drain(record.timestamp, out, req.request_id)
 
@@ -312,7 +304,7 @@ class Dispatcher:
         if not plan.moves:
             return
         needs = Needs.model_validate(held.needs)
-        online = [a for a in self.agents.values() if a.presence == Presence.online]
+        online = self.roster.online()
         lead = self.agents.get(plan.agent) if plan.agent else None
         candidates: list[Agent] = []
         if lead and (lead.id == held.agent or can_take(lead, needs.model_copy(update={"skills": [], "team": None}), now)):
@@ -322,7 +314,7 @@ class Dispatcher:
             if current and current.team == plan.team:
                 candidates = [current]  # already with the team: it stays
             else:
-                wanted, _ = offerable(online, needs, now)
+                wanted, _ = self.roster.offerable(needs, now)
                 candidates = rank(online, wanted, now)
         for agent in candidates:
             if agent.id == held.agent:
@@ -338,12 +330,11 @@ class Dispatcher:
     def _route(self, held: Held, request_id: str, now: datetime, out: list[Outgoing]) -> bool:
         """Give the ticket to the best agent who can take it now, or let it wait its turn."""
         needs = Needs.model_validate(held.needs)
-        online = [a for a in self.agents.values() if a.presence == Presence.online]
-        wanted, note = offerable(online, needs, now)
+        wanted, note = self.roster.offerable(needs, now)
         customer = held.snap.get("customer_id")
         previous = self.state.get(PARTITION, CUSTOMER + customer) if customer else None
         previous_agent = previous.get("agent") if isinstance(previous, dict) else None
-        if (agent := best(online, wanted, now, previous=previous_agent)) is not None:
+        if (agent := self.roster.best(wanted, now, previous=previous_agent)) is not None:
             self._assign(held, agent, now, out, request_id,
                          reason=explain(agent, wanted, previous=agent.id == previous_agent) + note,
                          team=needs.team or agent.team)
@@ -371,10 +362,12 @@ class Dispatcher:
         self.waiting.pop(held.snap["id"], None)
         agent = self.agents.get(agent_id)
         if agent is None:
-            agent = self.agents[agent_id] = Agent(id=agent_id, name=agent_id, capacity=0)
+            agent = Agent(id=agent_id, name=agent_id, capacity=0)
+            self.roster.put(agent)
         if held.snap["id"] not in agent.tickets:
             agent.tickets.append(held.snap["id"])
         agent.last_assigned_at = now
+        self.roster.changed(agent)
         self.state.put(PARTITION, AGENT + agent_id, now.isoformat())
         if customer := held.snap.get("customer_id"):
             self.state.put(PARTITION, CUSTOMER + customer, {"agent": agent_id, "at": now.isoformat()})
@@ -384,6 +377,7 @@ class Dispatcher:
         if held.agent and (agent := self.agents.get(held.agent)) is not None:
             if held.snap["id"] in agent.tickets:
                 agent.tickets.remove(held.snap["id"])
+                self.roster.changed(agent)
         held.agent = None
         self.view_dirty = True
 
@@ -400,10 +394,10 @@ class Dispatcher:
         """Offer waiting tickets (urgent first, then oldest) to agents with room; one nobody on shift
         can take stays where it is and the next one is tried."""
         assigned = 0
-        if not self.waiting or not any(available(a, now) and a.load < a.capacity for a in self.agents.values()):
+        if not self.waiting or not self.roster.has_room(now):
             return 0
         for ticket_id, held in self._queue():
-            if not any(available(a, now) and a.load < a.capacity for a in self.agents.values()):
+            if not self.roster.has_room(now):
                 break
             if self._route(held, stable_id("drain", cause, ticket_id), now, out):
                 self._touch(held)
@@ -446,6 +440,7 @@ class Dispatcher:
                 held = self._held(ticket_id)
                 if held is None:
                     agent.tickets.remove(ticket_id)
+                    self.roster.changed(agent)
                     continue
                 self._drop_from_agent(held)
                 held.snap = {**held.snap, "assignee": None}

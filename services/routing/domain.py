@@ -196,6 +196,19 @@ def can_take(agent: Agent, needs: Needs, now: datetime | None = None) -> bool:
             and agent.load < agent.capacity and fits(agent, needs))
 
 
+def offerable(agents: list[Agent], needs: Needs, now: datetime) -> tuple[Needs, str]:
+    """The needs to route by: as they are, unless nobody on shift who otherwise fits reads the
+    ticket's language — then better someone who can use a translator than a ticket waiting
+    for no one."""
+    if needs.language is None:
+        return needs, ""
+    on_shift = [a for a in agents if available(a, now)]
+    anyone = needs.model_copy(update={"language": None})
+    if any(fits(a, needs) for a in on_shift) or not any(fits(a, anyone) for a in on_shift):
+        return needs, ""
+    return anyone, f"; nobody on shift speaks {needs.language}"
+
+
 def skill_match(agent: Agent, needs: Needs) -> int:
     """How well the agent covers the wanted skills: the sum of their levels in them."""
     levels = skill_levels(agent.skills)
