@@ -10,7 +10,8 @@ machine can do measured in the same run on the same broker and database.
    `sustained_msgs_per_s`. Per step: CPU of every process, FerretDB's CPU and the database commands
    the services sent, per accepted message;
 3. 202 → `deskstream.ticket.assigned` (its Kafka timestamp) for every message that opened a ticket,
-   at 250 msg/s (the issue's floor) and at min(1,000, sustained);
+   at 250 msg/s (the issue's floor) right after the warm-up, before any step overloads the stack,
+   and after the steps at min(1,000, sustained) when that differs;
 4. resident memory of every process;
 5. yardsticks on the same broker and database: Kafka's ProducerPerformance, pymongo insert_one and
    insert_many (batches of 100) into FerretDB, a bare FastStream consume→publish hop;
@@ -411,9 +412,19 @@ async def deskstream(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str
     await lag.start()
     steps: list[dict[str, Any]] = []
     sustained, best = 0.0, None
+    latencies: list[dict[str, Any]] = []
+
+    async def latency(rate: float) -> None:
+        say(f"latency: {rate:g} msg/s for {args.latency:g} s (202 → assigned)")
+        latencies.append(await latency_run(urls, bootstrap, rate, args.latency))
+        say(f"  p50 {latencies[-1]['p50']} ms, p99 {latencies[-1]['p99']} ms, p99.9 {latencies[-1]['p999']} ms over "
+            f"{latencies[-1]['assigned_measured']} tickets")
     try:
         say(f"warm-up: {args.warmup:g} s at 100 msg/s")
         await step(ctl, urls, lag, 100, args.warmup)
+        await lag.drain(60)
+        # the floor first, on a stack that has not been overloaded yet
+        await latency(250.0)
         await lag.drain(60)
         for rate in args.rates:
             say(f"step: {rate:g} msg/s for {args.step:g} s")
@@ -435,12 +446,8 @@ async def deskstream(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str
             sustained, best = rate, result
     finally:
         await lag.stop()
-    latencies = []
-    for rate in dict.fromkeys([250.0, min(1000.0, sustained or 250.0)]):
-        say(f"latency: {rate:g} msg/s for {args.latency:g} s (202 → assigned)")
-        latencies.append(await latency_run(urls, bootstrap, rate, args.latency))
-        say(f"  p50 {latencies[-1]['p50']} ms, p99 {latencies[-1]['p99']} ms, p99.9 {latencies[-1]['p999']} ms over "
-            f"{latencies[-1]['assigned_measured']} tickets")
+    if (rate := min(1000.0, sustained or 250.0)) != 250.0:
+        await latency(rate)
     memory = rss(processes(ctl))
     say("memory (MB): " + ", ".join(f"{k} {v}" for k, v in memory.items()))
     return {"sustained": sustained, "best": best, "steps": steps, "latency": latencies, "memory": memory}

@@ -202,15 +202,21 @@ class Runtime:
         log.info("%s connected to Kafka and MongoDB", self.service)
 
     async def _guard(self, loop: Hook) -> None:
+        """Keep a background loop (a consumer, a sweeper) running until shutdown. A cancellation that
+        shutdown did not ask for — one raised inside a client library — is a crash like any other:
+        taken silently, it had left a service with no consumer and nothing in its log."""
         while True:
             try:
                 await loop()
                 return
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                log.exception("background loop %s was cancelled from inside; restarting it", _name(loop))
             except Exception:
-                log.exception("background loop crashed; restarting it")
-                await asyncio.sleep(1)
+                log.exception("background loop %s crashed; restarting it", _name(loop))
+            await asyncio.sleep(1)
 
     async def ready(self) -> dict[str, bool]:
         kafka = self.connected and await self.producer.ping(timeout=2)
@@ -243,3 +249,8 @@ class Publisher:
         key_text = key.decode() if isinstance(key, bytes) else key
         kind = message.get("type") if isinstance(message, dict) else None
         await self.producer.send_many([Outgoing(self.topic, key_text, body, None, kind)])
+
+
+def _name(loop: Hook) -> str:
+    owner = getattr(loop, "__self__", None)
+    return getattr(owner, "name", None) or getattr(loop, "__qualname__", repr(loop))

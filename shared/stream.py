@@ -232,6 +232,7 @@ class StreamRunner:
             for task in self._restoring.values():
                 task.cancel()
             self.consumer = None
+            log.info("%s: consumer stopping (it leaves its group)", self.name)
             await consumer.stop()
 
     async def _handle(self, fetched: dict[TopicPartition, list[Any]]) -> None:

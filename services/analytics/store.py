@@ -36,7 +36,8 @@ class AnalyticsStore:
         old = await self.snapshots.find_one({"_id": PREFIX + instance}, {"generation": 1, "chunks": 1})
         await self.snapshots.replace_one({"_id": PREFIX + instance}, {
             "_id": PREFIX + instance, "generation": generation, "chunks": len(chunks), "bytes": len(blob),
-            "positions": [[t, p, o] for (t, p), o in sorted(positions.items())], "at": at}, upsert=True)
+            "positions": [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())],
+            "at": at}, upsert=True)
         if old:
             for i in range(old.get("chunks", 0)):
                 await self.snapshots.delete_one({"_id": f"chunk:{instance}:{old['generation']}:{i}"})
@@ -52,8 +53,17 @@ class AnalyticsStore:
             if len(parts) != header["chunks"]:
                 continue  # being replaced at this very moment: take the next newest
             data = orjson.loads(zlib.decompress(b"".join(bytes(p["data"]) for p in parts)))
-            return data, {(t, p): o for t, p, o in header["positions"]}
+            return data, dict(_position(x) for x in header["positions"])
         return None
 
     async def drop(self) -> None:
         await self.snapshots.drop()
+
+
+def _position(stored: dict[str, Any] | list[Any]) -> tuple[tuple[str, int], int]:
+    """One held offset. Stored as a document: FerretDB keeps no arrays inside arrays (snapshots
+    written as `[topic, partition, offset]` triples, which MongoDB took, are still read)."""
+    if isinstance(stored, dict):
+        return (stored["topic"], stored["partition"]), stored["offset"]
+    topic, partition, offset = stored
+    return (topic, partition), offset
