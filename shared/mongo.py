@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 SQLITE_DIR_ENV = "DESKSTREAM_FERRETDB_SQLITE_DIR"
 
 
+SOCKET_TIMEOUT_MS = 60_000
+
+
 class Mongo:
     """A connected database handle with a cheap health check."""
 
@@ -32,6 +35,10 @@ class Mongo:
         listeners = [CommandMetrics(registry)] if registry is not None else []
         self.client: AsyncIOMotorClient = AsyncIOMotorClient(
             url, appname=app_name, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
+            # no command of ours takes a minute; one that does is stuck (FerretDB 1.24 was seen to stop
+            # answering every command once all 100 of its SQLite connections were taken): fail it, so
+            # the batch is retried and the log says so, instead of waiting silently for ever
+            socketTimeoutMS=SOCKET_TIMEOUT_MS,
             tz_aware=True, event_listeners=listeners,
         )
         self.db: Database = self.client[database]
