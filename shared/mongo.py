@@ -58,7 +58,7 @@ class Mongo:
     async def index(self, collection: Collection, keys: list[tuple[str, int]]) -> None:
         """A secondary index for MongoDB's query planner. FerretDB 1.24 never uses one (it pushes
         only `_id` equality down to storage) yet updates it on every write, so there it is not made
-        (the tickets' lists on FerretDB have indexes of their own: services/tickets/listing.py)."""
+        (the tickets' lists on FerretDB have SQL indexes of their own: shared/storage.py, SqlIndexes)."""
         if not self.ferretdb:
             await collection.create_index(keys)
 
@@ -68,7 +68,7 @@ class Mongo:
         and a separate write, so a guard does not make them atomic there (two racing guarded
         writes both succeed) — and any filter beyond `_id` alone scans the whole collection.
         So on FerretDB the guard is left out; what keeps writes to one document apart there is
-        the owning process's per-key lock (shared/locks.py), with one writer process per store."""
+        that one process owns each key (its partition) and writes it in order."""
         return {"_id": doc_id} if self.ferretdb else {"_id": doc_id, **guard}
 
     def sqlite_file(self) -> Path | None:
