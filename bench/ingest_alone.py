@@ -51,7 +51,6 @@ from bench import loadgen
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKCTL = [sys.executable, str(ROOT / "deploy" / "local" / "stackctl.py")]
-TOPIC = "ingest.messages"
 RATES = (500, 1000, 1250, 1500, 1750, 2000, 2250, 2500, 3000, 3500, 4000)
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
@@ -61,26 +60,6 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-async def records_in_topic(bootstrap: str) -> int:
-    """The sum of `ingest.messages`' end offsets."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (topic,) = await admin.describe_topics([TOPIC])
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        offsets = await consumer.end_offsets([TopicPartition(TOPIC, p["partition"]) for p in topic["partitions"]])
-        return sum(offsets.values())
-    finally:
-        await consumer.stop()
 
 
 async def publish_histogram(host: str, port: int) -> dict[float, float] | None:
@@ -139,6 +118,8 @@ async def settle(pid: int | None, *, idle_share: float = 0.05, limit_s: float = 
 
 async def _phase(name: str, run: Any, *, pid: int | None, bootstrap: str | None,
                  others: dict[str, int], metrics_at: tuple[str, int]) -> Phase:
+    from bench.ingest import records_in_topic
+
     await settle(pid)
     before_records = await records_in_topic(bootstrap) if bootstrap else None
     acks0 = await publish_histogram(*metrics_at)

@@ -225,17 +225,21 @@ def rank(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
 
 def best(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
          previous: str | None = None) -> Agent | None:
-    """The first of `rank`, found without sorting everyone (a dispatcher routes each new ticket
-    past every online agent)."""
+    """The first of `rank` (the plain form of what the dispatcher's index, roster.py, finds)."""
     return min((a for a in agents if can_take(a, needs, now)), key=_ranking(needs, previous), default=None)
 
 
-def _ranking(needs: Needs, previous: str | None) -> Callable[[Agent], tuple[Any, ...]]:
-    epoch = datetime.min
+def load_order(agent: Agent) -> tuple[float, datetime, str]:
+    """Among equally skilled agents: lowest load relative to capacity, then the longest since their
+    last assignment, then by id."""
+    ratio = agent.load / agent.capacity if agent.capacity else float("inf")
+    last = agent.last_assigned_at.replace(tzinfo=None) if agent.last_assigned_at else datetime.min
+    return ratio, last, agent.id
 
+
+def _ranking(needs: Needs, previous: str | None) -> Callable[[Agent], tuple[Any, ...]]:
     def key(agent: Agent) -> tuple[Any, ...]:
-        last = agent.last_assigned_at.replace(tzinfo=None) if agent.last_assigned_at else epoch
-        return (agent.id != previous, -skill_match(agent, needs), agent.load / agent.capacity, last, agent.id)
+        return (agent.id != previous, -skill_match(agent, needs), *load_order(agent))
     return key
 
 

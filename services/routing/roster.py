@@ -4,7 +4,7 @@ Agents with the same profile (channels, languages, skills, team, working hours) 
 whether they fit a ticket, how well their skills match and whether they are on shift is the same
 for all of them, so it is decided once per shape. Within a shape the next agent to offer is the
 one with the lowest load relative to capacity, then the longest wait since their last assignment
-(`domain.rank`'s order), kept in a heap. A change of an agent's load pushes a fresh entry; entries
+(`domain.load_order`), kept in a heap. A change of an agent's load pushes a fresh entry; entries
 an agent has outgrown are skipped when they reach the top.
 
 `best` picks exactly what `domain.best` picks over the online agents (tested side by side), in
@@ -17,23 +17,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.routing.domain import Agent, Needs, Presence, available, can_take, fits, offerable, skill_match
+from services.routing.domain import (
+    Agent, Needs, Presence, available, can_take, fits, load_order, offerable, skill_match,
+)
 
 Shape = tuple[Any, ...]
-EPOCH = datetime.min
 
 
 def shape_of(agent: Agent) -> Shape:
     hours = agent.working_hours.model_dump_json() if agent.working_hours else None
     return (tuple(sorted(agent.channels)), tuple(sorted(agent.languages)), tuple(sorted(agent.skills)),
             agent.team, hours)
-
-
-def order(agent: Agent) -> tuple[float, datetime, str]:
-    """Lowest relative load first, then the longest since the last assignment, then by id."""
-    ratio = agent.load / agent.capacity if agent.capacity else float("inf")
-    last = agent.last_assigned_at.replace(tzinfo=None) if agent.last_assigned_at else EPOCH
-    return ratio, last, agent.id
 
 
 @dataclass
@@ -55,7 +49,7 @@ class Roster:
         self._stamp: dict[str, int] = {}  # the entry of an agent that is current
 
     def clear(self) -> None:
-        self.__init__()
+        self.agents, self._groups, self._shape, self._stamp = {}, {}, {}, {}
 
     def put(self, agent: Agent) -> None:
         self._leave(agent.id)
@@ -73,9 +67,9 @@ class Roster:
             return
         stamp = self._stamp[agent.id] = self._stamp.get(agent.id, 0) + 1
         group = self._groups[shape]
-        heapq.heappush(group.heap, (*order(agent), stamp))
+        heapq.heappush(group.heap, (*load_order(agent), stamp))
         if len(group.heap) > 4 * len(group.members) + 64:  # outgrown entries piled up: start over
-            group.heap = [(*order(self.agents[a]), self._stamp[a]) for a in group.members]
+            group.heap = [(*load_order(self.agents[a]), self._stamp[a]) for a in group.members]
             heapq.heapify(group.heap)
 
     def _leave(self, agent_id: str) -> None:
@@ -123,7 +117,7 @@ class Roster:
         for group in self._open(now):
             if not fits(group.model, needs) or (top := self._top(group)) is None:
                 continue
-            key = (-skill_match(group.model, needs), *order(top))
+            key = (-skill_match(group.model, needs), *load_order(top))
             if found is None or key < found[:-1]:
                 found = (*key, top)
         return found[-1] if found else None
