@@ -497,6 +497,20 @@ class CustomerChanged(BaseModel):
     at: datetime
 
 
+class CustomerErased(BaseModel):
+    """Everything held about a customer is being erased (GDPR article 17), on `tickets.events`
+    (key = customer id): every service removes or anonymises its copies of these tickets, identities
+    and files. The event itself names identities; it ages out of Kafka with the topic's retention."""
+
+    customer_id: str
+    merged_ids: list[str] = Field(default_factory=list, description="profiles that had been merged into it")
+    identities: list[str] = Field(default_factory=list, description="identity keys the customer had")
+    ticket_ids: list[str] = Field(default_factory=list)
+    blob_refs: list[str] = Field(default_factory=list, description="`blob:<sha256>` of their files and raw mail")
+    actor: str = "admin"
+    at: datetime
+
+
 # ---------------------------------------------------------------- sla
 
 class SlaTarget(StrEnum):
@@ -552,6 +566,7 @@ class EventType:
     TICKET_MERGED = "deskstream.ticket.merged"
     TICKET_SPLIT = "deskstream.ticket.split"
     CUSTOMER_CHANGED = "deskstream.customer.changed"
+    CUSTOMER_ERASED = "deskstream.customer.erased"
     ROUTE_TICKET = "deskstream.routing.route_ticket"
     RELEASE_TICKET = "deskstream.routing.release_ticket"
     KEEP_TICKET_WITH_AGENT = "deskstream.routing.keep_ticket_with_agent"
@@ -602,6 +617,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_MERGED: TicketMerged,
     EventType.TICKET_SPLIT: TicketSplit,
     EventType.CUSTOMER_CHANGED: CustomerChanged,
+    EventType.CUSTOMER_ERASED: CustomerErased,
     EventType.ROUTE_TICKET: RouteTicket,
     EventType.RELEASE_TICKET: ReleaseTicket,
     EventType.KEEP_TICKET_WITH_AGENT: KeepTicketWithAgent,

@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_STATE = ROOT / ".state" / "test"
-TEST_PORTS = {"kafka_port": 19092, "controller_port": 19093, "mongo_port": 27019}
-SERVICE_PORT_OFFSET = 10000  # services on 18001..18005
+# DESKSTREAM_TEST_SLOT=n (1..5) runs the suite on a test stack of its own beside slot 0's (two people or
+# two branches on one machine): its own state directory and ports
+SLOT = int(os.environ.get("DESKSTREAM_TEST_SLOT") or 0)
+TEST_STATE = ROOT / ".state" / ("test" if not SLOT else f"test-{SLOT}")
+TEST_PORTS = {"kafka_port": 19092 + 10 * SLOT, "controller_port": 19093 + 10 * SLOT, "mongo_port": 27019 + 10 * SLOT}
+SERVICE_PORT_OFFSET = 10000 - 1000 * SLOT  # services on 18001..18005 (slot 1: 17001..17005)
 
 
 def load_stackctl():

@@ -8,12 +8,12 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import SERVICE_PORT_OFFSET, TEST_PORTS, TEST_STATE, load_stackctl
+from tests.conftest import SERVICE_PORT_OFFSET, SLOT, TEST_PORTS, TEST_STATE, load_stackctl
 from tests.standins import ProviderServer
 
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "e2e-" + uuid.uuid4().hex
-SMTP_PORT = 18025
+SMTP_PORT = 18025 - 1000 * SLOT
 
 
 @dataclasses.dataclass
