@@ -15,6 +15,7 @@ from pydantic.networks import validate_email
 from pydantic_core import PydanticSerializationError
 
 from shared.events import Channel, MessageReceived, stable_id
+from shared.headers import has_breaks, one_line
 
 MAX_TEXT = 100_000  # characters of `text`; the channel's original keeps the rest
 MAX_NAME = 200  # characters of a display name
@@ -125,7 +126,20 @@ def cap_name(name: str | None) -> str | None:
 
 
 def file_name(name: str | None) -> str | None:
-    return (name or "").strip()[:MAX_FILENAME] or None
+    # on one line: it may end up in a Content-Disposition header when the file is sent on
+    return one_line((name or "").strip())[:MAX_FILENAME] or None
+
+
+def headers_on_one_line(message: MessageReceived) -> MessageReceived:
+    """The message with its customer's name and its subject on one line, whatever channel
+    brought it: both end up in the headers of mail replies (To, Subject), where one line break
+    would make every reply on the ticket impossible to send. Checked once here, at the door
+    every message passes, rather than trusted to each normaliser."""
+    name, subject = message.customer.name, message.subject
+    if not (name and has_breaks(name)) and not (subject and has_breaks(subject)):
+        return message  # nearly always: two regex searches, no copy
+    customer = message.customer.model_copy(update={"name": one_line(name or "") or None})
+    return message.model_copy(update={"customer": customer, "subject": one_line(subject or "") or None})
 
 
 def media_type_of(value: str | None, default: str = "application/octet-stream") -> str:

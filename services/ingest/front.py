@@ -21,8 +21,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from shared.bodylimit import body_limit
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+Gate = Callable[[Scope], None]  # raises to refuse a request before anything reads it
 log = logging.getLogger(__name__)
 
 
@@ -36,10 +39,13 @@ class DirectRoutes:
     """The ASGI app uvicorn serves: a request for one of `routes` goes straight to its endpoint,
     an error it raises to the FastAPI app's handler for it (an unexpected one is a 500, then
     raised for the server to log, as FastAPI's ServerErrorMiddleware does); anything else to
-    `fastapi`. Its `state` and `openapi()` are the FastAPI app's."""
+    `fastapi`. Its `state` and `openapi()` are the FastAPI app's. `gate` sees every HTTP request
+    first, whichever way it goes (the per-address rate limit); what it raises is answered by the
+    FastAPI app's handler for it, like an endpoint's error."""
 
-    def __init__(self, fastapi: FastAPI, routes: Iterable[Any]) -> None:
+    def __init__(self, fastapi: FastAPI, routes: Iterable[Any], *, gate: Gate | None = None) -> None:
         self.fastapi = fastapi
+        self.gate = gate
         self.endpoints: dict[tuple[str, str], Endpoint] = {}
         for route in routes:
             if not isinstance(route, APIRoute):
@@ -49,6 +55,9 @@ class DirectRoutes:
                 raise ValueError(f"{route.path} takes parameters besides the request: serve it through FastAPI")
             for method in route.methods:
                 self.endpoints[(method, route.path)] = route.endpoint
+            # each reads its own body with its own limit (bodies.read_body), also when FastAPI serves
+            # it (a root_path): the agent/admin API's default limit (shared/bodylimit.py) is not theirs
+            body_limit(None)(route.endpoint)
         self.handlers: Mapping[Any, Handler] = fastapi.exception_handlers  # the app's own: later additions count
 
     @property
@@ -65,19 +74,30 @@ class DirectRoutes:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.gate is not None:
+            try:
+                self.gate(scope)
+            except Exception as exc:
+                await self._refuse(scope, receive, send, exc)
+                return
         if scope["type"] == "http" and not scope.get("root_path") and not self.fastapi.root_path:
             endpoint = self.endpoints.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 scope["app"] = self.fastapi
-                request = Request(scope, receive, send)
                 try:
-                    response = await endpoint(request)
+                    response = await endpoint(Request(scope, receive, send))
                 except Exception as exc:
-                    handler = self._handler_for(exc)
-                    if handler is None:
-                        await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
-                        raise
-                    response = await handler(request, exc)
+                    await self._refuse(scope, receive, send, exc)
+                    return
                 await response(scope, receive, send)
                 return
         await self.fastapi(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        handler = self._handler_for(exc)
+        if handler is None:
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise exc
+        scope["app"] = self.fastapi
+        response = await handler(Request(scope, receive, send), exc)
+        await response(scope, receive, send)

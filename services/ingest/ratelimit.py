@@ -1,17 +1,25 @@
-"""The per-source rate limit: a token bucket for each sender identity on each channel, in memory."""
+"""The rate limits at the doors, in memory: a token bucket for each sender identity on each channel,
+and one for each client address across the doors."""
 from __future__ import annotations
 
+import functools
+import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from services.ingest.settings import SIGNED_DOORS, IngestSettings
+
+DOORS = "/v1/inbound/"
 
 
 class RateLimited(Exception):
     """A source sent more than its limit; answered 429 with `Retry-After`."""
 
-    def __init__(self, wait_s: float) -> None:
-        super().__init__(f"too many messages from this sender on this channel: retry in {retry_after(wait_s)} s")
+    def __init__(self, wait_s: float, who: str = "this sender on this channel") -> None:
+        super().__init__(f"too many messages from {who}: retry in {retry_after(wait_s)} s")
         self.wait_s = wait_s
 
 
@@ -61,3 +69,51 @@ class RateLimiter:
 def retry_after(wait_s: float) -> str:
     """`Retry-After` in whole seconds, never 0 (a client would retry at once and be refused again)."""
     return str(max(1, math.ceil(wait_s)))
+
+
+class AddressLimit:
+    """The per-address limit: every request to a door (`/v1/inbound/…`) costs its client address
+    one token, before its body is read, so a host that floods the doors — rotating sender
+    identities to slip past the per-sender limit — is refused at the cost of a header lookup.
+
+    Left out: addresses in `exempt` (loopback by default: the machine's own demo, tests and
+    benchmarks, or a proxy in front that does not say who its client is) and `signed_paths`,
+    the doors whose every post is signature-checked: a provider carries many customers' messages
+    from a few addresses, and anything else posting there is refused (403) anyway. Behind a
+    reverse proxy the client address is the proxy's, unless it sends `X-Forwarded-For` and the
+    proxy's address is in FORWARDED_ALLOW_IPS (uvicorn; 127.0.0.1 by default)."""
+
+    def __init__(self, limiter: RateLimiter, *, exempt: Collection[str] = ("127.0.0.0/8", "::1"),
+                 signed_paths: Collection[str] = ()) -> None:
+        self.limiter = limiter
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in exempt if n.strip()]
+        self.signed_paths = frozenset(signed_paths)
+        # a host sends many requests: its address is parsed and looked up once
+        self.exempt = functools.lru_cache(maxsize=4096)(self._exempt)
+
+    def _exempt(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:  # not an IP address (a unix socket, a test client's name): nothing to count
+            return True
+        address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:127.0.0.1 is 127.0.0.1
+        return any(address in network for network in self.networks)
+
+    def __call__(self, scope: Mapping[str, Any]) -> None:
+        """Raises RateLimited for a door request from an address over its limit."""
+        path = scope["path"].removeprefix(scope.get("root_path") or "")
+        client = scope.get("client")
+        if not path.startswith(DOORS) or path in self.signed_paths or not client or self.exempt(client[0]):
+            return
+        if wait := self.limiter.take({client[0]: 1}):
+            raise RateLimited(wait, "this address")
+
+
+def address_limit(settings: IngestSettings) -> AddressLimit | None:
+    """The per-address limit IngestSettings ask for, or None when INGEST_IP_RATE_LIMIT_PER_MIN is 0."""
+    if settings.ip_rate_limit_per_min <= 0:
+        return None
+    unsigned = settings.unsigned_doors()
+    signed = [path for door in SIGNED_DOORS if door not in unsigned for path in door.paths]
+    return AddressLimit(RateLimiter(settings.ip_rate_limit_per_min, settings.ip_rate_limit_burst),
+                        exempt=settings.ip_rate_limit_exempt.split(","), signed_paths=signed)

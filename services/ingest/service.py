@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.ingest.domain import Blob, encoded_for_kafka
+from services.ingest.domain import Blob, encoded_for_kafka, headers_on_one_line
 from services.ingest.records import CONTENT_TYPE, RecordSink, encode_event
 from shared import topics
 from shared.events import DeliveryReported, EventType, MessageReceived, stable_id, utcnow
@@ -45,6 +45,7 @@ class IngestService:
         not a new message; blobs are content-addressed, so storing them again is a no-op."""
         if not self.is_connected():
             raise NotDurable("the message broker is not reachable")
+        message = headers_on_one_line(message)
         message, data = encoded_for_kafka(message)  # raises Rejected: a message too large for any record
         blobs = list(blobs)
         if blobs:

@@ -7,15 +7,20 @@ from email import policy, utils
 from email.message import Message
 
 from services.ingest.domain import MAX_ID
+from shared.headers import one_line
 
 # the structured header parser slows down with the square of a header's length; what it reads
 # is cut to a size no real header reaches
 MAX_PARSED_HEADER = 16_384
 MAX_ADDRESS = 254  # characters of a mail address (RFC 5321's path, less its brackets)
-_ID = re.compile(r"<([^<>\s]+)>")
+# ids and addresses end up in the headers of our replies (In-Reply-To, References, To): no
+# whitespace or control characters, which no mailer puts in them (see shared/headers.py)
+_NOT_IN_ID = r"<>\s\x00-\x1f\x7f-\x9f\u2028\u2029"
+_ID = re.compile(rf"<([^{_NOT_IN_ID}]+)>")
+_BARE_ID = re.compile(rf"[^{_NOT_IN_ID}]+")
 # the registry builds a new header class on every lookup; one is enough
 _UNSTRUCTURED = policy.default.header_factory["subject"]
-_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+")
+_ADDRESS = re.compile(rf"[^@\"{_NOT_IN_ID}]+@[^@\"{_NOT_IN_ID}]+")
 
 
 def unescape(text: str) -> str:
@@ -39,14 +44,16 @@ def headers_of(msg: Message) -> dict[str, str]:
 
 
 def decode_words(value: str) -> str:
-    """The text of a header with its RFC 2047 encoded words (`=?windows-1256?B?...?=`) decoded."""
+    """The text of a header with its RFC 2047 encoded words (`=?windows-1256?B?...?=`) decoded,
+    on one line: an encoded word may hold a line break (`=?utf-8?q?a=0Ab?=`), which would end up
+    in the headers of our replies (a subject, a display name)."""
     if "=?" not in value and "\r" not in value and "\n" not in value:
-        return unescape(value[:MAX_PARSED_HEADER]).strip()  # what the parser would give, ~50 times faster
+        return one_line(unescape(value[:MAX_PARSED_HEADER]).strip())  # what the parser gives, ~50 times faster
     try:
         value = str(_UNSTRUCTURED("subject", value[:MAX_PARSED_HEADER]))
     except Exception:  # kept as it came
         pass
-    return unescape(value).strip()
+    return one_line(unescape(value).strip())
 
 
 def addresses(value: str | None) -> list[tuple[str | None, str]]:
@@ -71,7 +78,7 @@ def first_id(value: str | None) -> str | None:
     if ids:
         return ids[0]
     bare = (value or "").strip().strip("<>")  # some mailers leave the brackets out
-    return bare if bare and " " not in bare and len(bare) <= MAX_ID else None
+    return bare if _BARE_ID.fullmatch(bare) and len(bare) <= MAX_ID else None
 
 
 def date_of(value: str | None) -> datetime | None:

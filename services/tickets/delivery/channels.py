@@ -17,6 +17,7 @@ import aiosmtplib
 import httpx
 
 from services.tickets.domain import Direction, Message, Ticket
+from shared.headers import has_breaks, one_line
 
 
 @dataclass(frozen=True)
@@ -53,14 +54,16 @@ def compose_email(ticket: Ticket, message: Message, to: str, *, support_email: s
                   attachments: list[tuple[str, str, bytes]] = ()) -> EmailMessage:
     """The reply as a mail threaded to the customer's last message, with the ticket
     reference in the subject so any answer finds its way back; text and HTML parts."""
-    inbound = [m for m in ticket.messages if m.direction == Direction.inbound and m.external_id]
-    thread = [m.external_id for m in ticket.messages if m.external_id and m.message_id != message.message_id]
-    subject = (ticket.subject or "Your request").strip()
+    inbound = [m for m in ticket.messages if m.direction == Direction.inbound and _threadable(m.external_id)]
+    thread = [m.external_id for m in ticket.messages
+              if _threadable(m.external_id) and m.message_id != message.message_id]
+    # one line each: text a customer sent (or an older ingest kept) may hold line breaks
+    subject = one_line(ticket.subject or "").strip() or "Your request"
     if not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
     mail = EmailMessage()
     mail["From"] = formataddr(("Customer Support", support_email))
-    mail["To"] = formataddr((ticket.customer.name or "", to))
+    mail["To"] = formataddr((one_line(ticket.customer.name or ""), to))
     mail["Subject"] = f"{subject} [#{ticket.id}]"
     mail["Date"] = formatdate(localtime=False)
     mail["Message-ID"] = f"<{message.message_id}@{support_email.rsplit('@', 1)[-1]}>"
@@ -75,8 +78,14 @@ def compose_email(ticket: Ticket, message: Message, to: str, *, support_email: s
     for filename, media_type, data in attachments:
         maintype, _, subtype = media_type.partition("/")
         mail.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                            filename=filename)
+                            filename=one_line(filename) or "attachment")
     return mail
+
+
+def _threadable(external_id: str | None) -> bool:
+    """Whether a message's channel id can stand in In-Reply-To/References: a mail's Message-ID
+    can; a chat or social id with spaces or line breaks in it cannot."""
+    return bool(external_id) and " " not in external_id and not has_breaks(external_id)
 
 
 class SmtpMail:
@@ -104,7 +113,11 @@ class SmtpMail:
             if data is None:
                 raise Undeliverable(f"attachment {a.filename or a.content_ref} is no longer stored")
             files.append((a.filename or "attachment", a.media_type, data))
-        mail = compose_email(out.ticket, out.message, out.to, support_email=self.support_email, attachments=files)
+        try:
+            mail = compose_email(out.ticket, out.message, out.to, support_email=self.support_email,
+                                 attachments=files)
+        except ValueError as exc:  # what the mail policy refuses now it refuses on every attempt
+            raise Undeliverable(f"the reply cannot be written as a mail: {exc}"[:500]) from exc
         try:
             await aiosmtplib.send(mail, hostname=self.host, port=self.port, use_tls=self.tls,
                                   username=self.username, password=self.password, timeout=self.timeout_s,
