@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -158,6 +159,27 @@ class Storage:
             return await self.read_many(collection, await side.ids(filters, limit), projection)
         return [d async for d in collection.find(filters, projection).limit(limit)]
 
+    async def ids_mentioning(self, collection: Collection, texts: list[str], fields: list[str], *,
+                             limit: int = 100_000) -> list[Any]:
+        """The `_id`s of documents holding one of `texts` as the value of one of `fields` (dotted, through
+        arrays) — maybe more: callers check what they read. A scan of the whole collection, for rare admin
+        work (which files a purged or erased ticket shares with others): through SQL on FerretDB with
+        local files (the stored JSON searched for the texts), a pattern over the packed text on a remote
+        FerretDB, the fields themselves on MongoDB."""
+        if not texts:
+            return []
+        side = self._sql.get(collection.name)
+        if side is not None and side.ready:
+            return await side.ids_containing(texts, limit)
+        if self.caps.packs_documents:  # the fields are inside the packed text
+            queries = [{PACKED: {"$regex": "|".join(re.escape(t) for t in texts)}}]
+        else:
+            queries = [{f: {"$in": list(texts)}} for f in fields]
+        found: dict[Any, None] = {}
+        for query in queries:  # one `find` a field rather than an `$or`, which no server indexes better
+            found.update(dict.fromkeys([d["_id"] async for d in collection.find(query, {"_id": 1}).limit(limit)]))
+        return list(found)
+
     async def read_many(self, collection: Collection, ids: list[Any],
                         projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Documents by `_id`, in the order given (missing ones left out): one `find_one` each, side by
@@ -294,6 +316,12 @@ class SqlIndexes:
         clauses, args = self.where(filters)
         sql = f'SELECT {path_of("_id")} FROM "{self.table}" WHERE {" AND ".join(clauses)} LIMIT ?'
         return await asyncio.to_thread(self._ids, sql, [*args, limit])
+
+    async def ids_containing(self, texts: list[str], limit: int) -> list[str]:
+        """Ids of documents whose stored JSON holds one of `texts` anywhere (a scan of the table)."""
+        clauses = " OR ".join(f"instr({DOC}, ?) > 0" for _ in texts)
+        sql = f'SELECT {path_of("_id")} FROM "{self.table}" WHERE {clauses} LIMIT ?'
+        return await asyncio.to_thread(self._ids, sql, [*texts, limit])
 
     def _ids(self, sql: str, args: list[Any]) -> list[str]:
         with self._lock:

@@ -11,15 +11,16 @@ TICKETS_COMMANDS = "tickets.commands"  # commands tickets applies (assign, agent
 TICKETS_OUTCOMES = "tickets.outcomes"  # how each agent's command ended, read by the instance that asked
 ROUTING_DISPATCH = "routing.dispatch"  # one partition: everything that changes who carries which ticket
 SETTINGS_CHANGES = "settings.changes"  # one partition: an admin changed rules, policies...: every process re-reads
+PRIVACY_ERASURES = "privacy.erasures"  # one partition: files to delete after a purge or an erasure (a few a day)
 
 # internal: changelogs of the state each processor owns (compacted; partition = the input's partition)
 TICKETS_STATE = "tickets.state"
 ROUTING_DISPATCH_STATE = "routing.dispatch-state"
 CHANGELOGS = (TICKETS_STATE, ROUTING_DISPATCH_STATE)
-SINGLE_PARTITION = (TICKETS_OUTCOMES, ROUTING_DISPATCH, ROUTING_DISPATCH_STATE, SETTINGS_CHANGES)
+SINGLE_PARTITION = (TICKETS_OUTCOMES, ROUTING_DISPATCH, ROUTING_DISPATCH_STATE, SETTINGS_CHANGES, PRIVACY_ERASURES)
 
 ALL = (TICKETS_EVENTS, SLA_EVENTS, DEADLETTER, INGEST_MESSAGES, TICKETS_COMMANDS, TICKETS_OUTCOMES,
-       ROUTING_DISPATCH, SETTINGS_CHANGES, *CHANGELOGS)
+       ROUTING_DISPATCH, SETTINGS_CHANGES, PRIVACY_ERASURES, *CHANGELOGS)
 
 # consumer groups: one per service and purpose, explicit everywhere
 GROUP_TICKETS = "tickets"
@@ -28,3 +29,4 @@ GROUP_ROUTING = "routing"
 GROUP_ROUTING_DISPATCH = "routing-dispatch"
 GROUP_SLA = "sla"
 GROUP_ANALYTICS = "analytics"
+GROUP_INGEST_ERASURE = "ingest-erasure"  # ingest deleting the files it keeps (privacy.erasures)

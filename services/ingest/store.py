@@ -60,6 +60,12 @@ class BlobStore:
         doc = await self.blobs.find_one({"_id": sha256}, {"data": 1})
         return bytes(doc["data"]) if doc else None
 
+    async def delete(self, shas: list[str]) -> int:
+        """Files no ticket refers to any more (a purge, a customer's erasure): gone for good."""
+        if not shas:
+            return 0
+        return (await self.blobs.delete_many({"_id": {"$in": list(shas)}})).deleted_count
+
 
 class _Waiter:
     """One `put_many` call: done when every one of its documents is stored."""

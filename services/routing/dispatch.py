@@ -225,6 +225,8 @@ class Dispatcher:
 
     async def _release_request(self, record: Record, out: list[Outgoing]) -> None:
         req = ReleaseTicket.model_validate(record.data)
+        if req.forget_customer:  # erased: nothing says any more who served them
+            self.state.delete(PARTITION, CUSTOMER + req.forget_customer)
         held = self._held(req.ticket_id)
         if held is None:
             return

@@ -124,7 +124,8 @@ class RoutingProcessor:
     async def _purged(self, record: Record, out: list[Outgoing]) -> None:
         purged = TicketPurged.model_validate(record.data)
         self._tell(out, record, EventType.RELEASE_TICKET, ReleaseTicket(
-            request_id=record.event["id"], ticket_id=purged.ticket_id))
+            request_id=record.event["id"], ticket_id=purged.ticket_id,
+            forget_customer=purged.customer_id if purged.reason == "erasure" else None))
 
     async def _changed(self, record: Record, out: list[Outgoing]) -> None:
         ticket = TicketSnapshot.model_validate(record.data.get("ticket"))

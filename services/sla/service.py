@@ -25,7 +25,7 @@ from services.sla.domain import (
 from services.sla.store import SlaStore
 from services.sla.timers import ClockBook
 from shared import topics
-from shared.events import EventType, MessageSummary, SlaTarget, SlaTargetEvent, TicketSnapshot, utcnow
+from shared.events import EventType, MessageSummary, SlaTarget, SlaTargetEvent, TicketPurged, TicketSnapshot, utcnow
 from shared.kafka import Outgoing, Producer, encode_event, partition_of
 from shared.stream import Batch, Record
 
@@ -47,6 +47,7 @@ class Unit:
     new: dict[str, Clock] = field(default_factory=dict)
     changed: dict[str, Clock] = field(default_factory=dict)
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    gone: dict[str, tuple[int, list[str]]] = field(default_factory=dict)  # purged ticket → partition, clock keys
 
 
 def decided_at(decision: dict[str, Any]) -> datetime | None:
@@ -76,6 +77,7 @@ class SlaService:
             EventType.TICKET_CREATED, EventType.TICKET_REPLIED, EventType.TICKET_MESSAGE_ADDED,
             EventType.TICKET_STATUS_CHANGED, EventType.TICKET_REOPENED, EventType.TICKET_DELETED,
             EventType.TICKET_RESTORED)}
+        self.handlers[EventType.TICKET_PURGED] = self._ticket_purged
 
     async def install_default_policy(self) -> None:
         await self.store.ensure_policy(DEFAULT_POLICY_ID, self.default_policy)
@@ -120,7 +122,7 @@ class SlaService:
     async def process(self, batch: Batch) -> None:
         unit = Unit()
         for record in batch.records:
-            if (handler := self.handlers.get(record.type)) is None or "ticket" not in record.data:
+            if (handler := self.handlers.get(record.type)) is None:
                 continue
             try:
                 await handler(record, unit)
@@ -131,6 +133,8 @@ class SlaService:
     async def _ticket_event(self, record: Record, unit: Unit) -> None:
         """Every ticket event moves the ticket's clocks: answers stop response clocks, a customer
         message starts a next-response wait, and the status pauses or resumes."""
+        if "ticket" not in record.data:
+            return
         ticket = TicketSnapshot.model_validate(record.data["ticket"])
         at = datetime.fromisoformat(record.event["time"]) if isinstance(record.event.get("time"), str) \
             else record.timestamp
@@ -144,6 +148,19 @@ class SlaService:
             if message.direction == "inbound":
                 await self.customer_wrote(ticket, message, p, unit)
         await self.status_is(ticket, at, unit)
+
+    async def _ticket_purged(self, record: Record, unit: Unit) -> None:
+        """A purged or erased ticket: its clocks stop and are forgotten, here and in the database (they
+        hold nothing personal, but nothing of the ticket is to outlive it)."""
+        purged = TicketPurged.model_validate(record.data)
+        if keys := self.book.forget_ticket(purged.ticket_id):
+            unit.gone[purged.ticket_id] = (record.partition, keys)
+            for key in keys:
+                unit.new.pop(key, None)
+                unit.changed.pop(key, None)
+            # decided, not sent: no event is owed about a ticket that is gone
+            unit.decisions = [d for d in unit.decisions if d["ticket_id"] != purged.ticket_id]
+            self.unsent = [d for d in self.unsent if d["ticket_id"] != purged.ticket_id]
 
     async def ticket_created(self, ticket: TicketSnapshot, partition: int, unit: Unit) -> None:
         if self.book.knows(ticket.id):
@@ -319,6 +336,8 @@ class SlaService:
             await self.store.add_clocks(p, parts.get("new", []))
             await self.store.save_clocks(p, parts.get("changed", []))
             await self.store.add_decisions(p, parts.get("decisions", []))
+        for p, keys in unit.gone.values():
+            await self.store.forget_clocks(p, keys)
         decisions = self.unsent
         if not decisions:
             self.book.cool()

@@ -116,6 +116,15 @@ class SlaStore:
         if decision_ids:
             await self.storage.insert_batch(self.sent(partition), [{"_id": i, "at": at} for i in decision_ids])
 
+    async def forget_clocks(self, partition: int, clock_keys: list[str]) -> None:
+        """A purged or erased ticket's clocks, the decisions taken on them and their sent markers go."""
+        decisions = [f"{key}:{slot}" for key in clock_keys for slot in ("warning", "outcome")]
+        for key in clock_keys:
+            await self.clocks(partition).delete_one({"_id": key})
+        for decision_id in decisions:
+            await self.decisions(partition).delete_one({"_id": decision_id})
+            await self.sent(partition).delete_one({"_id": decision_id})
+
     async def read_partition(self, partition: int) -> tuple[list[Clock], list[dict[str, Any]], set[str]]:
         """Everything of one partition: its clocks, the decisions taken on them, and which were sent."""
         clocks = [Clock.model_validate(d) async for d in self.clocks(partition).find({}, batch_size=5000)]

@@ -124,6 +124,16 @@ class ClockBook:
             if clock is not None and type(clock) is not bytes:
                 self.clocks[key] = clock.model_dump_json(exclude_defaults=True).encode()
 
+    def forget_ticket(self, ticket_id: str) -> list[str]:
+        """Drop a ticket's clocks (it was purged or erased); returns their keys."""
+        self.partition_of.pop(ticket_id, None)
+        keys = list(self.by_ticket.pop(ticket_id, {}))
+        for key in keys:
+            self.clocks.pop(key, None)
+            self.due.discard(key)
+            self._recent.pop(key, None)
+        return keys
+
     def forget_partitions(self, partitions: Iterable[int]) -> int:
         """Drop the clocks of partitions another process owns now; returns how many."""
         gone = set(partitions)

@@ -116,6 +116,20 @@ class TicketStore:
             await self.journal.delete_one({"_id": entry_id})
         return len(ids)
 
+    async def blobs_in_use(self, refs: list[str], *, besides: list[str] = ()) -> set[str]:
+        """Which of these files (`blob:<sha256>`) a journal entry of a ticket other than `besides` refers
+        to: files another ticket shares are kept when a ticket is purged or erased. A scan of the journal:
+        rare admin work."""
+        ids = await self.storage.ids_mentioning(self.journal, refs, ["messages.attachments.content_ref",
+                                                                     "messages.raw_ref"])
+        wanted, leaving = set(refs), set(besides)
+        used: set[str] = set()
+        for start in range(0, len(ids), 200):
+            for doc in await self.storage.read_many(self.journal, ids[start:start + 200]):
+                if doc.get("ticket_id") not in leaving:
+                    used |= blob_refs([self.storage.unpack(doc)]) & wanted
+        return used
+
     # ------------------------------------------------------------ ticket documents (the lists)
     async def write_docs(self, new: list[dict[str, Any]], changed: list[tuple[str, dict[str, Any], list[str]]]) -> None:
         """New tickets inserted together; changed ones updated (fields set, search words added)."""
@@ -191,6 +205,23 @@ class TicketStore:
     async def customer_doc(self, customer_id: str) -> dict[str, Any] | None:
         return await self.customers.find_one({"_id": customer_id})
 
+    async def forget_customers(self, customer_ids: list[str]) -> list[str]:
+        """An erasure: the links leading to these customers (identities, tier, merges) and their profile
+        documents go. Returns the identity keys that were linked to them."""
+        ids = set(customer_ids)
+        doomed, identities = [], []
+        for row in await self.all_links():
+            kind, _, subject = row["_id"].partition(":")
+            if (kind == "identity" and row.get("value") in ids) or (kind in ("tier", "merged") and subject in ids):
+                doomed.append(row["_id"])
+                if kind == "identity":
+                    identities.append(subject)
+        for key in doomed:
+            await self.links.delete_one({"_id": key})
+        for customer_id in ids:
+            await self.customers.delete_one({"_id": customer_id})
+        return identities
+
     async def put_customer(self, customer_id: str, fields: dict[str, Any], add_merged: list[str] = ()) -> None:
         update: dict[str, Any] = {"$set": fields}
         if add_merged:
@@ -207,6 +238,11 @@ class TicketStore:
     async def ticket_of_external(self, channel: str, external_id: str) -> str | None:
         doc = await self.external_refs.find_one({"_id": f"{channel}:{external_id}"})
         return doc["ticket_id"] if doc else None
+
+    async def forget_external(self, ticket_ids: list[str]) -> None:
+        """A purge or an erasure: answers quoting these tickets' replies no longer lead anywhere."""
+        if ticket_ids:
+            await self.external_refs.delete_many({"ticket_id": {"$in": list(ticket_ids)}})
 
     # ------------------------------------------------------------ custom statuses
     async def put_status(self, status: CustomStatus) -> None:
@@ -244,6 +280,17 @@ def ticket_of_document(doc: dict[str, Any]) -> Ticket:
 
 
 LIST_ONLY = frozenset({"search", "priority_rank", "sla_states", "_packed"})
+
+
+def blob_refs(entries: list[dict[str, Any]]) -> set[str]:
+    """The kept files (`blob:<sha256>`) journal entries refer to: their messages' attachments and
+    original mails."""
+    refs: set[str] = set()
+    for entry in entries:
+        for message in entry.get("messages") or ():
+            files = [message.get("raw_ref"), *((a or {}).get("content_ref") for a in message.get("attachments") or ())]
+            refs.update(r for r in files if isinstance(r, str) and r.startswith("blob:"))
+    return refs
 
 
 def encode_cursor(value: Any, ticket_id: str) -> str:

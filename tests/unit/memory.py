@@ -148,6 +148,12 @@ class MemoryCollection:
                 return Result(deleted=1)
         return Result()
 
+    async def delete_many(self, query: dict) -> Result:
+        doomed = [key for key, d in self.docs.items() if matches(d, query)]
+        for key in doomed:
+            del self.docs[key]
+        return Result(deleted=len(doomed))
+
     async def count_documents(self, query: dict) -> int:
         return sum(1 for d in self.docs.values() if matches(d, query))
 

@@ -63,6 +63,32 @@ class DeliveryStore:
     async def forget(self, message_id: str) -> None:
         await self.queue.delete_one({"_id": message_id})
 
+    # ------------------------------------------------------------ purge and erasure
+    async def outcomes_of(self, ticket_ids: list[str]) -> list[dict[str, Any]]:
+        """Every delivery record of these tickets (an export): outcomes, and entries still pending."""
+        query = {"ticket_id": {"$in": list(ticket_ids)}}
+        return [*[{**d, "pending": False} async for d in self.outcomes.find(query)],
+                *[{**d, "pending": True} async for d in self.queue.find(query)]]
+
+    async def forget_tickets(self, ticket_ids: list[str]) -> None:
+        """Delivery records of purged or erased tickets go: their outcomes (a provider's answer may name
+        the customer's address), pending entries and the claims of their attempts."""
+        if not ticket_ids:
+            return
+        query = {"ticket_id": {"$in": list(ticket_ids)}}
+        attempts = {d["_id"]: d.get("attempts", 0) async for d in self.outcomes.find(query, {"attempts": 1})}
+        attempts.update({d["_id"]: d.get("attempts", 0) async for d in self.queue.find(query, {"attempts": 1})})
+        claims = [f"{message_id}#{n}" for message_id, last in attempts.items() for n in range(1, last + 2)]
+        if claims:
+            await self.claims.delete_many({"_id": {"$in": claims}})
+        await self.queue.delete_many(query)
+        await self.outcomes.delete_many(query)
+
+    async def drop_blobs(self, shas: list[str]) -> None:
+        """Files of agents' replies no ticket refers to any more."""
+        if shas:
+            await self.blobs.delete_many({"_id": {"$in": list(shas)}})
+
     # ------------------------------------------------------------ attachments of replies
     async def put_blob(self, data: bytes, media_type: str, filename: str | None, now: datetime) -> str:
         sha = hashlib.sha256(data).hexdigest()
