@@ -114,7 +114,7 @@ def chats(count: int, run: str, seed: int = 11) -> list[bytes]:
         if i % 3 == 0:
             customer["email"] = f"customer{visitor}@mail.example"
         out.append(json.dumps({
-            "session_id": f"{run}-s{visitor}", "message_id": f"{run}-m{i}", "customer": customer,
+            "session_id": f"{run}-s{visitor}-{i}", "message_id": f"{run}-m{i}", "customer": customer,
             "text": rng.choice(ENGLISH).format(n=i) if i % 7 else rng.choice(ARABIC).format(n=i),
             "sent_at": "2026-11-23T10:00:00Z"}).encode())
     return out
@@ -261,7 +261,8 @@ def run_variant(name: str, code_dir: Path, args: argparse.Namespace, run: str) -
     url = f"http://127.0.0.1:{args.http_port}"
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, MONGODB_URL=f"mongodb://127.0.0.1:{args.mongo_port}",
                MONGODB_DATABASE="ingest_bench", INGEST_HTTP_PORT=str(args.http_port), PYTHONPATH=str(code_dir),
-               DESKSTREAM_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+               DESKSTREAM_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1",
+               DESKSTREAM_API_TOKEN=os.environ.get("DESKSTREAM_API_TOKEN") or "bench-ingest-" + run)
     log = open(Path(args.state_dir) / f"ingest-{name}.log", "w")
     process = subprocess.Popen([sys.executable, "-m", "services.ingest"], cwd=code_dir, env=env,
                                stdout=log, stderr=subprocess.STDOUT)

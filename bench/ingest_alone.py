@@ -180,7 +180,10 @@ async def measure(ingest_url: str, *, pid: int | None = None, bootstrap: str | N
     url = urlsplit(ingest_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     run_id = uuid.uuid4().hex[:8]
-    chats = loadgen.chat_requests(run_id)
+    from shared.credentials import ChatTokens, chat_key
+    from shared.settings import ServiceSettings
+
+    chats = loadgen.chat_requests(run_id, ChatTokens(chat_key(ServiceSettings())))  # keyed as the services are
     phases: list[Phase] = []
     out: dict[str, Any] = {}
 
@@ -379,6 +382,9 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the ingest started here and the load agree on the keys (services refuse to start without a token)
+    os.environ.setdefault("DESKSTREAM_API_TOKEN", "bench-ingest-" + uuid.uuid4().hex)
+    os.environ.setdefault("DESKSTREAM_CHAT_SECRET", "bench-chat-" + uuid.uuid4().hex)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", action="append", type=Variant.parse,
                         help="NAME:REF:LOOP[:ENV=VALUE,...] (repeatable; default tree:tree:auto)")

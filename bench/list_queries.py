@@ -40,7 +40,7 @@ STATE = ROOT / ".state" / "bench-lists"
 PORTS = {"kafka_port": 25092, "controller_port": 25093, "mongo_port": 25017}
 OFFSET = 17000  # tickets on 25002
 DATABASE = "bench_lists"
-TOKEN = "bench-lists"
+TOKEN = "bench-lists-" + "0" * 16  # 16+ characters, as every service demands
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 STATUSES = ["closed"] * 85 + ["resolved"] * 5 + ["open"] * 3 + ["answered"] * 3 + ["new"] * 2 + ["postponed", "spam"]
 CHANNELS = ["email", "chat", "sms", "whatsapp", "social", "voice", "webform"]

@@ -382,19 +382,24 @@ def run(coro: Any) -> Any:
         return runner.run(coro)
 
 
-def chat_requests(run_id: str) -> MakeRequest:
+def chat_requests(run_id: str, tokens: Any = None) -> MakeRequest:
     """~300-byte chat messages, a third with an e-mail address; each visitor writes four in a row,
-    so no sender comes near the per-sender rate limit however long the run."""
+    so no sender comes near the per-sender rate limit however long the run. With `tokens` (a
+    shared.credentials.ChatTokens keyed like the services) the three later messages of a session
+    carry its chat token, as a widget's do; without, every message opens a session of its own."""
     counter = iter(range(1 << 62))
 
     def make() -> tuple[str, bytes, str]:
         i = next(counter)
         visitor = i // 4
+        session = f"{run_id}-s{visitor}" if tokens is not None else f"{run_id}-s{visitor}-{i}"
         email = f',"email":"customer{visitor}@mail.example"' if visitor % 3 == 0 else ""
-        body = (f'{{"session_id":"{run_id}-s{visitor}","message_id":"{run_id}-m{i}","customer":{{"name":'
+        token = f',"chat_token":"{tokens.issue(session, f"{run_id}-v{visitor}")}"' \
+            if tokens is not None and i % 4 else ""
+        body = (f'{{"session_id":"{session}","message_id":"{run_id}-m{i}","customer":{{"name":'
                 f'"Visitor {visitor}","visitor_id":"{run_id}-v{visitor}"{email}}},"text":"Hello, my order '
                 f'{100000 + i} has not arrived yet and the tracking page has not changed for three days.",'
-                f'"sent_at":"2026-11-23T10:00:00Z"}}').encode()
+                f'"sent_at":"2026-11-23T10:00:00Z"{token}}}').encode()
         return "/v1/inbound/chat", body, "application/json"
 
     return make

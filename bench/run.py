@@ -47,7 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import ingest_alone, loadgen, reference  # noqa: E402
-from tests.chaos.run import Load, online_agents  # noqa: E402  (the realistic five-channel request mix)
+from tests.chaos.run import CHAT_SECRET, Load, online_agents  # noqa: E402  (the realistic five-channel request mix)
 from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "bench"
@@ -513,7 +513,7 @@ def main() -> int:
         (50_000, 500, 10_000, 1000) if q else (200_000, 2000, 30_000, 5000))
 
     ctl = load_stackctl()
-    os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "MONGODB_DATABASE": "bench",
+    os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "DESKSTREAM_CHAT_SECRET": CHAT_SECRET, "MONGODB_DATABASE": "bench",
                        "INGEST_RATE_LIMIT_PER_MIN": "0",  # the generator reuses senders; measure the pipeline
                        "ROUTING_OFFLINE_GRACE_S": "3600"})
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "SMTP_URL"):

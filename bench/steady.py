@@ -82,7 +82,8 @@ def main() -> int:
     args = parser.parse_args()
     B.INSTANCES = args.instances
     ctl = B.load_stackctl()
-    os.environ.update({"DESKSTREAM_API_TOKEN": B.TOKEN, "MONGODB_DATABASE": "bench", "INGEST_RATE_LIMIT_PER_MIN": "0",
+    os.environ.update({"DESKSTREAM_API_TOKEN": B.TOKEN, "DESKSTREAM_CHAT_SECRET": B.CHAT_SECRET,
+                       "MONGODB_DATABASE": "bench", "INGEST_RATE_LIMIT_PER_MIN": "0",
                        "ROUTING_OFFLINE_GRACE_S": "3600"})
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "SMTP_URL"):
         os.environ.pop(name, None)

@@ -184,6 +184,7 @@ class Customer:
         self.email = f"{local}+{run}{n}@example.com"
         self.phone = f"+9665{(int(run, 16) * 31 + n) % 10**8:08d}"
         self.sent = 0
+        self.chat_token: str | None = None  # what the session's first message was answered with
 
     def write(self, client: Client, text: str) -> str:
         """Send one message the way its channel delivers it; returns ingest's message id."""
@@ -192,7 +193,9 @@ class Customer:
         if ch == "chat":
             r = client.ok("POST", "ingest", "/v1/inbound/chat", json={
                 "session_id": self.key, "message_id": mid, "text": text, "sent_at": now_iso(),
-                "customer": {"name": name, "email": self.email, "visitor_id": f"visitor-{self.key}"}})
+                "customer": {"name": name, "email": self.email, "visitor_id": f"visitor-{self.key}"},
+                **({"chat_token": self.chat_token} if self.chat_token else {})})
+            self.chat_token = r.get("chat_token") or self.chat_token
         elif ch == "email":
             mail = EmailMessage()
             mail["From"] = email.utils.formataddr((name, self.email))
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         except stackctl.StackError as exc:
             print(f"stackctl: {exc}", file=sys.stderr)
             return 1
-    client = Client()
+    client = Client(token=stackctl.api_token())
     try:
         setup(client)
         summary(client, traffic(client))

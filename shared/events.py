@@ -84,10 +84,14 @@ class Direction(StrEnum):
 
 
 class Identity(BaseModel):
-    """One way to reach a customer: `email:ana@example.com`, `chat:<visitor id>`, `phone:+9665...`."""
+    """One way to reach a customer: `email:ana@example.com`, `chat:<visitor id>`, `phone:+9665...`.
+    `verified`: a provider proved the message came from it (a signature-checked Twilio or WhatsApp
+    webhook, a mail whose sender passed DKIM or SPF at a trusted relay); chat and web-form claims and
+    unsigned webhooks are not. Only verified identities attach to or merge customers."""
 
     kind: str
     value: str
+    verified: bool = False
 
     @property
     def key(self) -> str:
@@ -276,12 +280,15 @@ class TicketDeliveryUpdated(BaseModel):
 
 
 class TicketPurged(BaseModel):
-    """The ticket's data is gone; only this record of it remains."""
+    """The ticket's data is gone; only this record of it remains. Every service drops its copy."""
 
     ticket_id: str
     customer_id: str
     actor: str | None = None
     at: datetime
+    reason: Literal["purge", "erasure"] = Field(
+        "purge", description="`purge`: an admin purged the deleted or spam ticket; `erasure`: its customer's "
+                             "data was erased (any status), see `deskstream.customer.erased`")
 
 
 # ---------------------------------------------------------------- commands
@@ -383,6 +390,13 @@ class PurgeTicket(TicketCommand):
     actor: str
 
 
+class EraseTicket(TicketCommand):
+    """Remove the ticket whatever its status, because its customer's data is being erased (sent for
+    each ticket of the customer by the erasure, services/tickets/erasure.py)."""
+
+    actor: str
+
+
 class RecordDelivery(TicketCommand):
     """What became of an outbound message (from the tickets service's delivery, or a provider's report,
     which names the message by the provider's id for it)."""
@@ -437,6 +451,8 @@ class ReleaseTicket(BaseModel):
     request_id: str
     ticket_id: str
     reroute: bool = Field(False, description="find it another agent (it was taken off its agent)")
+    forget_customer: str | None = Field(None, description="the ticket's customer was erased: forget which agent "
+                                                          "last served them")
 
 
 class KeepTicketWithAgent(BaseModel):
@@ -508,6 +524,16 @@ class CustomerErased(BaseModel):
     ticket_ids: list[str] = Field(default_factory=list)
     blob_refs: list[str] = Field(default_factory=list, description="`blob:<sha256>` of their files and raw mail")
     actor: str = "admin"
+    at: datetime
+
+
+class EraseBlobs(BaseModel):
+    """Delete these kept files (attachments, original mails) wherever they are kept: no ticket left
+    refers to them after a purge or a customer's erasure (topic `privacy.erasures`)."""
+
+    request_id: str
+    blob_refs: list[str] = Field(description="`blob:<sha256>` of each file")
+    reason: Literal["purge", "erasure"]
     at: datetime
 
 
@@ -586,6 +612,8 @@ class EventType:
     CLOSE_MERGED_TICKET = "deskstream.command.close_merged_ticket"
     SPLIT_TICKET = "deskstream.command.split_ticket"
     PURGE_TICKET = "deskstream.command.purge_ticket"
+    ERASE_TICKET = "deskstream.command.erase_ticket"
+    ERASE_BLOBS = "deskstream.privacy.erase_blobs"
     RECORD_DELIVERY = "deskstream.command.record_delivery"
     FILE_MESSAGE = "deskstream.command.file_message"
     REFRESH_LISTS = "deskstream.command.refresh_lists"
@@ -637,6 +665,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.CLOSE_MERGED_TICKET: CloseMergedTicket,
     EventType.SPLIT_TICKET: SplitTicket,
     EventType.PURGE_TICKET: PurgeTicket,
+    EventType.ERASE_TICKET: EraseTicket,
+    EventType.ERASE_BLOBS: EraseBlobs,
     EventType.RECORD_DELIVERY: RecordDelivery,
     EventType.FILE_MESSAGE: FileMessage,
     EventType.REFRESH_LISTS: RefreshLists,
@@ -681,5 +711,8 @@ SlaEventRecord = _record(
 SettingsChangedRecord = _record(
     "SettingsChangedRecord", "Settings an admin changed, on `settings.changes`: every process of the service "
                              "re-reads them.", (EventType.SETTINGS_CHANGED,))
+PrivacyErasureRecord = _record(
+    "PrivacyErasureRecord", "Files no ticket refers to any more, to delete wherever they are kept, on "
+                            "`privacy.erasures`.", (EventType.ERASE_BLOBS,))
 DeadLetterRecord = _record(
     "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,))

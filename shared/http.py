@@ -15,6 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.credentials import TOKEN_PREFIX, AgentTokens, Principal, check_start, secret_of
+from shared.bodylimit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from shared.runtime import Runtime
 from shared.telemetry import PROMETHEUS_CONTENT_TYPE
 
@@ -43,48 +45,83 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 class Auth:
-    """Bearer-token roles for agent and admin endpoints. `DESKSTREAM_API_TOKEN` is the admin
-    token (it may do everything); `DESKSTREAM_AGENT_TOKEN`, when set, may do what agents do
-    (read, answer, change tickets) but not what admins do (configure agents, rules, SLA
-    policies and calendars; purge; merge customers). With no admin token set the
-    endpoints are open (development; a warning is logged at start)."""
+    """Bearer-token roles for agent and admin endpoints (shared/credentials.py).
+
+    `DESKSTREAM_API_TOKEN` is the admin token (it may do everything). A personal agent token (created by
+    an admin, `POST /v1/agents/{agent_id}/tokens` on tickets) may do what agents do — read, answer,
+    change tickets, set its own presence — and acts as its agent: `acting()` refuses a body naming
+    someone else. The shared `DESKSTREAM_AGENT_TOKEN`, when set, may do what agents do too, acting as
+    whoever the body names (actor `agent-token` when it names none), as before personal tokens.
+    Neither may do what admins do (configure agents, rules, SLA policies and calendars; purge; erase;
+    merge customers). Without an admin token (only with DESKSTREAM_INSECURE_DEV=1, checked at start)
+    the endpoints are open."""
 
     def __init__(self, rt: Runtime) -> None:
         settings = rt.settings
-        self.admin_token = settings.api_token.get_secret_value() if settings.api_token else None
-        self.agent_token = settings.agent_token.get_secret_value() if settings.agent_token else None
+        self.admin_token = secret_of(settings.api_token) or None
+        self.agent_token = secret_of(getattr(settings, "agent_token", None)) or None
+        mongo = getattr(rt, "mongo", None)
+        self.tokens = AgentTokens(mongo) if mongo is not None else None
         self.agent = Depends(self._check("agent"))
         self.admin = Depends(self._check("admin"))
 
-    def _role_of(self, token: str) -> str | None:
+    async def principal_of(self, token: str) -> Principal | None:
         if self.admin_token and secrets.compare_digest(token.encode(), self.admin_token.encode()):
-            return "admin"
+            return ADMIN
         if self.agent_token and secrets.compare_digest(token.encode(), self.agent_token.encode()):
-            return "agent"
+            return SHARED_AGENT
+        if self.tokens is not None and token.startswith(TOKEN_PREFIX):
+            try:
+                return await self.tokens.check(token)
+            except Exception as exc:
+                raise ApiError(503, "unavailable", "credentials cannot be checked right now") from exc
         return None
 
     def _check(self, needed: str):
         async def check(request: Request) -> None:
             if self.admin_token is None:
+                request.state.principal = ADMIN
                 return
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise ApiError(401, "unauthorized", "missing bearer token")
-            role = self._role_of(token.strip())
-            if role is None:
+            principal = await self.principal_of(token.strip())
+            if principal is None:
                 raise ApiError(401, "unauthorized", "invalid bearer token")
-            if needed == "admin" and role != "admin":
+            if needed == "admin" and principal.role != "admin":
                 raise ApiError(403, "forbidden", "this needs the admin token")
+            request.state.principal = principal
 
         return check
+
+
+ADMIN = Principal("admin")
+SHARED_AGENT = Principal("agent")
+
+
+def principal(request: Request) -> Principal:
+    """Who the request acts as (set by the route's auth dependency); a FastAPI dependency."""
+    return getattr(request.state, "principal", ADMIN)
+
+
+def acting(who: Principal, claimed: str | None, *, default: str) -> str:
+    """The agent a change is recorded as: a personal token's own agent (a body naming another → 403),
+    else whoever the body names, else `default` (`agent-token` for the shared agent token)."""
+    if who.personal:
+        if claimed and claimed != who.agent_id:
+            raise ApiError(403, "forbidden", f"this token acts as agent {who.agent_id}, not {claimed}")
+        return str(who.agent_id)
+    if who is SHARED_AGENT:
+        return claimed or "agent-token"
+    return claimed or default
 
 
 def require_token(rt: Runtime) -> Auth:
     return Auth(rt)
 
 
-def create_http_app(rt: Runtime, *, title: str, description: str,
-                    routers: list[APIRouter]) -> FastAPI:
+def create_http_app(rt: Runtime, *, title: str, description: str, routers: list[APIRouter],
+                    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await rt.start()
@@ -95,6 +132,8 @@ def create_http_app(rt: Runtime, *, title: str, description: str,
 
     app = FastAPI(title=title, description=description, version=VERSION, lifespan=lifespan)
     app.state.runtime = rt
+    # every endpoint: 413 before a body over its limit is read (shared/bodylimit.py)
+    app.add_middleware(BodyLimit, default=max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -108,7 +147,7 @@ def create_http_app(rt: Runtime, *, title: str, description: str,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.get("/healthz", tags=["operations"])
@@ -143,7 +182,9 @@ def listening(host: str, port: int, *, shared: bool) -> socket.socket:
 
 def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info", instance_port: int | None = None) -> None:
     """Run one service process until SIGTERM/SIGINT (uvicorn shuts the lifespan down cleanly): on the
-    service's port, shared with its other instances, and on `instance_port`, its own, when given."""
+    service's port, shared with its other instances, and on `instance_port`, its own, when given.
+    A process whose API token would leave it open exits first, saying why (shared/credentials.py)."""
+    check_start(app.state.runtime.settings)
     config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, lifespan="on",
                             timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
     sockets = [listening(host, port, shared=True)]

@@ -19,6 +19,7 @@ import orjson
 from faststream.kafka import KafkaBroker
 
 from shared import topics
+from shared.credentials import problems
 from shared.events import DeadLetterRecord, EventType, SettingsChanged, SettingsChangedRecord, utcnow
 from shared.kafka import event
 from shared.kafka import Outgoing, Producer, ensure_topics
@@ -164,8 +165,11 @@ class Runtime:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         configure_logging(self.service, self.settings.log_level)
-        if self.settings.api_token is None:
-            log.warning("DESKSTREAM_API_TOKEN is not set: agent and admin endpoints are open")
+        if found := problems(self.settings):
+            async def warn() -> None:  # insecure development mode (serve() refuses it otherwise)
+                for problem in found:
+                    log.warning("%s: agent and admin endpoints are open (DESKSTREAM_INSECURE_DEV)", problem)
+            self.every(60.0, warn, "")
         self._tasks.append(asyncio.create_task(self._connect(), name=f"{self.service}-connect"))
 
     async def _connect(self) -> None:

@@ -20,12 +20,19 @@ class ServiceSettings(BaseSettings):
     mongodb_database: str = Field(
         "deskstream", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database")
     )
-    # Unset means development mode: agent/admin endpoints are open (a warning is logged).
+    # Required (16 characters or more): a service refuses to start without it (shared/credentials.py)
+    # unless `insecure_dev`, which opens the agent and admin endpoints and says so every minute.
     api_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("DESKSTREAM_API_TOKEN", "api_token")
     )
     agent_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("DESKSTREAM_AGENT_TOKEN", "agent_token")
+    )
+    insecure_dev: bool = Field(False, validation_alias=AliasChoices("DESKSTREAM_INSECURE_DEV", "insecure_dev"))
+    # the key chat tokens are signed with (ingest issues them, tickets checks them); unset: derived
+    # from the API token (`make up` generates one into the state directory)
+    chat_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DESKSTREAM_CHAT_SECRET", "chat_secret")
     )
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
     http_port: int = 8000

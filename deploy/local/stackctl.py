@@ -948,6 +948,37 @@ class Infra:
 @dataclasses.dataclass(frozen=True)
 class Stack(Infra):
     service_urls: dict[str, str]
+    api_token: str | None = None  # the admin token the services were started with
+
+
+# secrets the services need, generated into the state directory when the environment has none
+# (the services refuse to start without an API token; see shared/credentials.py)
+GENERATED_SECRETS = {"DESKSTREAM_API_TOKEN": "api-token", "DESKSTREAM_CHAT_SECRET": "chat-secret",
+                     "DESKSTREAM_SECRET_KEY": "secret-key"}
+
+
+def state_secret(paths: "StatePaths", filename: str) -> tuple[str, bool]:
+    """The secret kept in ``<state>/<filename>`` (mode 0600), made on first use; (value, made now)."""
+    path = paths.root / filename
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value, False
+    paths.root.mkdir(parents=True, exist_ok=True)
+    value = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value, True
+
+
+def api_token(state_dir: str | os.PathLike | None = None) -> str | None:
+    """The admin token clients should use with this state directory's stack: the environment's, else
+    the one ``up`` generated."""
+    if os.environ.get("DESKSTREAM_API_TOKEN"):
+        return os.environ["DESKSTREAM_API_TOKEN"]
+    path = StatePaths.of(state_dir).root / GENERATED_SECRETS["DESKSTREAM_API_TOKEN"]
+    return path.read_text().strip() or None if path.exists() else None
 
 
 def _kafka_cluster_id() -> str:
@@ -1196,6 +1227,13 @@ def up(
         env.setdefault("KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap)
         env.setdefault("MONGODB_URL", infra.mongodb_url)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        for var, filename in GENERATED_SECRETS.items():
+            if not env.get(var) and not env.get("DESKSTREAM_INSECURE_DEV"):
+                env[var], made = state_secret(paths, filename)
+                if var == "DESKSTREAM_API_TOKEN":
+                    where = paths.root / filename
+                    _say(quiet, f"API token {'generated into' if made else 'from'} {where} "
+                                f"(export DESKSTREAM_API_TOKEN=$(cat {where}) to call the agent and admin APIs)")
 
         plan: list[tuple[str, str, int, int, int | None]] = []
         for service in names:
@@ -1243,6 +1281,7 @@ def up(
             kafka_external=infra.kafka_external,
             mongodb_external=infra.mongodb_external,
             service_urls={name: f"http://{HOST}:{service_port(name, port_offset)}" for name in names},
+            api_token=env.get("DESKSTREAM_API_TOKEN") or None,
         )
 
 

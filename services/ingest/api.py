@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import SecretStr
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.ingest.bodies import body_schema, form_pairs, multipart_form, parse_json, read_body, validate
 from services.ingest.channels.chat import ChatInbound, normalise_chat
+from services.ingest.chat_sessions import ChatSessions, Forbidden
 from services.ingest.channels.mail import normalise_email
 from services.ingest.channels.sms import normalise_sms
 from services.ingest.channels.social import SocialInbound, normalise_social
@@ -26,6 +28,7 @@ from services.ingest.ratelimit import RateLimited, RateLimiter, retry_after
 from services.ingest.service import IngestService, NotDurable
 from services.ingest.settings import IngestSettings
 from services.ingest.signatures import meta_valid, twilio_valid
+from services.ingest.verification import mail_sender_passed, trusted_ids, verified
 from shared.events import MessageReceived, utcnow
 from shared.http import ApiError, error_body
 
@@ -40,7 +43,8 @@ INLINE_MAIL_BYTES = 16 * 1024
 ACCEPTED = {202: {"description": 'accepted: {"message_id": "msg_..."}'},
             413: {"description": "the body is larger than this endpoint takes"},
             422: {"description": "the payload cannot become a message; the error names the problem"},
-            429: {"description": "this sender sent more than INGEST_RATE_LIMIT_PER_MIN on this channel: "
+            429: {"description": "this sender sent more than INGEST_RATE_LIMIT_PER_MIN on this channel, or "
+                                 "this client address more than INGEST_IP_RATE_LIMIT_PER_MIN to the doors: "
                                  "retry after `Retry-After` seconds"},
             503: {"description": "not durable yet (Kafka or the store is down): retry"}}
 
@@ -85,7 +89,8 @@ def source_of(message: MessageReceived) -> str:
     return f"{message.channel}:{identity.kind}:{identity.value}"
 
 
-def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
+def build_router(service: IngestService, settings: IngestSettings, sessions: ChatSessions) -> APIRouter:
+    trusted_relays = trusted_ids(settings.trusted_authserv_ids)
     router = APIRouter(prefix="/v1/inbound", tags=["inbound channels"])
     limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst) \
         if settings.rate_limit_per_min > 0 else None
@@ -121,11 +126,28 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
         within_limit(item.message)
         return accepted_response(await accept(item.message, item.blobs))
 
-    @router.post("/chat", status_code=202, summary="A web-chat message", responses=ACCEPTED,
+    @router.post("/chat", status_code=202, summary="A web-chat message: 202 {message_id, chat_token}",
+                 description="The first message of a session opens it for its visitor and is answered with "
+                             "a `chat_token`; every later message of the session carries it (`chat_token` in "
+                             "the body), and the widget reads replies with it (tickets' chat endpoints). "
+                             "Another visitor, or a wrong token: 403.",
+                 responses={**ACCEPTED, 403: {"description": "the session belongs to another visitor, or "
+                                                             "chat_token is missing or wrong"}},
                  openapi_extra=body_schema(ChatInbound))
     async def inbound_chat(request: Request) -> Response:
         payload = parse_json(await read_body(request, settings.max_json_bytes), ChatInbound)
-        return await accepted(Normalised(normalise("chat", normalise_chat, payload, received_at=utcnow())))
+        message = normalise("chat", normalise_chat, payload, received_at=utcnow())
+        within_limit(message)
+        try:
+            token = await sessions.admit(payload.session_id, payload.customer.visitor_id, payload.message_id,
+                                         payload.chat_token)
+        except Forbidden as exc:
+            raise ApiError(403, "forbidden", str(exc)) from exc
+        except Exception as exc:
+            raise NotDurable(f"the chat session store did not answer: {type(exc).__name__}") from exc
+        message_id = await accept(message)
+        return Response(orjson.dumps({"message_id": message_id, "chat_token": token}), status_code=202,
+                        media_type="application/json")
 
     @router.post("/email", status_code=202, responses=ACCEPTED,
                  summary="One raw RFC 5322 mail (Content-Type: message/rfc822)",
@@ -137,11 +159,13 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
     async def inbound_email(request: Request) -> Response:
         raw = await read_body(request, settings.max_email_bytes)
         if len(raw) <= INLINE_MAIL_BYTES:
-            return await accepted(normalise("email", normalise_email, raw, received_at=utcnow(),
-                                            max_blob_bytes=settings.max_blob_bytes))
-        # a large mail takes a while to read: off the event loop, so other webhooks keep flowing
-        return await accepted(await run_in_threadpool(
-            normalise, "email", normalise_email, raw, received_at=utcnow(), max_blob_bytes=settings.max_blob_bytes))
+            item = normalise("email", normalise_email, raw, received_at=utcnow(), max_blob_bytes=settings.max_blob_bytes)
+        else:  # a large mail takes a while to read: off the event loop, so other webhooks keep flowing
+            item = await run_in_threadpool(normalise, "email", normalise_email, raw, received_at=utcnow(),
+                                           max_blob_bytes=settings.max_blob_bytes)
+        if trusted_relays and mail_sender_passed(raw, item.message.customer.identities[0].value, trusted_relays):
+            item = Normalised(verified(item.message), item.blobs)
+        return await accepted(item)
 
     @router.post("/sms", status_code=202, responses={**ACCEPTED, 403: {"description": "bad X-Twilio-Signature"}},
                  summary="Twilio Messaging webhook (form-encoded)",
@@ -153,6 +177,8 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
     async def inbound_sms(request: Request) -> Response:
         pairs = await twilio_form(request)
         message = normalise("sms", normalise_sms, dict(pairs), received_at=utcnow())
+        if _secret(settings.twilio_auth_token):  # the signature was checked: Twilio vouches for the number
+            message = verified(message)
         return await accepted(Normalised(message))
 
     @router.post("/sms/status", status_code=202, responses={403: {"description": "bad X-Twilio-Signature"}},
@@ -186,6 +212,8 @@ def build_router(service: IngestService, settings: IngestSettings) -> APIRouter:
             raise ApiError(403, "invalid_signature", "X-Hub-Signature-256 is missing or does not match")
         payload = parse_json(raw, WhatsAppWebhook)
         messages = normalise("whatsapp", normalise_whatsapp, payload, received_at=utcnow())
+        if secret:  # the signature was checked: Meta vouches for the numbers
+            messages = [verified(m) for m in messages]
         within_limit(*messages)
         ids = [await accept(message) for message in messages]
         reports = [await service.report(r) for r in reports_of(payload, received_at=utcnow())]

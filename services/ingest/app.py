@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from services.ingest import api
+from services.ingest.chat_sessions import ChatSessions, MemoryClaims, MongoClaims
+from services.ingest.erasure import follow_erasures
 from services.ingest.front import DirectRoutes
+from services.ingest.ratelimit import address_limit
 from services.ingest.records import KafkaRecords
 from services.ingest.service import TOPIC, IngestService
 from services.ingest.settings import IngestSettings
+from services.ingest.signatures import UnsignedDoorsWarning
 from services.ingest.store import BlobBatcher, BlobStore
+from shared.credentials import ChatTokens, chat_key
 from shared.events import MessageReceivedRecord
 from shared.http import create_http_app
 from shared.runtime import Runtime
@@ -20,19 +25,23 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
     # declared for the AsyncAPI document; the records themselves go through `records` below
     rt.publisher(TOPIC, schema=MessageReceivedRecord,
                  description="deskstream.message.received: one normalised channel message")
+    rt.on_start.append(UnsignedDoorsWarning(settings))
+    service_given = service is not None
     if service is None:
         records = KafkaRecords(settings.kafka_bootstrap_servers, TOPIC, client_id="deskstream-ingest-records",
                                linger_ms=settings.kafka_linger_ms, registry=rt.telemetry.registry)
         blobs = BlobStore(rt.mongo)
+        follow_erasures(rt, blobs)
         batcher = BlobBatcher(blobs, linger_s=settings.blob_group_commit_ms / 1000) \
             if settings.blob_group_commit else None
         rt.on_start.append(records.start)
         rt.on_stop.append(records.stop)
         service = IngestService(publisher=records, source=rt.source, blobs=batcher or blobs,
                                 is_connected=lambda: rt.broker_started and records.started)
-    router = api.build_router(service, settings)
+    claims = MongoClaims(rt.mongo) if service_given is False else MemoryClaims()
+    router = api.build_router(service, settings, ChatSessions(ChatTokens(chat_key(settings)), claims))
     app = create_http_app(rt, title="deskstream ingest",
                           description="Inbound channel webhooks: every message becomes one normalised record.",
                           routers=[router])
     api.install_error_handlers(app)
-    return DirectRoutes(app, router.routes)
+    return DirectRoutes(app, router.routes, gate=address_limit(settings))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 import asyncio
@@ -17,7 +17,8 @@ from services.routing.rules import Rule
 from services.routing.store import RoutingStore
 from shared import topics
 from shared.events import AgentUpdated, EventType, PublishRoutingView, utcnow
-from shared.http import ApiError, check_id
+from shared.credentials import Principal
+from shared.http import ApiError, acting, check_id, principal
 from shared.kafka import event
 from shared.runtime import Runtime
 
@@ -60,8 +61,11 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
         await tell_dispatcher(EventType.AGENT_UPDATED, AgentUpdated(request_id=uuid.uuid4().hex, agent_id=agent_id))
         return agent_view(await agent_now(agent_id))
 
-    @router.put("/agents/{agent_id}/presence", summary="Set an agent online, away or offline")
-    async def put_presence(agent_id: str, body: PresenceRequest) -> dict[str, Any]:
+    @router.put("/agents/{agent_id}/presence", summary="Set an agent online, away or offline",
+                description="A personal agent token sets only its own agent's presence (403 otherwise).")
+    async def put_presence(agent_id: str, body: PresenceRequest,
+                           who: Principal = Depends(principal)) -> dict[str, Any]:
+        acting(who, agent_id, default=agent_id)
         if not await store.set_presence(agent_id, body.status, utcnow()):
             raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
         await tell_dispatcher(EventType.AGENT_UPDATED, AgentUpdated(request_id=uuid.uuid4().hex, agent_id=agent_id))

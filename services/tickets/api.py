@@ -11,13 +11,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import nh3
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
-from services.tickets.commands import CommandBus, Unavailable
+from services.tickets.commands import CommandBus, Pending, Unavailable
 from services.tickets.customers import CustomerBook, canonical
 from services.tickets.delivery.store import DeliveryStore
-from services.tickets.domain import CustomStatus, LifecycleError, Priority, Status, Ticket, query_terms
+from services.tickets.domain import (
+    CustomStatus, LifecycleError, Priority, Status, Ticket, customer_id_for, query_terms,
+)
 from services.tickets.store import SORTS, Purged, TicketStore
 from services.tickets.views import load_ticket, ticket_json
 from shared.events import (
@@ -25,9 +27,15 @@ from shared.events import (
     CommandOutcome, CustomerChanged, EventType, MergeTicket, PurgeTicket, ReplyToTicket, SetTicketPriority,
     SplitTicket, TicketCommand, UnassignTicket, stable_id, utcnow,
 )
-from shared.http import ApiError
+from shared.credentials import Principal
+from shared.bodylimit import body_limit
+from shared.http import ApiError, acting, principal
+
+Who = Annotated[Principal, Depends(principal)]
 
 MAX_REPLY_FILES_BYTES = 10 * 1024 * 1024
+# a reply's JSON: its files in base64 (4 bytes for every 3), and room for its text and HTML
+REPLY_MAX_BODY_BYTES = (MAX_REPLY_FILES_BYTES // 3 + 1) * 4 + 4 * 1024 * 1024
 
 
 class ReplyFile(BaseModel):
@@ -72,6 +80,15 @@ class AssigneeRequest(BaseModel):
 class TierRequest(BaseModel):
     tier: str | None = Field(None, max_length=50, pattern=r"^[\w-]+$",
                              description="the customer's service tier (e.g. vip); null clears it")
+
+
+class IdentityRequest(BaseModel):
+    identity: str = Field(min_length=3, max_length=320, pattern=r"^[a-z_]+:\S+$",
+                          description="kind:value, e.g. email:ana@example.com or phone:+966501234567")
+
+
+class SplitCustomerRequest(BaseModel):
+    identities: list[Annotated[str, StringConstraints(min_length=3, max_length=320)]] = Field(min_length=1, max_length=50)
 
 
 class MergeRequest(BaseModel):
@@ -133,6 +150,15 @@ async def stored_files(files: list[ReplyFile], deliveries: DeliveryStore) -> lis
                        content_ref=f"blob:{sha}") for f, data in decoded]
 
 
+def profile_name(tickets: list[dict[str, Any]]) -> str | None:
+    """The name a profile shows: the newest one a verified message gave, else the first one given —
+    so a claim (a chat, a web form) never renames a customer."""
+    named = sorted((t for t in tickets if (t.get("customer") or {}).get("name")), key=lambda t: str(t.get("created_at")))
+    proven = [t for t in named if t["customer"].get("verified")]
+    chosen = proven[-1] if proven else (named[0] if named else None)
+    return chosen["customer"]["name"] if chosen else None
+
+
 def request_key(*parts: str | None) -> str:
     """A command id: from the client's Idempotency-Key when it sent one (a retry is the same command)."""
     return stable_id(*(p or uuid.uuid4().hex for p in parts), size=24)
@@ -162,6 +188,10 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
         if ticket is None:
             raise ApiError(404, "not_found", f"ticket {ticket_id} does not exist")
         return ticket
+
+    def assignee(who: Principal, agent_id: str) -> str:
+        """A personal token takes tickets for its own agent only (another agent's name → 403)."""
+        return acting(who, agent_id, default=agent_id)
 
     async def change_status(ticket_id: str, status: str, actor: str, until: datetime | None,
                             key: str | None = None) -> dict[str, Any]:
@@ -224,31 +254,41 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
         return {"items": [ticket_view(d) for d in docs], "next_cursor": next_cursor}
 
     @router.post("/tickets/{ticket_id}/replies", status_code=201, summary="An agent answers the customer")
-    async def reply(ticket_id: str, body: ReplyRequest,
+    @body_limit(REPLY_MAX_BODY_BYTES)
+    async def reply(ticket_id: str, body: ReplyRequest, who: Who,
                     idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
+        agent_id = acting(who, body.agent_id, default=body.agent_id)
         files = await stored_files(body.attachments, deliveries)
         html = nh3.clean(body.html) if body.html else None
-        message_id = "out_" + stable_id(ticket_id, idempotency_key or uuid.uuid4().hex, body.agent_id, size=24)
-        result = await send(EventType.REPLY_TO_TICKET, ReplyToTicket(
-            command_id=message_id, ticket_id=ticket_id, message_id=message_id, agent_id=body.agent_id,
-            text=body.text, html=html, attachments=files))
+        message_id = "out_" + stable_id(ticket_id, idempotency_key or uuid.uuid4().hex, agent_id, size=24)
+        try:
+            result = outcome_of(await bus.send(EventType.REPLY_TO_TICKET, ReplyToTicket(
+                command_id=message_id, ticket_id=ticket_id, message_id=message_id, agent_id=agent_id,
+                text=body.text, html=html, attachments=files)))
+        except Pending:
+            # on Kafka, so it will be applied and sent: a retry would answer the customer twice
+            return {"ticket_id": ticket_id, "status": None, "pending": True,
+                    "message": {"message_id": message_id, "direction": "outbound", "author": agent_id,
+                                "text": body.text}}
+        except Unavailable as exc:
+            raise ApiError(503, "unavailable", str(exc)) from exc
         entry = await store.entry(message_id)
         message = next((m for m in (entry or {}).get("messages", ()) if m["message_id"] == message_id), None)
         return {"ticket_id": ticket_id, "status": result["status"], "message": message}
 
     @router.post("/tickets/{ticket_id}/status", summary="Change a ticket's status")
-    async def set_status(ticket_id: str, body: StatusRequest) -> dict[str, Any]:
-        result = await change_status(ticket_id, body.status, body.actor or "agent", body.until)
+    async def set_status(ticket_id: str, body: StatusRequest, who: Who) -> dict[str, Any]:
+        result = await change_status(ticket_id, body.status, acting(who, body.actor, default="agent"), body.until)
         return {"ticket_id": ticket_id, "status": result["status"]}
 
     @router.post("/tickets/{ticket_id}/merge", summary="Fold another ticket into this one")
-    async def merge_ticket(ticket_id: str, body: MergeTicketRequest) -> dict[str, Any]:
+    async def merge_ticket(ticket_id: str, body: MergeTicketRequest, who: Who) -> dict[str, Any]:
         if ticket_id == body.ticket_id:
             raise ApiError(409, "invalid_transition", "a ticket cannot be merged into itself")
         survivor, other = await load(ticket_id), await load(body.ticket_id)
         if other.merged_into and other.merged_into != survivor.id:
             raise ApiError(409, "invalid_transition", f"{other.id} was already merged into {other.merged_into}")
-        actor = body.actor or "agent"
+        actor = acting(who, body.actor, default="agent")
         key = request_key("merge", ticket_id, other.id)
         await send(EventType.MERGE_TICKET, MergeTicket(
             command_id=key, ticket_id=survivor.id, other_id=other.id, other_tags=other.tags,
@@ -260,19 +300,20 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
 
     @router.post("/tickets/{ticket_id}/split", status_code=201,
                  summary="Move a customer message into a new ticket of its own")
-    async def split_ticket(ticket_id: str, body: SplitRequest) -> dict[str, Any]:
+    async def split_ticket(ticket_id: str, body: SplitRequest, who: Who) -> dict[str, Any]:
         original = await load(ticket_id)
         message = next((m for m in original.messages if m.message_id == body.message_id), None)
         if message is None:
             raise ApiError(409, "invalid_transition", f"message {body.message_id} is not on ticket {ticket_id}")
         result = await send(EventType.SPLIT_TICKET, SplitTicket(
             command_id=request_key("split", ticket_id, body.message_id), ticket_id=ticket_id,
-            message=message.model_dump(mode="json"), actor=body.actor or "agent"))
+            message=message.model_dump(mode="json"), actor=acting(who, body.actor, default="agent")))
         return {"ticket_id": result["new_ticket_id"], "split_from": ticket_id, "message_id": body.message_id}
 
     @router.post("/tickets/bulk", summary="One change applied to many tickets (each reported on its own)")
-    async def bulk(body: BulkRequest) -> dict[str, Any]:
-        actor = body.actor or "agent"
+    async def bulk(body: BulkRequest, who: Who) -> dict[str, Any]:
+        actor = acting(who, body.actor, default="agent")
+        target = assignee(who, body.assignee) if body.assignee else None
         results = []
         for ticket_id in dict.fromkeys(body.ticket_ids):
             try:
@@ -286,10 +327,10 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
                     await send(EventType.CHANGE_TICKET_TAGS, ChangeTicketTags(
                         command_id=request_key("tags", ticket_id, None), ticket_id=ticket_id, add=body.add_tags,
                         remove=body.remove_tags, actor=actor))
-                if body.assignee:
+                if target:
                     await send(EventType.ASSIGN_TICKET, AssignTicket(
                         command_id=request_key("assign", ticket_id, None), ticket_id=ticket_id,
-                        agent_id=body.assignee, actor=actor))
+                        agent_id=target, actor=actor))
                 results.append({"ticket_id": ticket_id, "ok": True})
             except ApiError as exc:
                 results.append({"ticket_id": ticket_id, "ok": False, "error": exc.code, "message": exc.message})
@@ -318,40 +359,42 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
             raise ApiError(404, "not_found", f"there is no custom status {name}")
 
     @router.post("/tickets/{ticket_id}/notes", status_code=201, summary="An internal note (never sent to the customer)")
-    async def add_note(ticket_id: str, body: NoteRequest,
+    async def add_note(ticket_id: str, body: NoteRequest, who: Who,
                        idempotency_key: str | None = Header(None, max_length=200)) -> dict[str, Any]:
-        note_id = "note_" + stable_id(ticket_id, idempotency_key or uuid.uuid4().hex, body.author, size=20)
+        author = acting(who, body.author, default=body.author)
+        note_id = "note_" + stable_id(ticket_id, idempotency_key or uuid.uuid4().hex, author, size=20)
         await send(EventType.ADD_TICKET_NOTE, AddTicketNote(
-            command_id=note_id, ticket_id=ticket_id, note_id=note_id, author=body.author, text=body.text))
+            command_id=note_id, ticket_id=ticket_id, note_id=note_id, author=author, text=body.text))
         entry = await store.entry(f"{note_id}:{ticket_id}")
         note = next((n for n in (entry or {}).get("notes", ()) if n["note_id"] == note_id), None)
         return {"ticket_id": ticket_id, "note": note}
 
     @router.put("/tickets/{ticket_id}/priority", summary="Set the priority (low, normal, high, urgent)")
-    async def set_priority(ticket_id: str, body: PriorityRequest) -> dict[str, Any]:
+    async def set_priority(ticket_id: str, body: PriorityRequest, who: Who) -> dict[str, Any]:
         result = await send(EventType.SET_TICKET_PRIORITY, SetTicketPriority(
             command_id=request_key("priority", ticket_id, None), ticket_id=ticket_id, priority=body.priority.value,
-            actor=body.actor or "agent"))
+            actor=acting(who, body.actor, default="agent")))
         return {"ticket_id": ticket_id, "priority": result["priority"]}
 
     @router.post("/tickets/{ticket_id}/tags", summary="Add and remove tags")
-    async def change_tags(ticket_id: str, body: TagsRequest) -> dict[str, Any]:
+    async def change_tags(ticket_id: str, body: TagsRequest, who: Who) -> dict[str, Any]:
         result = await send(EventType.CHANGE_TICKET_TAGS, ChangeTicketTags(
             command_id=request_key("tags", ticket_id, None), ticket_id=ticket_id, add=body.add, remove=body.remove,
-            actor=body.actor or "agent"))
+            actor=acting(who, body.actor, default="agent")))
         return {"ticket_id": ticket_id, "tags": result["tags"]}
 
     @router.put("/tickets/{ticket_id}/assignee", summary="Assign the ticket to an agent")
-    async def assign(ticket_id: str, body: AssigneeRequest) -> dict[str, Any]:
+    async def assign(ticket_id: str, body: AssigneeRequest, who: Who) -> dict[str, Any]:
         result = await send(EventType.ASSIGN_TICKET, AssignTicket(
-            command_id=request_key("assign", ticket_id, None), ticket_id=ticket_id, agent_id=body.agent_id,
-            actor=body.actor or "agent"))
+            command_id=request_key("assign", ticket_id, None), ticket_id=ticket_id,
+            agent_id=assignee(who, body.agent_id), actor=acting(who, body.actor, default="agent")))
         return {"ticket_id": ticket_id, "assignee": result["assignee"]}
 
     @router.delete("/tickets/{ticket_id}/assignee", summary="Take the ticket off its agent")
-    async def unassign(ticket_id: str) -> dict[str, Any]:
+    async def unassign(ticket_id: str, who: Who) -> dict[str, Any]:
         result = await send(EventType.UNASSIGN_TICKET, UnassignTicket(
-            command_id=request_key("unassign", ticket_id, None), ticket_id=ticket_id, actor="agent"))
+            command_id=request_key("unassign", ticket_id, None), ticket_id=ticket_id,
+            actor=acting(who, None, default="agent")))
         return {"ticket_id": ticket_id, "assignee": result["assignee"]}
 
     @router.post("/tickets/{ticket_id}/purge", dependencies=[auth.admin], status_code=202,
@@ -376,14 +419,15 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
         if not tickets and doc is None:
             return None
         identities: dict[str, None] = {}
-        name = None
+        hints: dict[str, None] = {}
         for t in sorted(tickets, key=lambda t: str(t.get("created_at"))):
             who = t.get("customer") or {}
             identities.update(dict.fromkeys(who.get("identities") or ()))
-            name = who.get("name") or name
+            hints.update(dict.fromkeys(who.get("hints") or ()))
         identities.update(dict.fromkeys(k for k, c in customers.links.items() if customers.current(c) == current))
-        return {"id": current, "name": (doc or {}).get("name") or name, "tier": customers.tiers.get(current),
+        return {"id": current, "name": (doc or {}).get("name") or profile_name(tickets), "tier": customers.tiers.get(current),
                 "identities": list(identities), "merged_ids": ids[1:],
+                "unconfirmed_identities": [k for k in hints if k not in identities],
                 "created_at": min((t.get("created_at") for t in tickets if t.get("created_at")), default=None,
                                   key=str),
                 "tickets": [{"id": t["_id"], **{k: t.get(k) for k in ("status", "channel", "subject", "created_at")}}
@@ -396,6 +440,20 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         return view
 
+    @router.post("/customers/{customer_id}/identities", summary="Confirm an identity as this customer's",
+                 description="An agent who checked that an address or number is the customer's (e.g. one a chat or "
+                             "web form only claimed) attaches it: messages from it join this profile from now on, "
+                             "replies may go to it, and the tickets it had on a profile of its own come along.")
+    async def confirm_identity(customer_id: str, body: IdentityRequest) -> dict[str, Any]:
+        if await profile(customer_id) is None:
+            raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
+        current, key = customers.current(customer_id), canonical(body.identity)
+        await publish_customer(CustomerChanged(customer_id=current, identities=[key], at=utcnow()))
+        own = customer_id_for(key)  # the profile the identity had of its own: its tickets come along
+        if customers.current(own) != current:
+            await publish_customer(CustomerChanged(customer_id=own, merged_into=current, at=utcnow()))
+        return await profile(current)
+
     @router.put("/customers/{customer_id}/tier", dependencies=[auth.admin],
                 summary="Set the customer's service tier (SLA policies and routing can match on it)")
     async def set_tier(customer_id: str, body: TierRequest) -> dict[str, Any]:
@@ -404,6 +462,28 @@ def build_router(store: TicketStore, deliveries: DeliveryStore, bus: CommandBus,
         current = customers.current(customer_id)
         await publish_customer(CustomerChanged(customer_id=current, tier=body.tier, tier_set=True, at=utcnow()))
         return await profile(current)
+
+    @router.post("/customers/{customer_id}/split", dependencies=[auth.admin], status_code=201,
+                 summary="Undo a link or merge: named identities go back to profiles of their own",
+                 description="Each named identity leads to its own profile again (`customer_id` of the identity), with "
+                             "the tickets that profile had before it was merged or confirmed into this one. Tickets "
+                             "filed on this profile meanwhile stay here (split them per ticket).")
+    async def split_customer(customer_id: str, body: SplitCustomerRequest) -> dict[str, Any]:
+        view = await profile(customer_id)
+        if view is None:
+            raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
+        current = view["id"]
+        keys = [canonical(k) for k in dict.fromkeys(body.identities)]
+        if missing := [k for k in keys if k not in {canonical(i) for i in view["identities"]}]:
+            raise ApiError(409, "not_this_customers", f"not identities of {current}: {', '.join(missing)}")
+        if any(customer_id_for(k) == current for k in keys):
+            raise ApiError(409, "own_identity", "the identity the profile is named after stays; split the others")
+        made = []
+        for key in keys:
+            own = customer_id_for(key)
+            await publish_customer(CustomerChanged(customer_id=own, identities=[key], merged_into=own, at=utcnow()))
+            made.append(own)
+        return {"customer": await profile(current), "split_into": list(dict.fromkeys(made))}
 
     @router.post("/customers/{customer_id}/merge", dependencies=[auth.admin], summary="Merge another customer profile into this one")
     async def merge_customer(customer_id: str, body: MergeRequest) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.tickets import api
 from services.tickets.commands import CommandBus
+from services.tickets.credentials import build_credentials_router
 from services.tickets.customers import link_rows
 from services.tickets.delivery.channels import ChannelAdapter, ChatSession, SmtpMail, TwilioSms, WebhookOut, WhatsAppCloud
 from services.tickets.delivery.chat import ChatHub, build_chat_router, chat_item
@@ -15,13 +16,17 @@ from services.tickets.delivery.rules import RetryPolicy
 from services.tickets.delivery.service import DeliveryService
 from services.tickets.delivery.store import DeliveryStore
 from services.tickets.domain import ThreadingPolicy
+from services.tickets.erasure import Erasure, Shredder
+from services.tickets.privacy import build_privacy_router
 from services.tickets.processor import DocPolicy, TicketsProcessor
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from shared import topics
+from shared.credentials import ChatTokens, chat_key
 from shared.events import (
-    Channel, CommandOutcomeRecord, CustomerChanged, EventType, MessageReceivedRecord, RecordDelivery, SlaEventRecord,
-    TicketCommandRecord, TicketEventRecord, TicketReplied, stable_id, utcnow,
+    Channel, CommandOutcomeRecord, CustomerChanged, CustomerErased, EventType, MessageReceivedRecord,
+    PrivacyErasureRecord, RecordDelivery, SlaEventRecord, TicketCommandRecord, TicketEventRecord, TicketReplied,
+    stable_id, utcnow,
 )
 from shared.http import create_http_app, require_token
 from shared.kafka import event
@@ -72,6 +77,9 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                              "another partition; key = ticket id")
     rt.publisher(topics.TICKETS_OUTCOMES, schema=CommandOutcomeRecord,
                  description="How each command with a request id ended, for the instance that asked")
+    rt.publisher(topics.PRIVACY_ERASURES, schema=PrivacyErasureRecord,
+                 description="Files no ticket refers to any more after a purge or a customer's erasure, for "
+                             "ingest to delete the copies it keeps")
     store = TicketStore(rt.storage)
     threading = ThreadingPolicy(window_s=settings.thread_window_s, reopen_window_s=settings.reopen_window_s)
     processor = TicketsProcessor(
@@ -104,6 +112,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                              id_=stable_id("customer", change.model_dump_json(), size=24), time=change.at)])
 
     deliveries = DeliveryStore(rt.mongo)
+    shredder = Shredder(store=store, deliveries=deliveries, send=rt.send, source=rt.source)
+    processor.shredder = shredder
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     rt.on_stop.append(client.aclose)
     delivery = DeliveryService(
@@ -127,9 +137,10 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
             hub.publish(replied.ticket.id, chat_item(replied.message))
     rt.tail(name="hear", topic=topics.TICKETS_EVENTS, schema=TicketEventRecord,
             handlers={EventType.TICKET_REPLIED: push_chat_reply,
-                      EventType.CUSTOMER_CHANGED: lambda data: customers.apply(CustomerChanged.model_validate(data))},
+                      EventType.CUSTOMER_CHANGED: lambda data: customers.apply(CustomerChanged.model_validate(data)),
+                      EventType.CUSTOMER_ERASED: lambda data: customers.forget(CustomerErased.model_validate(data))},
             description="What every instance hears of: replies for the chat widgets connected to it, and changes "
-                        "of who is who")
+                        "of who is who (erased customers included)")
 
     async def learn() -> None:
         customers.load(await store.all_links())
@@ -148,9 +159,14 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     rt.every(1.0, sweep, "ticket(s) woken up or closed")
     rt.every(1.0, delivery.retry_due, "delivery attempt(s) retried")
     rt.every(60.0, lambda: learn(), "")  # who is who, read again in case an event was missed between load and tail
+    auth = require_token(rt)
     return create_http_app(rt, title="deskstream tickets",
                            description="Ticket lifecycle, timeline, customers, the agent API, and the chat "
                                        "endpoints a customer's widget reads agents' replies from.",
-                           routers=[api.build_router(store, deliveries, bus, customers, require_token(rt),
+                           routers=[api.build_router(store, deliveries, bus, customers, auth,
                                                      publish_customer=publish_customer),
-                                    build_chat_router(hub, store, delivery)])
+                                    build_credentials_router(auth),
+                                    build_privacy_router(Erasure(store=store, deliveries=deliveries, bus=bus,
+                                                                 customers=customers, shredder=shredder, send=rt.send,
+                                                                 source=rt.source), auth),
+                                    build_chat_router(hub, store, delivery, ChatTokens(chat_key(settings)))])

@@ -24,6 +24,11 @@ class Unavailable(Exception):
     """The ticket's owner did not answer in time (it may be taking over the partition): try again."""
 
 
+class Pending(Unavailable):
+    """The command is on Kafka (it will be applied) but its owner has not answered yet: retrying it
+    under a new key would apply it twice."""
+
+
 class CommandBus:
     def __init__(self, producer: Producer, bootstrap_servers: str, *, source: str, timeout_s: float = 10.0) -> None:
         self.producer = producer
@@ -45,9 +50,14 @@ class CommandBus:
                        time=datetime.now(UTC))
         try:
             await self.producer.send_many([record])
+        except Exception as exc:
+            self._waiting.pop(command.request_id, None)
+            raise Unavailable(f"ticket {command.ticket_id}: the command could not be sent ({type(exc).__name__})") \
+                from exc
+        try:
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError as exc:
-            raise Unavailable(f"ticket {command.ticket_id}: no answer within {self.timeout_s:g} s") from exc
+            raise Pending(f"ticket {command.ticket_id}: no answer within {self.timeout_s:g} s") from exc
         finally:
             self._waiting.pop(command.request_id, None)
 

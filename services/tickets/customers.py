@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from services.tickets.domain import CustomerInfo, customer_id_for
-from shared.events import CustomerChanged, Identity
+from shared.events import CustomerChanged, CustomerErased, Identity
 
 
 def canonical(key: str) -> str:
@@ -46,15 +46,26 @@ class CustomerBook:
     def resolve(self, name: str | None, identities: list[Identity]) -> tuple[CustomerInfo, list[str]]:
         """The customer a message comes from, and the identities it newly attaches to them.
 
-        The sender's identity (the first) decides, unless another identity of the message is
-        attached to a customer already; identities of the message that lead nowhere else yet are
-        attached to that customer."""
+        The same address or number is the same customer: the sender's identity (the first) leads to
+        its customer. Only a message whose identities are all verified (shared/events.Identity) may
+        attach its other identities to that customer — or be decided by one of them attached to a
+        customer already. A claim (a chat's or web form's second identity, an unsigned webhook's) is
+        kept as a hint on the ticket and attaches nothing: otherwise anyone could put their own
+        address into someone else's profile and receive the replies meant for them."""
         keys = list(dict.fromkeys(i.key for i in identities))
+        proven = all(i.verified for i in identities)
+        if not proven:
+            customer_id = self.customer_of(keys[0])
+            own = [k for k in keys if self.customer_of(k) == customer_id]
+            hints = [k for k in keys if k not in own]
+            return CustomerInfo(id=customer_id, name=name, identities=own, hints=hints, verified=False,
+                                tier=self.tiers.get(customer_id)), []
         attached = [self.current(self.links[canonical(k)]) for k in keys if canonical(k) in self.links]
         customer_id = attached[0] if attached else self.customer_of(keys[0])
         new_links = [k for k in dict.fromkeys(canonical(k) for k in keys)
                      if k not in self.links and customer_id_for(k) != customer_id]
-        return CustomerInfo(id=customer_id, name=name, identities=keys, tier=self.tiers.get(customer_id)), new_links
+        return CustomerInfo(id=customer_id, name=name, identities=keys, verified=True,
+                            tier=self.tiers.get(customer_id)), new_links
 
     # ------------------------------------------------------------ changing
     def apply(self, change: CustomerChanged) -> None:
@@ -67,6 +78,19 @@ class CustomerBook:
                 self.tiers.pop(change.customer_id, None)
         if change.merged_into:
             self.merged[change.customer_id] = change.merged_into
+
+    def forget(self, erased: CustomerErased) -> None:
+        """An erased customer, and every profile merged into it, leaves nothing here: their identities
+        are their own customers again, as for someone never seen."""
+        gone = {erased.customer_id, *erased.merged_ids}
+        self.links = {k: c for k, c in self.links.items() if c not in gone}
+        self.tiers = {c: t for c, t in self.tiers.items() if c not in gone}
+        self.merged = {c: m for c, m in self.merged.items() if c not in gone and m not in gone}
+
+    def with_merged(self, customer_id: str) -> list[str]:
+        """The live profile a customer id leads to, then every profile merged into it."""
+        current = self.current(customer_id)
+        return [current, *(c for c in self.merged if c != current and self.current(c) == current)]
 
     def load(self, docs: list[dict[str, Any]]) -> None:
         """From `customer_links`: `identity:<key>`, `tier:<customer>`, `merged:<customer>` → value."""

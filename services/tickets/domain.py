@@ -160,6 +160,10 @@ class CustomerInfo(BaseModel):
     name: str | None = None
     identities: list[str] = Field(default_factory=list)
     tier: str | None = None
+    # identities an unverified message claimed beside its sender's: not the customer's until a verified
+    # message or an agent says so (POST /v1/customers/{id}/identities); never a reply address
+    hints: list[str] = Field(default_factory=list)
+    verified: bool = Field(False, description="the first message's sender was verified")
 
 
 Event = tuple[str, BaseModel]

@@ -28,13 +28,14 @@ from services.tickets.domain import (
     FINISHED, CustomerInfo, DeliveryState, Event, LifecycleError, Message, Priority, Status, ThreadingPolicy, Ticket,
     continues, query_terms, search_terms, ticket_id_for,
 )
-from services.tickets.store import TicketStore, list_document, ticket_of_document
+from services.tickets.erasure import Shredder
+from services.tickets.store import TicketStore, blob_refs, list_document, ticket_of_document
 from shared import topics
 from shared.events import (
     AddTicketNote, ApplyAutomation, AssignTicket, ChangeTicketStatus, ChangeTicketTags, CloseMergedTicket,
-    CommandOutcome, CustomerChanged, DeliveryReported, EventType, FileMessage, MergeTicket, MessageReceived,
-    PurgeTicket, RecordDelivery, RefreshLists, ReplyToTicket, SetTicketPriority, SlaTargetEvent, SplitTicket,
-    TicketCommand, TicketPurged, UnassignTicket, inbound_message_id, stable_id,
+    CommandOutcome, CustomerChanged, DeliveryReported, EraseTicket, EventType, FileMessage, MergeTicket,
+    MessageReceived, PurgeTicket, RecordDelivery, RefreshLists, ReplyToTicket, SetTicketPriority, SlaTargetEvent,
+    SplitTicket, TicketCommand, TicketPurged, UnassignTicket, inbound_message_id, stable_id,
 )
 from shared.kafka import Outgoing, Producer, event, partition_of
 from shared.state import ChangelogStore
@@ -118,8 +119,9 @@ class DocPolicy:
 class TicketsProcessor:
     def __init__(self, *, store: TicketStore, producer: Producer, bootstrap_servers: str, source: str,
                  threading: ThreadingPolicy | None = None, docs: DocPolicy | None = None, hot: int = 5000,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), shredder: Shredder | None = None) -> None:
         self.store = store
+        self.shredder = shredder  # what a purged ticket leaves outside the journal (None: nothing more)
         self.producer = producer
         self.source = source
         self.threading = threading or ThreadingPolicy()
@@ -132,6 +134,9 @@ class TicketsProcessor:
         self.customers = CustomerBook()
         self.stale: dict[int, set[str]] = {}  # partition → tickets whose list document is behind
         self.timed: dict[int, dict[str, datetime]] = {}  # partition → ticket → when a clock next changes it
+        # held while list documents are written, so a purged ticket's tombstone is never overwritten by a
+        # write of it chosen before it was purged
+        self.writing = asyncio.Lock()
         self.handlers: dict[str, Callable[[Record, Unit], Awaitable[None]]] = {
             EventType.MESSAGE_RECEIVED: self._message_received,
             EventType.DELIVERY_REPORTED: self._delivery_reported,
@@ -147,6 +152,7 @@ class TicketsProcessor:
             EventType.CLOSE_MERGED_TICKET: self._command,
             EventType.SPLIT_TICKET: self._command,
             EventType.PURGE_TICKET: self._command,
+            EventType.ERASE_TICKET: self._command,
             EventType.RECORD_DELIVERY: self._command,
             EventType.FILE_MESSAGE: self._file_forwarded,
             EventType.REFRESH_LISTS: self._refresh_lists,
@@ -160,7 +166,7 @@ class TicketsProcessor:
             ChangeTicketStatus: self._change_status, AddTicketNote: self._note, SetTicketPriority: self._priority,
             ChangeTicketTags: self._tags, UnassignTicket: self._unassign, MergeTicket: self._merge,
             CloseMergedTicket: self._close_merged, SplitTicket: self._split, PurgeTicket: self._purge,
-            RecordDelivery: self._delivery,
+            EraseTicket: self._erase, RecordDelivery: self._delivery,
         }
 
     # ------------------------------------------------------------ ownership (shared/stream.py)
@@ -272,6 +278,8 @@ class TicketsProcessor:
         customer, new_links = self.customers.resolve(msg.customer.name, msg.customer.identities)
         if new_links:
             self._link(unit, customer.id, new_links, now)
+        if into is None:
+            msg = self._own_thread(p, msg, customer)
         target = into or await self._find(p, msg, customer)
         if target is not None and not self._local(p, target):
             if into is None:  # a quoted reference or a reply to another partition's ticket: filed there
@@ -286,14 +294,16 @@ class TicketsProcessor:
             ticket = held.ticket
             if ticket.has_message(msg.message_id):
                 return  # a redelivered message
-            if into is not None and ticket.customer.id != customer.id and self.customers.current(
-                    ticket.customer.id) != customer.id:
-                target = None  # someone else's ticket reference
+            if not self._same_customer(ticket, customer):
+                target = None  # someone else's ticket: references join only the customer's own tickets
             elif continues(ticket, msg, now=now, policy=self.threading):
                 ticket.customer.tier = customer.tier  # the tier as of the customer's latest message
                 for key in customer.identities:
                     if key not in ticket.customer.identities:
                         ticket.customer.identities.append(key)
+                for key in customer.hints:
+                    if key not in ticket.customer.hints and key not in ticket.customer.identities:
+                        ticket.customer.hints.append(key)
                 events = ticket.receive(msg, now=now)
                 known = set(held.words)
                 held.words += [w for w in search_terms_of(msg) if w not in known]
@@ -336,9 +346,21 @@ class TicketsProcessor:
                 continue
             entry = await self.store.entry(inbound_message_id(msg.channel.value, ref))
             found = entry["ticket_id"] if entry else await self.store.ticket_of_external(msg.channel.value, ref)
-            if found:
-                return found
+            if found and (not self._local(p, found) or self._same_customer(self._held(p, found).ticket, customer)):
+                return found  # a ticket of another partition: its owner checks whose it is
         return None
+
+    def _same_customer(self, ticket: Ticket, customer: CustomerInfo) -> bool:
+        return ticket.customer.id == customer.id or self.customers.current(ticket.customer.id) == customer.id
+
+    def _own_thread(self, p: int, msg: MessageReceived, customer: CustomerInfo) -> MessageReceived:
+        """A conversation (a mail thread, a chat session) whose ticket belongs to another customer is not
+        this sender's to join — whoever knows a thread's Message-ID or session id could otherwise write
+        into it: the sender's messages in it get a thread of their own, scoped to them."""
+        known = self.state.get(p, THREAD + msg.thread_key)
+        if known is None or not self._local(p, known) or self._same_customer(self._held(p, known).ticket, customer):
+            return msg
+        return msg.model_copy(update={"thread_key": f"{msg.thread_key}#{customer.id}"})
 
     async def _delivery_reported(self, record: Record, unit: Unit) -> None:
         """A provider's word on a message we sent, keyed by the provider's id: to the ticket's partition."""
@@ -445,20 +467,39 @@ class TicketsProcessor:
 
     def _purge(self, t: Ticket, cmd: PurgeTicket, now: datetime, unit: Unit) -> list[Event]:
         t.check_purgeable()
+        self._drop(t, cmd, now, unit, reason="purge")
+        raise _Purged
+
+    def _erase(self, t: Ticket, cmd: EraseTicket, now: datetime, unit: Unit) -> list[Event]:
+        """Its customer's data is being erased: gone like a purged ticket, whatever its status. What the
+        customer left beyond their tickets is the erasure's (services/tickets/erasure.py), once for all."""
+        self._drop(t, cmd, now, unit, reason="erasure")
+        raise _Purged
+
+    def _drop(self, t: Ticket, cmd: PurgeTicket | EraseTicket, now: datetime, unit: Unit, *, reason: str) -> None:
         p = partition_of(t.id, self.partitions)
-        purged = TicketPurged(ticket_id=t.id, customer_id=t.customer.id, actor=cmd.actor, at=now)
+        purged = TicketPurged(ticket_id=t.id, customer_id=t.customer.id, actor=cmd.actor, at=now, reason=reason)
         unit.records.append(event(topics.TICKETS_EVENTS, t.id, EventType.TICKET_PURGED, purged, source=self.source,
                                   subject=t.id, id_=stable_id(cmd.command_id, "purged", size=24), time=now))
         # the ticket is forgotten here; its journal and list document go once the event is out
         self.state.delete(p, TICKET + t.id)
+        self.stale.get(p, set()).discard(t.id)
+        self.timed.get(p, {}).pop(t.id, None)
         if self.state.get(p, THREAD + t.thread_key) == t.id:
             self.state.delete(p, THREAD + t.thread_key)
-        unit.jobs.append(lambda: self._forget(t.id, now))
-        raise _Purged
+        unit.jobs.append(lambda: self._forget(t.id, now, leftovers=reason == "purge"))
 
-    async def _forget(self, ticket_id: str, now: datetime) -> None:
+    async def _forget(self, ticket_id: str, now: datetime, *, leftovers: bool = False) -> None:
+        """The journal's entries go, the list document becomes a tombstone (no personal data); with
+        `leftovers`, first what the ticket left elsewhere (its files, delivery records, reply ids), while
+        the journal still says which files those are."""
+        if leftovers and self.shredder is not None:
+            refs = blob_refs(await self.store.entries_of([ticket_id]))
+            await self.shredder.files([ticket_id], refs, reason="purge", now=now)
+            await self.shredder.records([ticket_id])
         await self.store.forget(ticket_id)
-        await self.store.tombstone(ticket_id, now)
+        async with self.writing:
+            await self.store.tombstone(ticket_id, now)
 
     def _delivery(self, t: Ticket, cmd: RecordDelivery, now: datetime, unit: Unit) -> list[Event]:
         message_id = cmd.message_id or next(
@@ -546,7 +587,8 @@ class TicketsProcessor:
                     picked.append((p, t.id, t.version, len(held.words)))
         if not picked:
             return 0
-        await self.store.write_docs(new, changed)
+        async with self.writing:
+            await self.store.write_docs(new, changed)
         async with hold():
             for p, ticket_id, version, words in picked:
                 held = self.state.get(p, TICKET + ticket_id)

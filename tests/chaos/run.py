@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from shared.credentials import ChatTokens  # noqa: E402
 from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "chaos"
@@ -41,6 +42,7 @@ PORTS = {"kafka_port": 21092, "controller_port": 21093, "mongo_port": 21017}
 OFFSET = 13000  # services on 21001..21005 (below the ephemeral port range)
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "chaos-" + uuid.uuid4().hex
+CHAT_SECRET = "chaos-chat-" + uuid.uuid4().hex  # so the load can sign its sessions' later messages
 FIRST_RESPONSE_S = 4
 AGENTS = {f"chaos-agent-{i}": 1000 for i in range(20)}  # room for every ticket a run opens: none waits
 INSTANCES = 2  # of every service: a fault kills one, and the other takes its partitions over
@@ -66,6 +68,7 @@ class Load:
         self.rate = rate
         self.phase: Phase | None = None
         self.sessions: list[str] = []
+        self.chat_tokens = ChatTokens(CHAT_SECRET.encode())
         self.mail_threads: list[tuple[str, str]] = []  # (address, first Message-ID)
         self.phones = [f"+9665{n:08d}" for n in random.sample(range(10**7, 10**8), 40)]
         self.rng = random.Random(7)
@@ -75,15 +78,17 @@ class Load:
         kind = self.rng.choices(["chat", "email", "sms", "whatsapp", "webform"], [35, 30, 15, 10, 10])[0]
         n = uuid.uuid4().hex[:10]
         if kind == "chat":
-            if self.sessions and self.rng.random() < 0.4:
+            token = None
+            if self.sessions and self.rng.random() < 0.4:  # a later message: with the session's token
                 session = self.rng.choice(self.sessions)
+                token = self.chat_tokens.issue(session, f"v-{session}")
             else:
                 session = f"cs-{n}"
                 self.sessions.append(session)
             return "/v1/inbound/chat", {"json": {
                 "session_id": session, "message_id": f"cm-{n}", "text": f"Where is order {n}? " + "details " * 20,
                 "customer": {"name": "Chaos Customer", "visitor_id": f"v-{session}"},
-                "sent_at": "2026-11-24T10:00:00Z"}}
+                "sent_at": "2026-11-24T10:00:00Z", **({"chat_token": token} if token else {})}}
         if kind == "email":
             mail = EmailMessage()
             if self.mail_threads and self.rng.random() < 0.3:
@@ -180,7 +185,8 @@ class Chaos:
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
 
     def start(self) -> None:
-        os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "MONGODB_DATABASE": "chaos",
+        os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "DESKSTREAM_CHAT_SECRET": CHAT_SECRET,
+                           "MONGODB_DATABASE": "chaos",
                            "SLA_DEFAULT_FIRST_RESPONSE_S": str(FIRST_RESPONSE_S), "SLA_DEFAULT_WARN_BEFORE_S": "2",
                            "ROUTING_OFFLINE_GRACE_S": "600"})
         for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "SMTP_URL"):

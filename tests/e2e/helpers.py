@@ -59,13 +59,49 @@ def run(coro):
     return asyncio.run(coro)
 
 
+# the chat token each session's first message was answered with, as a widget keeps it
+CHAT_TOKENS: dict[str, str] = {}
+
+
+def post_chat(ingest, message: dict[str, Any]):
+    """Post a chat message as its widget would: with the session's chat token once it has one."""
+    session = message["session_id"]
+    if session in CHAT_TOKENS and "chat_token" not in message:
+        message = {**message, "chat_token": CHAT_TOKENS[session]}
+    r = ingest.post("/v1/inbound/chat", json=message)
+    if r.status_code == 202:
+        CHAT_TOKENS.setdefault(session, r.json()["chat_token"])
+    return r
+
+
 def file_chat(stack, message: dict[str, Any]) -> tuple[str, str]:
     """Send a chat message and wait until it is filed; returns (message id, ticket id)."""
     with stack.client("ingest") as ingest, stack.client("tickets") as tickets:
-        r = ingest.post("/v1/inbound/chat", json=message)
+        r = post_chat(ingest, message)
         assert r.status_code == 202, r.text
         message_id = r.json()["message_id"]
         found = poll(lambda: (lambda resp: resp.json() if resp.status_code == 200 else None)(
             tickets.get(f"/v1/messages/{message_id}")))
         assert found, f"message {message_id} was never filed"
         return message_id, found["ticket_id"]
+
+
+def post_and_file(stack, path: str, **body) -> tuple[str, dict[str, Any]]:
+    """Post to an inbound door and wait until the message is filed: (its message id, its ticket)."""
+    with stack.client("ingest", auth=False) as ingest, stack.client("tickets") as tickets:
+        r = ingest.post(path, **body)
+        assert r.status_code == 202, r.text
+        message_id = r.json()["message_id"]
+        where = poll(lambda: (lambda x: x.json() if x.status_code == 200 else None)(
+            tickets.get(f"/v1/messages/{message_id}")))
+        assert where, f"{path}: message {message_id} was never filed"
+        return message_id, tickets.get(f"/v1/tickets/{where['ticket_id']}").json()
+
+
+def mails_of_ticket(mailbox, ticket_id: str) -> list:
+    """The mails the SMTP test server received for a ticket, parsed."""
+    import email
+    from email.policy import default
+
+    return [p for p in (email.message_from_bytes(raw, policy=default) for raw in mailbox.mails)
+            if p.get("X-Deskstream-Ticket") == ticket_id]

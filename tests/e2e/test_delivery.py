@@ -13,7 +13,7 @@ from email.policy import default
 import httpx
 import pytest
 
-from tests.e2e.helpers import chat_message, file_chat, poll
+from tests.e2e.helpers import CHAT_TOKENS, chat_message, file_chat, poll
 from tests.e2e.test_email_conversation import customer_mail, post_mail
 
 pytestmark = pytest.mark.e2e
@@ -35,12 +35,12 @@ def reply(stack, ticket_id: str, agent: str, text: str, **extra) -> str:
 def test_a_chat_reply_reaches_a_connected_widget_within_a_second(stack, agent):
     message = chat_message()
     _, ticket_id = file_chat(stack, message)
-    session, visitor = message["session_id"], message["customer"]["visitor_id"]
+    session, token = message["session_id"], CHAT_TOKENS[message["session_id"]]
     stream_url = f"{stack.urls['tickets']}/v1/chat/sessions/{session}/stream"
 
     async def scenario():
         async with httpx.AsyncClient(timeout=10) as widget:
-            async with widget.stream("GET", stream_url, params={"visitor_id": visitor}) as events:
+            async with widget.stream("GET", stream_url, params={"token": token}) as events:
                 assert events.status_code == 200
                 assert events.headers["content-type"].startswith("text/event-stream")
                 lines = events.aiter_lines()
@@ -60,16 +60,20 @@ def test_a_chat_reply_reaches_a_connected_widget_within_a_second(stack, agent):
     assert latency < 1.0, f"the reply took {latency:.2f}s to reach the widget"
     assert poll(lambda: (delivery(stack, ticket_id, pushed["message_id"]) or {}).get("state") == "delivered")
 
-    # the poll fallback: the whole conversation, and only for the session's own visitor
-    with httpx.Client(base_url=stack.urls["tickets"]) as widget:
-        r = widget.get(f"/v1/chat/sessions/{session}/messages", params={"visitor_id": visitor})
+    # the poll fallback: the whole conversation, and only with the session's chat token
+    with httpx.Client(base_url=stack.urls["tickets"], headers={"Authorization": f"Bearer {token}"}) as widget:
+        r = widget.get(f"/v1/chat/sessions/{session}/messages")
         assert r.status_code == 200
         assert [m["direction"] for m in r.json()["items"]] == ["inbound", "outbound"]
-        after = widget.get(f"/v1/chat/sessions/{session}/messages",
-                           params={"visitor_id": visitor, "after": pushed["message_id"]})
+        after = widget.get(f"/v1/chat/sessions/{session}/messages", params={"after": pushed["message_id"]})
         assert after.json()["items"] == []
-        stranger = widget.get(f"/v1/chat/sessions/{session}/messages", params={"visitor_id": "v-someone-else"})
-        assert stranger.status_code == 404
+    with httpx.Client(base_url=stack.urls["tickets"]) as stranger:
+        visitor = message["customer"]["visitor_id"]
+        assert stranger.get(f"/v1/chat/sessions/{session}/messages", params={"visitor_id": visitor}).status_code == 403
+        other_session = chat_message()
+        file_chat(stack, other_session)
+        other = CHAT_TOKENS[other_session["session_id"]]  # a valid token, of another session
+        assert stranger.get(f"/v1/chat/sessions/{session}/messages", params={"token": other}).status_code == 403
 
 
 def post_sms(stack, phone: str, text: str) -> str:

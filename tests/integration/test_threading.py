@@ -1,7 +1,7 @@
 """Which ticket a message lands in, on the real MongoDB-wire server."""
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -79,7 +79,7 @@ async def test_a_message_to_a_closed_ticket_starts_a_new_one(service):
     assert (await service.load(first)).status == Status.closed
 
 
-async def test_one_customer_across_web_form_mail_sms_and_whatsapp(service):
+async def test_a_web_form_claim_links_nothing_and_verified_identities_make_one_customer(service):
     form = MessageReceived(message_id="msg-form", channel=Channel.webform, external_id="f1", thread_key="webform:f1",
                            customer=CustomerRef(name="Noura", identities=[
                                Identity(kind="email", value="noura@example.com"),
@@ -91,5 +91,14 @@ async def test_one_customer_across_web_form_mail_sms_and_whatsapp(service):
                                                           Identity(kind="phone", value="+966500000001")]),
                          text="wa", sent_at=T0, received_at=T0)
     tickets = [await service.file(m) for m in (form, email(1), sms(1), wa)]
-    customers = {(await service.load(t)).customer.id for t in tickets}
-    assert len(customers) == 1  # the web form tied the phone number to the address
+    by_address, by_number = {(await service.load(t)).customer.id for t in tickets[:2]}, \
+        {(await service.load(t)).customer.id for t in tickets[2:]}
+    assert len(by_address) == len(by_number) == 1 and by_address != by_number  # the claimed number is a hint
+    proven = MessageReceived(message_id="msg-proven", channel=Channel.email, external_id="p1", thread_key="email:p1",
+                             customer=CustomerRef(name="Noura", identities=[
+                                 Identity(kind="email", value="noura@example.com", verified=True),
+                                 Identity(kind="phone", value="+966500000002", verified=True)]),
+                             text="proven", sent_at=T0, received_at=T0)
+    await service.file(proven)
+    later = await service.file(sms(3, phone="+966500000002"))
+    assert (await service.load(later)).customer.id in by_address

@@ -140,7 +140,7 @@ async def test_sms_without_a_token_configured_is_accepted():
     async with ingest.client() as http:
         answer = await http.post("/v1/inbound/sms", data=SMS)
     assert answer.status_code == 202
-    assert ingest.published[0]["customer"]["identities"] == [{"kind": "phone", "value": "+966501234567"}]
+    assert ingest.published[0]["customer"]["identities"] == [{"kind": "phone", "value": "+966501234567", "verified": False}]
 
 
 async def test_sms_signature_is_required_when_a_token_is_set():
@@ -245,7 +245,7 @@ async def test_social_message_is_accepted_and_a_replay_gets_the_same_id():
         first = await http.post("/v1/inbound/social", json=payload)
         again = await http.post("/v1/inbound/social", json=payload)
     assert first.status_code == 202 and first.json() == again.json()
-    assert ingest.published[0]["customer"]["identities"] == [{"kind": "instagram", "value": "nora.k"}]
+    assert ingest.published[0]["customer"]["identities"] == [{"kind": "instagram", "value": "nora.k", "verified": False}]
 
 
 async def test_webform_as_json_urlencoded_and_multipart_is_one_message():

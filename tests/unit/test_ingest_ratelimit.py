@@ -68,7 +68,7 @@ def test_retry_after_is_whole_seconds_and_never_zero():
 
 def chat(visitor: str, n: int, email: str | None = None) -> dict:
     customer = {"name": "Ana", "visitor_id": visitor, **({"email": email} if email else {})}
-    return {"session_id": f"s-{visitor}", "message_id": f"m-{n}", "text": f"message {n}", "customer": customer,
+    return {"session_id": f"s-{visitor}-{n}", "message_id": f"m-{n}", "text": f"message {n}", "customer": customer,
             "sent_at": "2026-11-23T10:00:00Z"}
 
 

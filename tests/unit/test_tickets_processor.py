@@ -163,14 +163,44 @@ async def test_a_quoted_reference_to_another_partitions_ticket_is_filed_there(st
     assert [m.message_id for m in (await load_ticket(stack.store, first)).messages] == ["m1", "m9"]
 
 
-async def test_one_customer_across_identities_and_the_link_is_announced(stack):
-    await stack.file(chat("m1", session="s1", email="noura@example.com", visitor="v1"))
+def mail(message_id: str, sender: str, *, verified: bool, also: list[Identity] = (), thread: str | None = None,
+         name: str = "Noura") -> MessageReceived:
+    identities = [Identity(kind="email", value=sender, verified=verified), *also]
+    return MessageReceived(message_id=message_id, channel=Channel.email, external_id=message_id,
+                           thread_key=thread or f"email:{message_id}", text="My kettle is broken",
+                           customer=CustomerRef(name=name, identities=identities), sent_at=T0, received_at=T0)
+
+
+async def test_a_claimed_identity_attaches_nothing_and_stays_a_hint(stack):
+    first = await load_ticket(stack.store, await stack.file(chat("m1", session="s1", email="noura@example.com",
+                                                                 visitor="v1")))
+    assert not [e for e in stack.sent.events(topics.TICKETS_EVENTS) if e["type"] == EventType.CUSTOMER_CHANGED]
+    assert first.customer.identities == ["email:noura@example.com"] and first.customer.hints == ["chat:v1"]
+    # the same address is the same customer; the visitor id it came with is not theirs
+    other = await load_ticket(stack.store, await stack.file(chat("m2", session="s2", visitor="v1")))
+    assert other.customer.id != first.customer.id
+
+
+async def test_verified_identities_of_one_message_are_one_customer_and_the_link_is_announced(stack):
+    phone = Identity(kind="phone", value="+966501234567", verified=True)
+    a = await load_ticket(stack.store, await stack.file(mail("m1", "noura@example.com", verified=True, also=[phone])))
     changed = [e for e in stack.sent.events(topics.TICKETS_EVENTS) if e["type"] == EventType.CUSTOMER_CHANGED]
-    assert changed and changed[0]["data"]["identities"] == ["chat:v1"]
-    a = (await load_ticket(stack.store, await stack.file(chat("m2", session="s2", visitor="v1")))).customer.id
-    b = (await load_ticket(stack.store, await stack.file(chat("m3", session="s3", visitor="v9",
-                                                              email="noura@example.com")))).customer.id
-    assert a == b == changed[0]["data"]["customer_id"]
+    assert changed and changed[0]["data"]["identities"] == ["phone:+966501234567"]
+    sms = MessageReceived(message_id="m2", channel=Channel.sms, external_id="m2", thread_key="sms:+966501234567",
+                          text="hello", customer=CustomerRef(identities=[phone]), sent_at=T0, received_at=T0)
+    b = await load_ticket(stack.store, await stack.file(sms))
+    assert a.customer.id == b.customer.id == changed[0]["data"]["customer_id"]
+
+
+async def test_a_mail_into_another_customers_thread_gets_a_ticket_and_thread_of_its_own(stack):
+    victim = await stack.file(mail("m1", "victim@example.com", verified=True, thread="email:<root@x>"))
+    intruder = await stack.file(mail("m2", "intruder@example.com", verified=False, thread="email:<root@x>",
+                                     name="Intruder"))
+    assert intruder != victim
+    assert [m.message_id for m in (await load_ticket(stack.store, victim)).messages] == ["m1"]
+    # each goes on in their own ticket
+    assert await stack.file(mail("m3", "victim@example.com", verified=True, thread="email:<root@x>")) == victim
+    assert await stack.file(mail("m4", "intruder@example.com", verified=False, thread="email:<root@x>")) == intruder
 
 
 async def test_list_documents_are_written_coalesced_and_at_once_when_a_list_is_read(stack):

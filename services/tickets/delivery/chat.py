@@ -4,8 +4,10 @@ a poll endpoint for widgets that cannot hold one.
 Every tickets instance reads `tickets.events` as a broadcast (no consumer group, from the
 newest record), so a reply reaches the widget whichever instance it is connected to; on
 (re)connect the stream first replays what the widget has not seen (`Last-Event-ID`).
-A chat session is addressed by its id together with the visitor id the widget sent with
-the customer's messages: both must match, and a mismatch looks like a missing session."""
+A widget reads its session with the chat token its first message was answered with
+(`Authorization: Bearer <chat_token>`, or `?token=` where EventSource cannot send headers): the
+token names the visitor who opened the session (shared/credentials.py). No token or a wrong one
+→ 403; a session whose conversation is not filed (yet) → 404."""
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +18,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
 
 from services.tickets.delivery.service import DeliveryService
 from services.tickets.domain import DeliveryState, Direction, Message, Ticket
 from services.tickets.store import Purged, TicketStore
 from services.tickets.views import load_ticket
+from shared.credentials import ChatTokens
 from shared.events import MessageSummary
 from shared.http import ApiError
 
@@ -80,9 +83,19 @@ def background(work) -> None:
     task.add_done_callback(_background.discard)
 
 
-def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryService, *,
+def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryService, tokens: ChatTokens, *,
                       ping_s: float = 15.0) -> APIRouter:
     router = APIRouter(prefix="/v1/chat", tags=["chat"])
+
+    def visitor(request: Request, session_id: str, token: str | None, visitor_id: str | None) -> str:
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        offered = bearer.strip() if scheme.lower() == "bearer" and bearer.strip() else token
+        if not offered:
+            raise ApiError(403, "forbidden", "this needs the session's chat_token (Authorization: Bearer, or ?token=)")
+        found = tokens.visitor_of(session_id, offered)
+        if found is None or (visitor_id is not None and visitor_id != found):
+            raise ApiError(403, "forbidden", "the chat_token is not valid for this session")
+        return found
 
     async def session_ticket(session_id: str, visitor_id: str) -> Ticket:
         ticket_id = await store.thread_ticket(f"chat:{session_id}")
@@ -90,7 +103,7 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
         if ticket_id:
             with contextlib.suppress(Purged):
                 ticket = await load_ticket(store, ticket_id)
-        if ticket is None or f"chat:{visitor_id}" not in ticket.customer.identities:
+        if ticket is None or f"chat:{visitor_id}" not in (*ticket.customer.identities, *ticket.customer.hints):
             raise ApiError(404, "not_found", "no such chat session")
         return ticket
 
@@ -103,10 +116,12 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
                     log.exception("could not record chat delivery of %s", m.message_id)
 
     @router.get("/sessions/{session_id}/messages", summary="The session's conversation (poll fallback)")
-    async def poll(session_id: str, visitor_id: str = Query(min_length=1, max_length=200),
+    async def poll(request: Request, session_id: str,
+                   token: str | None = Query(None, max_length=1000, description="the chat token (or Authorization)"),
+                   visitor_id: str | None = Query(None, max_length=200, description="optional; must match the token's"),
                    after: str | None = Query(None, max_length=200, description="the last message id the widget has")
                    ) -> dict[str, Any]:
-        ticket = await session_ticket(session_id, visitor_id)
+        ticket = await session_ticket(session_id, visitor(request, session_id, token, visitor_id))
         fresh = _after(ticket.messages, after)
         await delivered(ticket.id, fresh, "fetched by the chat widget")
         return {"session_id": session_id, "ticket_id": ticket.id, "status": ticket.status,
@@ -116,9 +131,11 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
                 response_class=EventSourceResponse,
                 responses={200: {"content": {"text/event-stream": {}},
                                  "description": "`event: message`, `id:` the message id, `data:` the message as JSON"}})
-    async def stream(session_id: str, visitor_id: str = Query(min_length=1, max_length=200),
+    async def stream(request: Request, session_id: str,
+                     token: str | None = Query(None, max_length=1000, description="the chat token (EventSource)"),
+                     visitor_id: str | None = Query(None, max_length=200, description="optional; must match"),
                      last_event_id: str | None = Header(None, max_length=200)) -> EventSourceResponse:
-        ticket = await session_ticket(session_id, visitor_id)
+        ticket = await session_ticket(session_id, visitor(request, session_id, token, visitor_id))
 
         async def events() -> AsyncIterator[dict[str, Any]]:
             with hub.listen(ticket.id) as live:

@@ -28,7 +28,7 @@ def route(ticket: Ticket) -> Route:
     kind this channel reaches, else the conversation's own address, else any identity."""
     adapter = ADAPTER_OF[ticket.channel]
     if adapter == "chat":  # the chat session the conversation lives in
-        return Route(adapter, ticket.thread_key.removeprefix("chat:"))
+        return Route(adapter, ticket.thread_key.removeprefix("chat:").split("#", 1)[0])  # (a thread of its own: #customer)
     if adapter == "webhook":  # social handle or phone number: the receiving system decides
         return Route(adapter, ticket.thread_key)
     kinds = REACHES[adapter]
