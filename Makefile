@@ -18,6 +18,10 @@ help:
 	@echo "make chaos    kill services, the broker and the database under load; prove nothing is lost (reports/chaos.json)"
 	@echo "make bench    throughput, latency and memory end to end, with Kafka/FerretDB/FastStream yardsticks (bench/results.json)"
 	@echo "make clean    stop and delete local data (keeps the download cache)"
+	@echo "make demo     play the demo traffic against a running stack (make up first)"
+	@echo "make provision  download and build Kafka and FerretDB into the cache, nothing started"
+	@echo "make venv     create .venv with the project and its test tools"
+	@echo "make test-unit  the unit tests alone (seconds; no Kafka or FerretDB)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is not installed (Python >= 3.11 is needed)"; exit 1; }
@@ -72,8 +76,9 @@ test-unit: $(STAMP)
 # or testcontainers with DESKSTREAM_INFRA=containers); the test stack is stopped afterwards
 test: $(STAMP)
 	@$(STACK) provision
+	@$(PY) deploy/local/testtools.py
 	@set -o pipefail; rc=0; \
-	$(PY) -m pytest -q -p no:cacheprovider tests || rc=$$?; \
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests || rc=$$?; \
 	$(STACK) clean --state-dir .state/test >/dev/null 2>&1 || true; \
 	exit $$rc
 

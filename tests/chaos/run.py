@@ -41,6 +41,7 @@ STATE = ROOT / ".state" / "chaos"
 PORTS = {"kafka_port": 21092, "controller_port": 21093, "mongo_port": 21017}
 OFFSET = 13000  # services on 21001..21005 (below the ephemeral port range)
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
+FAULTS = (*SERVICES, "all services", "kafka", "ferretdb")
 TOKEN = "chaos-" + uuid.uuid4().hex
 CHAT_SECRET = "chaos-chat-" + uuid.uuid4().hex  # so the load can sign its sessions' later messages
 FIRST_RESPONSE_S = 4
@@ -176,10 +177,11 @@ async def until(check, timeout: float, interval: float = 0.5) -> float | None:
 
 
 class Chaos:
-    def __init__(self, rate: float, steady_s: float) -> None:
+    def __init__(self, rate: float, steady_s: float, faults: tuple[str, ...] = ()) -> None:
         self.ctl = load_stackctl()
         self.rate = rate
         self.steady_s = steady_s
+        self.faults = faults or FAULTS
         self.urls: dict[str, str] = {}
         self.kafka = ""
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -238,7 +240,7 @@ class Chaos:
         load.phase = phases[0]
         sender = asyncio.create_task(load.run())
         await asyncio.sleep(self.steady_s)
-        for fault in [*SERVICES, "all services", "kafka", "ferretdb"]:
+        for fault in self.faults:
             phase = Phase(fault)
             phases.append(phase)
             load.phase = phase
@@ -391,8 +393,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="messages per second (default 100)")
     parser.add_argument("--steady", type=float, default=6.0, help="seconds of load between faults (default 6)")
     parser.add_argument("--keep", action="store_true", help="leave the chaos stack running afterwards")
+    parser.add_argument("--faults", type=lambda v: tuple(f.strip() for f in v.split(",") if f.strip()), default=(),
+                        help=f"comma-separated, in order (default all: {','.join(FAULTS)}); CI runs tickets,routing")
     args = parser.parse_args()
-    chaos = Chaos(args.rate, args.steady)
+    if unknown := [f for f in args.faults if f not in FAULTS]:
+        parser.error(f"unknown fault(s): {', '.join(unknown)}")
+    chaos = Chaos(args.rate, args.steady, args.faults)
     try:
         report = asyncio.run(chaos.run())
     finally:
