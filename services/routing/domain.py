@@ -131,7 +131,8 @@ class AgentProfile(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     skills: list[str] = Field(default_factory=list, max_length=100,
                               description="`name` or `name:level` (level 1-5; a plain name is level 1)")
-    languages: list[str] = Field(default_factory=list, max_length=50)
+    languages: list[str] = Field(default_factory=list, max_length=50,
+                                 description="ISO 639-1 codes, as ingest labels messages (`pt-BR` is kept as `pt`)")
     channels: list[str] = Field(default_factory=list, max_length=20)
     capacity: int = Field(ge=0, le=1000)
     team: str | None = Field(None, max_length=200)
@@ -142,6 +143,13 @@ class AgentProfile(BaseModel):
     @classmethod
     def _levels_in_range(cls, skills: list[str]) -> list[str]:
         return check_skills(skills)
+
+    @field_validator("languages")
+    @classmethod
+    def _as_ingest_labels_them(cls, languages: list[str]) -> list[str]:
+        """Ingest labels a message `pt`, never `pt-BR` or `PT`: an agent's languages are matched
+        in the same form, or a Brazilian agent would never be offered a Portuguese message."""
+        return list(dict.fromkeys(primary_language(code) for code in languages if code.strip()))
 
 
 class Agent(AgentProfile):
@@ -174,8 +182,18 @@ class Needs(BaseModel):
 RELEASING_STATUSES = frozenset({"resolved", "closed", "spam", "deleted"})
 
 
+UNDETERMINED_LANGUAGE = "und"  # ISO 639-2 for "not determined": routes like no language at all
+
+
+def primary_language(code: str) -> str:
+    """`pt-BR`, `PT`, `pt_br` → `pt`: the ISO 639-1 part of a language tag."""
+    return code.strip().replace("_", "-").split("-")[0].lower()
+
+
 def needs_of(ticket: TicketSnapshot, skills: list[str] | None = None, team: str | None = None) -> Needs:
-    return Needs(channel=ticket.channel.value, language=ticket.language, skills=skills or [], team=team)
+    language = primary_language(ticket.language) if ticket.language else None
+    return Needs(channel=ticket.channel.value, language=None if language == UNDETERMINED_LANGUAGE else language,
+                 skills=skills or [], team=team)
 
 
 def speaks(agent: Agent, language: str | None) -> bool:

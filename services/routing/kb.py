@@ -1,7 +1,11 @@
 """The knowledge base's search: which article answers a customer's question, and how surely. Pure.
 
-Text is cut into words, lower-cased, stripped of common words ("how", "do", "I") and of
-light endings (returns → return; Arabic diacritics and the article ال), per language. A
+Text is cut into words, lower-cased, spelt one way (accents dropped in Latin, Greek and
+Cyrillic; Arabic, Persian and Urdu letter variants and diacritics unified), stripped of common
+words ("how", "do", "I") and of light endings, per language. Languages written without spaces
+between words (Chinese, Japanese, Thai) are cut into overlapping pairs of characters, so a
+question matches an article that uses the same words. `COVERAGE` says what each language gets:
+every language is searched, only those listed there have their own common words left out. A
 word counts for more the fewer articles use it (BM25's idf). An article's score, from 0 to
 1, is the mean of two coverages:
 
@@ -18,41 +22,77 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 
 from pydantic import BaseModel, Field
 
 _WORD = re.compile(r"\w+")
 _DIACRITICS = re.compile("[\u064b-\u0652\u0670\u0640]")  # Arabic harakat, dagger alif, tatweel
-_AR_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ى": "ي", "ة": "ه"})
+# one form for letters Arabic, Persian and Urdu keyboards write differently (hamza seats, yeh, kaf, heh)
+_AR_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ى": "ي", "ی": "ي", "ة": "ه", "ۀ": "ه", "ہ": "ه",
+                             "ک": "ك"})
 _AR_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
+# scripts written without spaces between words: a run of them is searched by its pairs of characters
+_UNSPACED = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
-STOPWORDS = {
-    "en": set("""a an the and or but if of to in on at by for from with about as into over after before is are was
+_STOP_TEXT = {
+    "en": """a an the and or but if of to in on at by for from with about as into over after before is are was
         were be been being am do does did doing done have has had having i me my mine we us our you your he him his
         she her it its they them their this that these those there here what which who whom whose when where why how
         can could would should will shall may might must not no yes so too very just also please thanks thank hi
         hello hey dear regards want wanted need needs like get got any some all one it's i'm i've don't can't im ive
-        dont cant""".split()),
-    "ar": {"في", "من", "على", "الى", "إلى", "عن", "مع", "هل", "كيف", "ما", "ماذا", "لماذا", "متى", "اين", "أين",
-           "انا", "أنا", "انت", "أنت", "هذا", "هذه", "ذلك", "التي", "الذي", "او", "أو", "و", "ثم", "لا", "نعم", "لو",
-           "فضلك", "شكرا", "مرحبا", "السلام", "عليكم", "اريد", "أريد", "ممكن", "يمكنني", "يمكن", "لي", "عند",
-           "كان", "قد", "لقد", "تم"},
-    "es": set("""el la los las un una unos unas y o de del al a en con por para que como cómo qué es son mi mis su
-        sus yo tu usted me se lo le hola gracias por favor quiero puedo no si sí""".split()),
-    "fr": set("""le la les un une des et ou de du au aux à en avec pour par que qui comment quoi est sont mon ma mes
-        son sa ses je tu vous nous il elle ce cette bonjour merci svp veux peux ne pas""".split()),
-    "de": set("""der die das ein eine und oder von zu im in mit für auf ist sind mein meine ich du sie wir es wie was
-        wo hallo danke bitte möchte kann nicht""".split()),
+        dont cant""",
+    "ar": """في من على الى إلى عن مع هل كيف ما ماذا لماذا متى اين أين انا أنا انت أنت هذا هذه ذلك التي الذي او أو و
+        ثم لا نعم لو فضلك شكرا مرحبا السلام عليكم اريد أريد ممكن يمكنني يمكن لي عند كان قد لقد تم""",
+    "fa": """از به در که را و با این آن من تو شما است هست بود برای چطور چگونه چرا کی کجا آیا می نمی لطفا سلام
+        ممنون مرسی یک هم یا اگر تا""",
+    "ur": """کا کی کے میں ہے ہیں تھا تھی کو سے اور یہ وہ کیا کیسے کب کہاں میرا میری میرے مجھے آپ براہ کرم
+        شکریہ السلام علیکم نہیں""",
+    "es": """el la los las un una unos unas y o de del al a en con por para que como cómo qué es son mi mis su
+        sus yo tu usted me se lo le hola gracias por favor quiero puedo no si sí""",
+    "pt": """o a os as um uma uns umas e ou de do da dos das no na nos nas em com por para que como é são meu minha
+        meus minhas seu sua eu você me se olá oi obrigado obrigada favor quero posso não sim""",
+    "fr": """le la les un une des et ou de du au aux à en avec pour par que qui comment quoi est sont mon ma mes
+        son sa ses je tu vous nous il elle ce cette bonjour merci svp veux peux ne pas""",
+    "it": """il lo la i gli le un uno una e o di del della dei delle a al in con per che come è sono mio mia miei
+        mie io tu lei mi si ciao grazie favore voglio posso non""",
+    "de": """der die das ein eine und oder von zu im in mit für auf ist sind mein meine ich du sie wir es wie was
+        wo hallo danke bitte möchte kann nicht""",
+    "nl": """de het een en of van in op met voor aan is zijn mijn ik je jij u we wij hoe wat waar hallo hoi
+        bedankt dank alstublieft graag wil kan niet""",
+    "tr": """ve veya bir bu şu o için ile de da mi mı mu mü ne nasıl nerede neden ben sen siz benim merhaba
+        teşekkürler lütfen istiyorum değil""",
+    "ru": """и или в во на с со по к от до из за для это как что где когда почему мой моя моё мои я вы мне меня
+        здравствуйте привет спасибо пожалуйста хочу могу не нет""",
 }
+COVERAGE = {
+    "common words left out": sorted(_STOP_TEXT),
+    "endings removed": ["en (plural, -ing, -ed)", "ar (the article ال and its prefixed forms)"],
+    "spelling unified": ["Latin, Greek and Cyrillic accents", "Arabic, Persian and Urdu letter variants"],
+    "cut into pairs of characters": ["zh", "ja", "th", "lo", "my", "km"],
+}  # every other language: its words as written (lower-cased), the listed languages' common words left out
+
+
+def _spelling(word: str) -> str:
+    """One spelling for the forms customers type: without accents (devolução, devolucao) or
+    Arabic diacritics, with one letter for each Arabic, Persian and Urdu variant."""
+    if any("\u0600" <= c <= "\u06ff" for c in word):
+        return _DIACRITICS.sub("", word).translate(_AR_LETTERS)
+    if word.isascii() or any(c >= "\u0530" for c in word):  # other scripts' marks are letters' vowels
+        return word
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+STOPWORDS = {lang: {_spelling(w) for w in text.casefold().split()} for lang, text in _STOP_TEXT.items()}
 _ALL_STOPWORDS = set().union(*STOPWORDS.values())
 
 
 def _stem(word: str, language: str | None) -> str:
     if any("\u0600" <= c <= "\u06ff" for c in word):
-        word = _DIACRITICS.sub("", word).translate(_AR_LETTERS)
-        for prefix in _AR_PREFIXES:
-            if word.startswith(prefix) and len(word) - len(prefix) >= 3:
-                return word[len(prefix):]
+        if language in (None, "ar"):
+            for prefix in _AR_PREFIXES:
+                if word.startswith(prefix) and len(word) - len(prefix) >= 3:
+                    return word[len(prefix):]
         return word
     if language in (None, "en"):
         if word.endswith("'s"):
@@ -68,16 +108,33 @@ def _stem(word: str, language: str | None) -> str:
     return word
 
 
+def _pieces(word: str) -> list[str]:
+    """The word, or for a run of an unspaced script its overlapping pairs of characters."""
+    if word.isascii() or not _UNSPACED.search(word):
+        return [word]
+    out: list[str] = []
+    for part in re.split(f"({_UNSPACED.pattern})", word):
+        if _UNSPACED.fullmatch(part):
+            out += [part] if len(part) < 2 else [part[i:i + 2] for i in range(len(part) - 1)]
+        elif part:
+            out.append(part)
+    return out
+
+
 def tokens(text: str, language: str | None = None) -> list[str]:
     """The words that carry meaning, normalised; numbers (order ids, amounts) are left out."""
-    stop = STOPWORDS.get(language or "", _ALL_STOPWORDS) if language else _ALL_STOPWORDS
+    stop = STOPWORDS.get(language, _ALL_STOPWORDS) if language else _ALL_STOPWORDS
     out = []
     for word in _WORD.findall(text.casefold().replace("’", "'")):
-        if any(c.isdigit() for c in word) or word in stop:
+        if any(c.isdigit() for c in word):
             continue
-        stemmed = _stem(word, language)
-        if stemmed and stemmed not in stop:
-            out.append(stemmed)
+        for piece in _pieces(word):
+            piece = _spelling(piece)
+            if piece in stop:
+                continue
+            stemmed = _stem(piece, language)
+            if stemmed and stemmed not in stop:
+                out.append(stemmed)
     return out
 
 
