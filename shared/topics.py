@@ -25,6 +25,7 @@ ALL = (TICKETS_EVENTS, SLA_EVENTS, DEADLETTER, INGEST_MESSAGES, TICKETS_COMMANDS
 # consumer groups: one per service and purpose, explicit everywhere
 GROUP_TICKETS = "tickets"
 GROUP_TICKETS_DELIVERY = "tickets-delivery"  # outbound replies, apart from filing
+GROUP_TICKETS_WEBHOOKS = "tickets-webhooks"  # webhook subscriptions' deliveries: may lag, never holds anyone up
 GROUP_ROUTING = "routing"
 GROUP_ROUTING_DISPATCH = "routing-dispatch"
 GROUP_SLA = "sla"

@@ -21,12 +21,16 @@ from services.tickets.privacy import build_privacy_router
 from services.tickets.processor import DocPolicy, TicketsProcessor
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
+from services.tickets.webhooks.api import build_webhooks_router
+from services.tickets.webhooks.rules import RetryPolicy as WebhookRetry, wanted_types
+from services.tickets.webhooks.service import Dispatcher, Subscriptions, WebhookProcessor
+from services.tickets.webhooks.store import WebhookStore
 from shared import topics
 from shared.credentials import ChatTokens, chat_key
 from shared.events import (
     Channel, CommandOutcomeRecord, CustomerChanged, CustomerErased, EventType, MessageReceivedRecord,
     PrivacyErasureRecord, RecordDelivery, SlaEventRecord, TicketCommandRecord, TicketEventRecord, TicketReplied,
-    stable_id, utcnow,
+    EVENT_TYPES, WebhookDisabled, WebhookDisabledRecord, stable_id, utcnow,
 )
 from shared.http import create_http_app, require_token
 from shared.kafka import event
@@ -129,6 +133,39 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
               inputs={topics.TICKETS_EVENTS: TicketEventRecord}, batch_wait_ms=100,
               description="Deliver agents' replies on the customer's channel")
 
+    webhooks = WebhookStore(rt.mongo)
+    rt.spec.publisher(topics.TICKETS_EVENTS, schema=WebhookDisabledRecord, title="tickets:tickets.events:webhook-disabled",
+                      description="A webhook subscription switched off after failing for 24 h, key = webhook id")
+    subscriptions = Subscriptions(webhooks)
+
+    async def webhook_disabled(change: WebhookDisabled) -> None:
+        await rt.send([event(topics.TICKETS_EVENTS, change.webhook_id, EventType.WEBHOOK_DISABLED, change,
+                             source=rt.source, subject=change.webhook_id,
+                             id_=stable_id("webhook-disabled", change.webhook_id, change.at.isoformat(), size=24),
+                             time=change.at)])
+    dispatcher = Dispatcher(
+        store=webhooks, subscriptions=subscriptions, client=client, allow_private=settings.webhooks_allow_private,
+        retry=WebhookRetry(base_s=settings.webhooks_retry_base_s, cap_s=settings.webhooks_retry_max_s,
+                           give_up_after_s=settings.webhooks_give_up_s),
+        per_webhook=settings.webhooks_per_subscriber, timeout_s=settings.webhooks_timeout_s, disabled=webhook_disabled)
+    webhook_stream = rt.stream(
+        name="webhooks", group_id=topics.GROUP_TICKETS_WEBHOOKS,
+        processor=WebhookProcessor(store=webhooks, subscriptions=subscriptions, dispatcher=dispatcher),
+        inputs={topics.TICKETS_EVENTS: TicketEventRecord, topics.SLA_EVENTS: SlaEventRecord}, batch_wait_ms=100,
+        description="Queue every event a webhook subscription wants, and POST it, signed, in order per ticket")
+
+    def narrow(subs: dict) -> None:  # types no subscription wants are skipped by their header, unparsed
+        webhook_stream.types = wanted_types((s.get("events") or ["*"] for s in subs.values() if s.get("active", True)),
+                                            EVENT_TYPES)
+    subscriptions.on_read = narrow
+    rt.on_settings_changed("webhooks", dispatcher.changed)
+    rt.on_start.append(webhooks.ensure_indexes)
+    rt.loops.append(dispatcher.run)
+    rt.on_stop.insert(0, dispatcher.stop)
+    rt.every(0.5, dispatcher.flush, "")
+    rt.every(600.0, lambda: webhooks.prune(utcnow() - timedelta(seconds=settings.webhooks_keep_log_s)),
+             "webhook attempt(s) aged out of the log")
+
     hub = ChatHub()
 
     def push_chat_reply(data: dict) -> None:
@@ -169,4 +206,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                                     build_privacy_router(Erasure(store=store, deliveries=deliveries, bus=bus,
                                                                  customers=customers, shredder=shredder, send=rt.send,
                                                                  source=rt.source), auth),
-                                    build_chat_router(hub, store, delivery, ChatTokens(chat_key(settings)))])
+                                    build_chat_router(hub, store, delivery, ChatTokens(chat_key(settings))),
+                                    build_webhooks_router(webhooks, auth, allow_private=settings.webhooks_allow_private,
+                                                          bootstrap_servers=settings.kafka_bootstrap_servers,
+                                                          partitions=rt.producer.partitions_for,
+                                                          announce=lambda: rt.announce_settings("webhooks"))])

@@ -50,3 +50,16 @@ class TicketsSettings(ServiceSettings):
     # social and voice replies are posted to the system that owns the channel
     outbound_webhook_url: str | None = Field(None, validation_alias="OUTBOUND_WEBHOOK_URL")
     outbound_webhook_secret: SecretStr | None = Field(None, validation_alias="OUTBOUND_WEBHOOK_SECRET")
+
+    # webhook subscriptions (services/tickets/webhooks): targets inside our own network (loopback,
+    # private, link-local) are refused unless this is set (tests, a receiver on the same host)
+    webhooks_allow_private: bool = Field(False, validation_alias="WEBHOOKS_ALLOW_PRIVATE")
+    # back-off between attempts of one delivery (exponential with jitter, capped) and when it has failed
+    webhooks_retry_base_s: float = Field(5.0, validation_alias="WEBHOOKS_RETRY_BASE_S", gt=0)
+    webhooks_retry_max_s: float = Field(1800.0, validation_alias="WEBHOOKS_RETRY_MAX_S", gt=0)
+    webhooks_give_up_s: float = Field(24 * 3600.0, validation_alias="WEBHOOKS_GIVE_UP_S", gt=0)
+    webhooks_timeout_s: float = Field(10.0, validation_alias="WEBHOOKS_TIMEOUT_S", gt=0, le=60)
+    # requests in flight per subscriber (each to a different ticket): its share, whatever state it is in
+    webhooks_per_subscriber: int = Field(8, validation_alias="WEBHOOKS_PER_SUBSCRIBER", ge=1, le=100)
+    # how long the delivery log keeps attempts
+    webhooks_keep_log_s: float = Field(7 * 24 * 3600.0, validation_alias="WEBHOOKS_KEEP_LOG_S", gt=0)
