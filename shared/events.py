@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 SPECVERSION = "1.0"
 
@@ -145,15 +145,31 @@ class MessageReceived(BaseModel):
     text: str  # what agents read: plain text, quoted history and signatures left out
     html: str | None = None  # sanitised
     attachments: list[Attachment] = Field(default_factory=list)
+    # ISO 639-1; None when the text gives too little to tell (undetermined, `und`)
     language: str | None = None
+    language_confidence: float | None = Field(
+        None, ge=0, le=1, description="how sure ingest's language guess is (0 to 1); absent on older records")
     # threading hints: the ids this message answers (mail Message-IDs, a social post id)
     in_reply_to: str | None = None
     references: list[str] = Field(default_factory=list)
     ticket_ref: str | None = None  # a ticket reference the customer quoted, e.g. from a subject
     recipient: str | None = None  # the address or number the customer wrote to
     raw_ref: str | None = None  # where ingest keeps the original, byte for byte
+    mailbox_id: str | None = Field(None, description="the IMAP mailbox (PUT /v1/mailboxes/{mailbox_id} on ingest) "
+                                                     "a mail was fetched from")
     sent_at: datetime
     received_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _confidence_from_the_guess(cls, data: Any) -> Any:
+        """Ingest's language guess is a str carrying its `confidence`: taken from there, every
+        channel that sets `language=detect_language(text)` reports it without a second guess."""
+        if isinstance(data, dict) and data.get("language_confidence") is None:
+            confidence = getattr(data.get("language"), "confidence", None)
+            if confidence is not None:
+                data = {**data, "language_confidence": confidence}
+        return data
 
 
 # ---------------------------------------------------------------- tickets → everyone
@@ -554,6 +570,19 @@ class SlaTargetEvent(BaseModel):
     at: datetime = Field(description="when it happened: the warning, the breach or the answer")
 
 
+# ---------------------------------------------------------------- webhooks
+
+class WebhookDisabled(BaseModel):
+    """A webhook subscription took no delivery for the whole retry period (24 h) and was switched off,
+    on `tickets.events` (key = webhook id): admins and the other subscribers hear of it; an admin's
+    `PUT /v1/webhooks/{webhook_id}` switches it on again."""
+
+    webhook_id: str
+    url: str
+    reason: str
+    at: datetime
+
+
 # ---------------------------------------------------------------- dead letters
 
 class DeadLetter(BaseModel):
@@ -623,6 +652,8 @@ class EventType:
     SLA_MET = "deskstream.sla.met"
     DEAD_LETTER = "deskstream.deadletter"
     SETTINGS_CHANGED = "deskstream.settings.changed"
+    # a setting the system changed itself (the prefixes other systems rely on stay as they are)
+    WEBHOOK_DISABLED = "deskstream.settings.webhook_disabled"
 
 
 EVENT_TYPES: dict[str, type[BaseModel]] = {
@@ -676,6 +707,7 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.SLA_MET: SlaTargetEvent,
     EventType.DEAD_LETTER: DeadLetter,
     EventType.SETTINGS_CHANGED: SettingsChanged,
+    EventType.WEBHOOK_DISABLED: WebhookDisabled,
 }
 
 
@@ -714,5 +746,8 @@ SettingsChangedRecord = _record(
 PrivacyErasureRecord = _record(
     "PrivacyErasureRecord", "Files no ticket refers to any more, to delete wherever they are kept, on "
                             "`privacy.erasures`.", (EventType.ERASE_BLOBS,))
+WebhookDisabledRecord = _record(
+    "WebhookDisabledRecord", "A webhook subscription switched off after failing for the whole retry period, on "
+                             "`tickets.events`; key and `subject` are the webhook id.", (EventType.WEBHOOK_DISABLED,))
 DeadLetterRecord = _record(
     "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,))

@@ -93,6 +93,7 @@ COMPONENTS = INFRA + tuple(f"{s}-{i}" if i > 1 else s for s in SERVICES for i in
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_MONGO_PORT = 27017
+DEFAULT_SMTP_PORT = 2525  # ingest's SMTP door (INGEST_SMTP_PORT)
 HOST = "127.0.0.1"
 
 KAFKA_READY_TIMEOUT = 60.0
@@ -1184,6 +1185,11 @@ def instance_name(service: str, n: int) -> str:
     return service if n == 1 else f"{service}-{n}"
 
 
+def smtp_port(port_offset: int = 0) -> int:
+    """Ingest's SMTP door (all of its processes share it): 2525, shifted like the HTTP ports."""
+    return DEFAULT_SMTP_PORT + port_offset
+
+
 def instance_port(service: str, n: int, port_offset: int = 0) -> int:
     return SERVICES[service] + port_offset + 100 * n
 
@@ -1256,6 +1262,8 @@ def up(
             senv[f"{service.upper()}_HTTP_PORT"] = str(port)
             senv["DESKSTREAM_INSTANCE"] = name.rsplit("-", 1)[-1] if name != service else "1"
             senv["DESKSTREAM_INSTANCE_PORT"] = str(own)
+            if service == "ingest":  # the SMTP door moves with the stack's ports, like HTTP
+                senv.setdefault("INGEST_SMTP_PORT", str(smtp_port(port_offset)))
             if not infra.mongodb_external:  # our FerretDB: the services may index its SQLite files
                 senv["DESKSTREAM_FERRETDB_SQLITE_DIR"] = str(paths.ferretdb_data)
             pid = _spawn(paths, name, [sys.executable, "-m", f"services.{service}"], cwd=REPO_ROOT, env=senv,

@@ -116,15 +116,15 @@ def build_router(service: IngestService, settings: IngestSettings, sessions: Cha
                 raise ApiError(403, "invalid_signature", "X-Twilio-Signature is missing or does not match")
         return pairs
 
-    async def accept(message: MessageReceived, blobs: tuple[Blob, ...] = ()) -> str:
+    async def accept(message: MessageReceived, blobs: tuple[Blob, ...] = (), claim: Blob | None = None) -> str:
         try:
-            return await service.accept(message, blobs)
+            return await service.accept(message, blobs, claim)
         except Rejected as exc:
             raise ApiError(422, exc.code, exc.message) from exc
 
     async def accepted(item: Normalised) -> Response:
         within_limit(item.message)
-        return accepted_response(await accept(item.message, item.blobs))
+        return accepted_response(await accept(item.message, item.blobs, item.claim))
 
     @router.post("/chat", status_code=202, summary="A web-chat message: 202 {message_id, chat_token}",
                  description="The first message of a session opens it for its visitor and is answered with "
@@ -153,7 +153,11 @@ def build_router(service: IngestService, settings: IngestSettings, sessions: Cha
                  summary="One raw RFC 5322 mail (Content-Type: message/rfc822)",
                  description="Quoted history and signatures are left out of the text agents read; the "
                              "original and every attachment are kept in `ingest_blobs` (`blob:<sha256>`). "
-                             "A mail without a From address is refused (422).",
+                             "The sender is looked for as robust parsers do (a broken header block is read on; "
+                             "From, Sender, Reply-To, Return-Path, an mbox `From ` line); a mail with no address "
+                             "anywhere is filed for a customer \"unknown sender\" (identity kind `unknown`, no "
+                             "reply possible). Only what is not a mail at all is refused (422). A different mail "
+                             "reusing a Message-ID is a message of its own; the same bytes again are not.",
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "message/rfc822": {"schema": {"type": "string", "format": "binary"}}}}})
     async def inbound_email(request: Request) -> Response:
@@ -163,8 +167,9 @@ def build_router(service: IngestService, settings: IngestSettings, sessions: Cha
         else:  # a large mail takes a while to read: off the event loop, so other webhooks keep flowing
             item = await run_in_threadpool(normalise, "email", normalise_email, raw, received_at=utcnow(),
                                            max_blob_bytes=settings.max_blob_bytes)
-        if trusted_relays and mail_sender_passed(raw, item.message.customer.identities[0].value, trusted_relays):
-            item = Normalised(verified(item.message), item.blobs)
+        sender = item.message.customer.identities[0]
+        if trusted_relays and sender.kind == "email" and mail_sender_passed(raw, sender.value, trusted_relays):
+            item = Normalised(verified(item.message), item.blobs, item.claim)
         return await accepted(item)
 
     @router.post("/sms", status_code=202, responses={**ACCEPTED, 403: {"description": "bad X-Twilio-Signature"}},

@@ -5,15 +5,20 @@ from services.ingest import api
 from services.ingest.chat_sessions import ChatSessions, MemoryClaims, MongoClaims
 from services.ingest.erasure import follow_erasures
 from services.ingest.front import DirectRoutes
+from services.ingest.mailboxes import api as mailbox_api
+from services.ingest.mailboxes.config import Vault, mailbox_secret
+from services.ingest.mailboxes.poller import MailboxPoller, owner_name
+from services.ingest.mailboxes.store import MailboxStore
 from services.ingest.ratelimit import address_limit
 from services.ingest.records import KafkaRecords
 from services.ingest.service import TOPIC, IngestService
 from services.ingest.settings import IngestSettings
 from services.ingest.signatures import UnsignedDoorsWarning
+from services.ingest.smtp import SmtpServer
 from services.ingest.store import BlobBatcher, BlobStore
 from shared.credentials import ChatTokens, chat_key
 from shared.events import MessageReceivedRecord
-from shared.http import create_http_app
+from shared.http import create_http_app, require_token
 from shared.runtime import Runtime
 
 
@@ -38,10 +43,18 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
         rt.on_stop.append(records.stop)
         service = IngestService(publisher=records, source=rt.source, blobs=batcher or blobs,
                                 is_connected=lambda: rt.broker_started and records.started)
+        smtp = SmtpServer(service, settings)  # a door of its own, beside the HTTP one
+        rt.on_start.append(smtp.start)
+        rt.on_stop.append(smtp.stop)
+    mailboxes, vault = MailboxStore(rt.mongo), Vault(mailbox_secret(settings))
+    if not service_given:
+        poller = MailboxPoller(store=mailboxes, service=service, vault=vault, owner=owner_name(settings.instance),
+                               max_blob_bytes=settings.max_blob_bytes)
+        rt.loops.append(poller.run)
     claims = MongoClaims(rt.mongo) if service_given is False else MemoryClaims()
     router = api.build_router(service, settings, ChatSessions(ChatTokens(chat_key(settings)), claims))
     app = create_http_app(rt, title="deskstream ingest",
                           description="Inbound channel webhooks: every message becomes one normalised record.",
-                          routers=[router])
+                          routers=[router, mailbox_api.build_router(mailboxes, vault, require_token(rt))])
     api.install_error_handlers(app)
     return DirectRoutes(app, router.routes, gate=address_limit(settings))

@@ -43,6 +43,8 @@ class Blob:
     data: bytes
     media_type: str
     filename: str | None = None
+    # stored under this id instead of its sha256: a claim on a name (see `Normalised.claim`)
+    key: str | None = None
     sha256: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -52,6 +54,10 @@ class Blob:
     def ref(self) -> str:
         return f"blob:{self.sha256}"
 
+    @property
+    def id(self) -> str:
+        return self.key or self.sha256
+
 
 @dataclass(frozen=True)
 class Normalised:
@@ -59,6 +65,20 @@ class Normalised:
 
     message: MessageReceived
     blobs: tuple[Blob, ...] = ()
+    # the message's claim on the channel's id for it, holding a digest of its content: stored with
+    # the blobs (one insert), it tells a redelivery (same digest: the same message id) from another
+    # message reusing the id (broken mailers reuse Message-IDs: it gets an id of its own)
+    claim: Blob | None = None
+
+
+def claim_for(channel: Channel, external_id: str, digest: str) -> Blob:
+    key = "claim-" + stable_id(channel.value, external_id, size=32)
+    return Blob(digest.encode(), "application/x-deskstream-claim", key=key)
+
+
+def reused_id_variant(message: MessageReceived, claim: Blob) -> str:
+    """The message id of a message whose channel id another, different message claimed first."""
+    return message_id_for(message.channel, message.external_id, claim.data.decode())
 
 
 def message_id_for(channel: Channel, *external: str) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.ingest.domain import Blob, encoded_for_kafka, headers_on_one_line
+from services.ingest.domain import Blob, encoded_for_kafka, headers_on_one_line, reused_id_variant
 from services.ingest.records import CONTENT_TYPE, RecordSink, encode_event
 from shared import topics
 from shared.events import DeliveryReported, EventType, MessageReceived, stable_id, utcnow
@@ -39,18 +39,24 @@ class IngestService:
         # the event id as correlation id: a redelivered webhook's record carries the same one
         return [CONTENT_TYPE, ("correlation_id", event_id.encode())]
 
-    async def accept(self, message: MessageReceived, blobs: Iterable[Blob] = ()) -> str:
+    async def accept(self, message: MessageReceived, blobs: Iterable[Blob] = (), claim: Blob | None = None) -> str:
         """Store the bytes, then publish and wait for the broker's acknowledgement (acks=all).
         The event id is the message id, so a redelivered webhook is a duplicate downstream,
-        not a new message; blobs are content-addressed, so storing them again is a no-op."""
+        not a new message; blobs are content-addressed, so storing them again is a no-op.
+        `claim` (domain.Normalised.claim) rides along with the blobs; found kept already with
+        another digest, the message reuses another's id and gets one of its own."""
         if not self.is_connected():
             raise NotDurable("the message broker is not reachable")
         message = headers_on_one_line(message)
         message, data = encoded_for_kafka(message)  # raises Rejected: a message too large for any record
-        blobs = list(blobs)
+        blobs = list(blobs) + ([claim] if claim is not None and self.blobs is not None else [])
         if blobs:
             try:
-                await self.blobs.put_many(blobs)
+                kept = await self.blobs.put_many(blobs) or set()
+                # a read only when the claim was there before: a redelivery, or a reused id
+                if claim is not None and claim.id in kept and await self.blobs.get(claim.id) != claim.data:
+                    message = message.model_copy(update={"message_id": reused_id_variant(message, claim)})
+                    data = encoded_for_kafka(message)[1]
             except Exception as exc:
                 raise NotDurable(f"the attachment store did not take the message: {type(exc).__name__}") from exc
         record = encode_event(EventType.MESSAGE_RECEIVED, data, id_=message.message_id, source=self.source,

@@ -66,6 +66,16 @@ class IngestSettings(ServiceSettings):
     blob_group_commit: bool = _env("INGEST_BLOB_GROUP_COMMIT", True)
     blob_group_commit_ms: float = _env("INGEST_BLOB_GROUP_COMMIT_MS", 2.0)
 
+    # the key mailbox passwords are encrypted with (stackctl generates one into the state dir)
+    secret_key: SecretStr | None = _env("DESKSTREAM_SECRET_KEY")
+    # the SMTP door (services/ingest/smtp.py): 0 turns it off; the host defaults to DESKSTREAM_HTTP_HOST
+    smtp_port: int = _env("INGEST_SMTP_PORT", 2525)
+    smtp_host: str | None = _env("INGEST_SMTP_HOST")
+    # how long a mail may wait for Kafka's acknowledgement before the sending MTA hears 451 and retries
+    smtp_ack_timeout_s: float = _env("INGEST_SMTP_ACK_TIMEOUT_S", 10.0)
+    # comma-separated domains the SMTP door takes mail for (RCPT TO); empty: any recipient
+    support_domains: str = _env("SUPPORT_DOMAINS", "")
+
     def unsigned_doors(self) -> list[SignedDoor]:
         """The signable channels whose secret is unset: they accept posts from anyone."""
         return [door for door in SIGNED_DOORS if not _secret_set(getattr(self, door.setting))]

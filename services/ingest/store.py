@@ -1,4 +1,5 @@
-"""The collection ingest owns: `ingest_blobs`, the bytes of attachments and original mails, keyed by sha256."""
+"""The collection ingest owns: `ingest_blobs`, the bytes of attachments and original mails, keyed by sha256,
+and the claims mails make on their Message-ID (domain.Normalised.claim)."""
 from __future__ import annotations
 
 import asyncio
@@ -26,37 +27,43 @@ class BlobStore:
     def documents(blobs: Iterable[Blob]) -> list[dict[str, Any]]:
         """One document per distinct blob."""
         now = utcnow()
-        return [{"_id": blob.sha256, "data": blob.data, "size": len(blob.data), "media_type": blob.media_type,
-                 "filename": blob.filename, "stored_at": now} for blob in {b.sha256: b for b in blobs}.values()]
+        return [{"_id": blob.id, "data": blob.data, "size": len(blob.data), "media_type": blob.media_type,
+                 "filename": blob.filename, "stored_at": now} for blob in {b.id: b for b in blobs}.values()]
 
-    async def put_many(self, blobs: Iterable[Blob]) -> None:
+    async def put_many(self, blobs: Iterable[Blob]) -> set[str]:
         """Content-addressed, so bytes already stored (a redelivered mail) are left as they are.
         One unordered insert for all of a message's blobs, a duplicate key meaning "already
         kept": FerretDB takes inserts several times faster than upserts, whose rate collapses
-        when several requests write at once (bench/ingest.py, docs/benchmarks.md)."""
+        when several requests write at once (bench/ingest.py, docs/benchmarks.md). Returns the
+        ids of those kept already."""
         docs = self.documents(blobs)
         if not docs:
-            return
+            return set()
         try:
             await self.blobs.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
+            return {docs[e["index"]]["_id"] for e in errors}
+        return set()
 
-    async def insert(self, docs: list[dict[str, Any]]) -> set[str]:
+    async def insert(self, docs: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
         """One unordered insert. Returns the ids of the documents refused for a reason other than
-        being kept already; raises when the write failed as a whole (connection, write concern)."""
+        being kept already, and of those kept already; raises when the write failed as a whole
+        (connection, write concern)."""
         try:
             await self.blobs.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
                 raise
             errors = exc.details.get("writeErrors", [])
-            return {docs[e["index"]]["_id"] for e in errors if e.get("code") != DUPLICATE_KEY}
-        return set()
+            return ({docs[e["index"]]["_id"] for e in errors if e.get("code") != DUPLICATE_KEY},
+                    {docs[e["index"]]["_id"] for e in errors if e.get("code") == DUPLICATE_KEY})
+        return set(), set()
 
     async def get(self, sha256: str) -> bytes | None:
+        """The bytes kept under an id (a sha256, or a claim's key)."""
         doc = await self.blobs.find_one({"_id": sha256}, {"data": 1})
         return bytes(doc["data"]) if doc else None
 
@@ -70,15 +77,17 @@ class BlobStore:
 class _Waiter:
     """One `put_many` call: done when every one of its documents is stored."""
 
-    __slots__ = ("future", "remaining")
+    __slots__ = ("future", "remaining", "kept")
 
-    def __init__(self, future: asyncio.Future[None], remaining: int) -> None:
-        self.future, self.remaining = future, remaining
+    def __init__(self, future: asyncio.Future[set[str]], remaining: int) -> None:
+        self.future, self.remaining, self.kept = future, remaining, set()
 
-    def stored(self) -> None:
+    def stored(self, doc_id: str, kept: bool) -> None:
         self.remaining -= 1
+        if kept:
+            self.kept.add(doc_id)
         if self.remaining == 0 and not self.future.done():
-            self.future.set_result(None)
+            self.future.set_result(self.kept)
 
     def failed(self, exc: BaseException) -> None:
         if not self.future.done():
@@ -103,10 +112,14 @@ class BlobBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def put_many(self, blobs: Iterable[Blob]) -> None:
+    async def get(self, sha256: str) -> bytes | None:
+        return await self.store.get(sha256)
+
+    async def put_many(self, blobs: Iterable[Blob]) -> set[str]:
+        """The ids of the blobs that were kept already."""
         docs = self.store.documents(blobs)
         if not docs:
-            return
+            return set()
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), len(docs))
         for doc in docs:
@@ -116,12 +129,14 @@ class BlobBatcher:
                 self._pending_bytes += doc["size"]
             else:
                 entry[1].append(waiter)
+                if entry[0]["data"] != doc["data"]:  # another claim on the same name, in this very batch
+                    waiter.kept.add(doc["_id"])
         if self._full():
             self._flush(full_only=True)
         if self._pending and self._timer is None and len(self._in_flight) < self.max_in_flight:
             self._timer = loop.call_later(self.linger_s, self._flush)
         # shielded: a caller that goes away (client disconnect) must not cancel what others wait for
-        await asyncio.shield(waiter.future)
+        return await asyncio.shield(waiter.future)
 
     def _take(self) -> list[tuple[dict[str, Any], list[_Waiter]]]:
         batch, size = [], 0
@@ -155,7 +170,7 @@ class BlobBatcher:
 
     async def _insert(self, batch: list[tuple[dict[str, Any], list[_Waiter]]]) -> None:
         try:
-            refused = await self.store.insert([doc for doc, _ in batch])
+            refused, kept = await self.store.insert([doc for doc, _ in batch])
         except Exception as exc:
             for _, waiters in batch:
                 for waiter in waiters:
@@ -166,4 +181,4 @@ class BlobBatcher:
                 if doc["_id"] in refused:
                     waiter.failed(NotStored(f"blob {doc['_id']} was not stored"))
                 else:
-                    waiter.stored()
+                    waiter.stored(doc["_id"], doc["_id"] in kept)

@@ -14,6 +14,7 @@ from tests.standins import ProviderServer
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "e2e-" + uuid.uuid4().hex
 SMTP_PORT = 18025 - 1000 * SLOT
+SMTP_DOOR_PORT = load_stackctl().smtp_port(SERVICE_PORT_OFFSET)  # ingest's SMTP door on the test stack
 
 
 @dataclasses.dataclass
@@ -91,7 +92,9 @@ def stack(infra, mailbox, providers):
                        "WHATSAPP_ACCESS_TOKEN": providers.whatsapp_token,
                        "OUTBOUND_WEBHOOK_URL": f"{providers.url}/hooks/outbound",
                        "OUTBOUND_WEBHOOK_SECRET": providers.webhook_secret,
-                       "DELIVERY_RETRY_BASE_S": "0.5", "DELIVERY_RETRY_MAX_S": "2"})
+                       "DELIVERY_RETRY_BASE_S": "0.5", "DELIVERY_RETRY_MAX_S": "2",
+                       # the webhook receivers of the tests listen on loopback
+                       "WEBHOOKS_ALLOW_PRIVATE": "1"})
     ctl = load_stackctl()
     ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)  # services of an earlier run
     started = ctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, quiet=True, **TEST_PORTS)

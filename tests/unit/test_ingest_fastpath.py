@@ -135,7 +135,7 @@ REQUESTS = [
     ("GET", "/v1/inbound/chat", b"", {}),  # wrong method: FastAPI's 405
     ("PUT", "/v1/inbound/email", b"", {}),
     ("POST", "/v1/inbound/email", raw_mail(), {"content-type": "message/rfc822"}),
-    ("POST", "/v1/inbound/email", b"Subject: nobody\r\n\r\nhello", {"content-type": "message/rfc822"}),
+    ("POST", "/v1/inbound/email", b"hello, this is no mail\r\n", {"content-type": "message/rfc822"}),
     ("POST", "/v1/inbound/sms", b"MessageSid=SM1&From=%2B966501234567&To=%2B14155550100&Body=hi",
      {"content-type": "application/x-www-form-urlencoded"}),
     ("POST", "/v1/inbound/sms/status", b"MessageSid=SM1&MessageStatus=delivered",

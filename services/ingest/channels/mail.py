@@ -10,10 +10,12 @@ from email.message import Message
 from email.parser import BytesParser
 
 from services.ingest.channels.mailheaders import (
-    MAX_PARSED_HEADER, addresses, date_of, decode_words, first_id, headers_of, message_ids, unescape)
+    MAX_PARSED_HEADER, addresses, date_of, decode_words, first_id, headers_of, message_ids, repaired, sender_of,
+    unescape)
 from services.ingest.channels.mailtext import read_html, visible_text
 from services.ingest.domain import (
-    Blob, Normalised, Rejected, cap_name, cap_text, file_name, media_placeholder, media_type_of, message_id_for)
+    Blob, Normalised, Rejected, cap_name, cap_text, claim_for, file_name, media_placeholder, media_type_of,
+    message_id_for)
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -29,20 +31,32 @@ _MULTIPART = re.compile(rb"(?i)content-type:\s*multipart/")
 _MIME_HEADER = re.compile(rb"(?im)^content-(?:type|disposition):.*(?:\r?\n[ \t].*)*")
 
 
-def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int) -> Normalised:
+UNKNOWN_SENDER = "unknown sender"  # the customer of a mail without any address: no one to answer
+UNKNOWN_KIND = "unknown"  # the identity kind that marks such a customer, for agents and filters
+
+
+def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int,
+                    envelope_from: str | None = None) -> Normalised:
+    """`envelope_from`: the SMTP envelope's sender, when the mail came through a door that has one."""
     if not raw.strip():
         raise Rejected("empty_message", "the body is empty: expected one raw RFC 5322 message")
     _within_limits(raw)
+    readable, mbox_sender = repaired(raw)
     try:
         # compat32 keeps headers as text: parsing every part's headers into objects (the
         # default policy) makes a mail of many small parts take minutes
-        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+        msg = BytesParser(policy=policy.compat32).parsebytes(readable)
     except RecursionError:
         raise Rejected("unreadable", "the mail's MIME parts nest too deeply to read") from None
     headers = headers_of(msg)
-    name, sender = _sender(headers)
+    if not headers:  # a mail is refused only when it is not a mail at all
+        raise Rejected("not_a_mail", "no header field found: expected one raw RFC 5322 message")
+    found = sender_of(headers, mbox_sender, envelope_from)
+    name, sender = (cap_name(found[0]), found[1]) if found else (UNKNOWN_SENDER, None)
     subject = decode_words(headers.get("subject", ""))[:1000] or None
-    own_id = first_id(headers.get("message-id")) or _derived_id(headers, raw)
+    digest = _content_digest(headers, readable)
+    given_id = first_id(headers.get("message-id"))
+    own_id = given_id or f"derived-{digest}@deskstream.invalid"
     references = message_ids(headers.get("references"))
     if len(references) > MAX_REFERENCES:  # the root (first) and the latest ones matter for threading
         references = references[:1] + references[-(MAX_REFERENCES - 1):]
@@ -58,12 +72,15 @@ def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int) -
         blobs.append(original)
     ticket_ref = _TICKET_REF.search(subject or "")
     recipients = addresses(headers.get("to"))
+    thread = references[0] if references else in_reply_to or own_id
+    # without an address the thread key must not look like one: replies go where it points
+    identity = Identity(kind="email", value=sender) if sender else Identity(kind=UNKNOWN_KIND, value=own_id)
     message = MessageReceived(
         message_id=message_id_for(Channel.email, own_id),
         channel=Channel.email,
         external_id=own_id,
-        thread_key="email:" + (references[0] if references else in_reply_to or own_id),
-        customer=CustomerRef(name=name, identities=[Identity(kind="email", value=sender)]),
+        thread_key=f"email:{thread}" if sender else f"{UNKNOWN_KIND}:{thread}",
+        customer=CustomerRef(name=name, identities=[identity]),
         subject=subject,
         text=cap_text(text),
         html=clean_html,
@@ -77,7 +94,8 @@ def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int) -
         sent_at=date_of(headers.get("date")) or received_at,
         received_at=received_at,
     )
-    return Normalised(message, tuple(blobs))
+    # a Message-ID is claimed with the content's digest: another mail reusing it gets its own id
+    return Normalised(message, tuple(blobs), claim_for(Channel.email, own_id, digest) if given_id else None)
 
 
 # ------------------------------------------------------------------ limits and sender
@@ -98,23 +116,16 @@ def _within_limits(raw: bytes) -> None:
             raise Rejected("too_complex", "a Content-Type or Content-Disposition header is too long")
 
 
-def _sender(headers: dict[str, str]) -> tuple[str | None, str]:
-    senders = addresses(headers.get("from"))
-    if not senders:
-        raise Rejected("missing_sender", "the mail has no readable From address: there is nobody to answer")
-    name, address = senders[0]
-    return cap_name(name), address
-
-
-def _derived_id(headers: dict[str, str], raw: bytes) -> str:
-    # without a Message-ID, the same mail relayed again must still get the same id: hash what
-    # a relay does not change (trace headers like Received are left out)
+def _content_digest(headers: dict[str, str], raw: bytes) -> str:
+    """What makes two mails the same mail: the same one relayed again, or through another door
+    (SMTP, a mailbox, a webhook), has the same digest, so trace headers (Received, Return-Path,
+    Delivered-To, Authentication-Results) that each hop adds are left out."""
     split = re.search(rb"\r?\n\r?\n", raw)
     digest = hashlib.sha256()
     for name in ("from", "to", "date", "subject"):
         digest.update(headers.get(name, "").encode() + b"\x1f")
-    digest.update(raw[split.end():] if split else raw)
-    return f"derived-{digest.hexdigest()[:32]}@deskstream.invalid"
+    digest.update((raw[split.end():] if split else b"").replace(b"\r\n", b"\n"))
+    return digest.hexdigest()[:32]
 
 
 # ------------------------------------------------------------------ body and attachments

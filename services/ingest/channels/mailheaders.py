@@ -87,3 +87,77 @@ def date_of(value: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ lenient reading of broken header blocks
+
+# a field name (RFC 5322: printable ASCII but the colon), maybe with the whitespace some mailers put
+# before its colon (`Subject : …`), which the standard parser takes for the start of the body
+_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")
+_STRICT_FIELD = re.compile(rb"[!-9;-~]+:")
+_MBOX_LINE = re.compile(rb"From (?![ \t]*:)[^\r\n]*\r?\n")  # the line an mbox file puts before each mail
+_LOOSE_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+SENDER_FIELDS = ("from", "sender", "reply-to", "return-path")  # where robust parsers look, in order
+
+
+def repaired(raw: bytes) -> tuple[bytes, str | None]:
+    """The mail as the standard parser can read it, and the address of an mbox `From ` line.
+
+    The strict parser ends the header block at the first line that is not a field, so one stray
+    line turns the rest of the headers (often From) into body text. Robust parsers read on: here a
+    field written `Name : value` loses the space, and one unindented line between fields is taken
+    as a continuation of the field above (a mailer that folded without indenting). Two such lines
+    in a row are where the body starts. A mail that needs none of this comes back as it was."""
+    envelope = None
+    mbox = _MBOX_LINE.match(raw)
+    if mbox:
+        found = _LOOSE_ADDRESS.search(mbox.group().decode("latin-1"))
+        envelope = found.group().lower() if found else None
+        raw = raw[mbox.end():]
+    end = re.search(rb"\r?\n\r?\n", raw)
+    block = raw[:end.start()] if end else raw
+    lines = block.split(b"\n")
+    if all(_STRICT_FIELD.match(line) or line[:1] in (b" ", b"\t") for line in lines):
+        return raw, envelope  # nearly always: nothing to repair
+    fixed: list[bytes] = []
+    for i, line in enumerate(lines):
+        field = _FIELD.match(line)
+        if field:
+            fixed.append(field.group(1) + b":" + line[field.end():])
+        elif line[:1] in (b" ", b"\t") and fixed:
+            fixed.append(line)
+        elif fixed and (i + 1 == len(lines) or _FIELD.match(lines[i + 1]) or lines[i + 1][:1] in (b" ", b"\t")):
+            fixed.append(b" " + line)  # one unindented continuation line
+        else:  # not a header block any more: the body starts here
+            rest = b"\n".join(lines[i:]) + (raw[end.start():] if end else b"")
+            return b"\n".join(fixed) + b"\n\n" + rest, envelope
+    return b"\n".join(fixed) + (raw[end.start():] if end else b"\n\n"), envelope
+
+
+def loose_address(value: str | None) -> tuple[str | None, str] | None:
+    """The first thing that looks like an address in a header the address parser cannot read
+    (`Big Bug bb@bug.com`, two bare addresses without a comma), and the words before it as name."""
+    text = (value or "")[:MAX_PARSED_HEADER]
+    found = _LOOSE_ADDRESS.search(text)
+    if not found or len(found.group()) > MAX_ADDRESS:
+        return None
+    name = decode_words(text[:found.start()].strip(" \t<>\"'(),;")) or None
+    return name, found.group().strip(".").lower()
+
+
+def sender_of(headers: dict[str, str], *fallbacks: str | None) -> tuple[str | None, str] | None:
+    """(display name, address) of whoever wrote the mail, found the way robust parsers find it: From,
+    then Sender, Reply-To and Return-Path, each read strictly and then loosely; then `fallbacks`
+    (an mbox line's or the SMTP envelope's sender). None: no address anywhere."""
+    for name in SENDER_FIELDS:
+        found = addresses(headers.get(name))
+        if found:
+            return found[0]
+        loose = loose_address(headers.get(name))
+        if loose:
+            return loose
+    for value in fallbacks:
+        loose = loose_address(value)
+        if loose:
+            return None, loose[1]
+    return None
