@@ -13,6 +13,7 @@ import email.utils
 import importlib.util
 import os
 import signal
+import smtplib
 import sys
 import time
 import uuid
@@ -126,6 +127,9 @@ def default_urls() -> dict[str, str]:
 class Client:
     def __init__(self, urls: dict[str, str] | None = None, token: str | None = None) -> None:
         self.urls = urls or default_urls()
+        # ingest's SMTP door moves with its HTTP port (deploy/local/stackctl.py: 2525 + the stack's offset)
+        ingest_port = int(self.urls["ingest"].rsplit(":", 1)[1])
+        self.smtp_port = int(os.environ.get("INGEST_SMTP_PORT") or 2525 + ingest_port - 8001)
         token = token or os.environ.get("DESKSTREAM_API_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(headers=headers, timeout=10)
@@ -185,6 +189,7 @@ class Customer:
         self.phone = f"+9665{(int(run, 16) * 31 + n) % 10**8:08d}"
         self.sent = 0
         self.chat_token: str | None = None  # what the session's first message was answered with
+        self.answer = "202"  # how the door took the last message
 
     def write(self, client: Client, text: str) -> str:
         """Send one message the way its channel delivers it; returns ingest's message id."""
@@ -206,6 +211,9 @@ class Customer:
             if i:
                 mail["In-Reply-To"] = mail["References"] = f"<{self.key}-0@example.com>"
             mail.set_content(text)
+            if self.n % 2:  # every other mail customer's MX delivers to the SMTP door, as a real MX would
+                self.answer = "250 smtp"
+                return smtp_door(mail, client.smtp_port)
             r = client.ok("POST", "ingest", "/v1/inbound/email", content=mail.as_bytes(),
                           headers={"Content-Type": "message/rfc822"})
         elif ch == "sms":
@@ -235,6 +243,19 @@ class Customer:
         return r["message_id"]
 
 
+def smtp_door(mail: EmailMessage, port: int) -> str:
+    """Deliver a mail to ingest's SMTP door and return the message id its 250 names: the door answers
+    only once Kafka holds the mail."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.ehlo()
+        smtp.mail(email.utils.parseaddr(mail["From"])[1])
+        smtp.rcpt(SHOP_EMAIL)
+        code, reply = smtp.data(mail.as_bytes())
+    if code != 250:
+        raise SystemExit(f"demo: the SMTP door answered {code} {reply.decode(errors='replace')}")
+    return reply.decode().split()[-1]
+
+
 def filed(client: Client, message_id: str, timeout: float = 30.0) -> str:
     found = wait_for(lambda: (lambda r: r.json() if r.status_code == 200 else None)(
         client.call("GET", "tickets", f"/v1/messages/{message_id}")), timeout=timeout)
@@ -257,7 +278,7 @@ def traffic(client: Client, run: str | None = None, conversations: tuple[Convers
         # the follow-ups need not wait for the first to be filed
         firsts.append([person.write(client, text) for text in person.c.lines][0])
         for text in person.c.lines:
-            print(f"   202 {person.c.channel:<9} {person.c.customer:<16} {text[:58]}")
+            print(f"   {person.answer:<8} {person.c.channel:<9} {person.c.customer:<16} {text[:58]}")
     tickets: dict[str, dict[str, Any]] = {}
     for person, message_id in zip(people, firsts):
         ticket_id = filed(client, message_id)
