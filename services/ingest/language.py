@@ -52,18 +52,21 @@ class Language(str):
 _IDENTIFIER = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
-def detect_language(text: str) -> Language | None:
-    """The ISO 639-1 code of the text's language with its confidence, or None (`und`) when the
-    text gives too little to go on."""
+UNDETERMINED = "und"  # ISO 639-2's "undetermined": the message is labelled, with confidence 0
+
+
+def detect_language(text: str) -> Language:
+    """The ISO 639-1 code of the text's language with its confidence, or `und` (confidence 0) when
+    the text gives too little to go on."""
     sample = text[:SAMPLE_CHARS]
     if len(sample) < 20 and len(_LETTER.findall(sample)) < MIN_LETTERS:  # longer: the model's confidence tells
-        return None
+        return Language(UNDETERMINED, 0.0)
     label, confidence = _IDENTIFIER.classify(sample)
     code = _FOLD.get(label, label)
     if code in ("ar", "fa", "ur"):
         code, confidence = _arabic_script(sample, code, confidence)
     if len(code) != 2 or confidence < MIN_CONFIDENCE:
-        return None
+        return Language(UNDETERMINED, 0.0)
     return Language(code, confidence)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from services.routing.domain import needs_of
+from services.routing.domain import UNDETERMINED_LANGUAGE, needs_of
 from services.routing.kb import best_answer
 from services.routing.rules import Facts, evaluate
 from services.routing.store import RoutingStore
@@ -79,7 +79,8 @@ class RoutingProcessor:
         if outcome.fired:
             reply = reply_source = None
             if outcome.kb_min_score is not None and not outcome.spam:
-                found = best_answer(await self.store.all_articles(ticket.language), text, ticket.language,
+                language = None if ticket.language == UNDETERMINED_LANGUAGE else ticket.language  # any article
+                found = best_answer(await self.store.all_articles(language), text, language,
                                     outcome.kb_min_score)
                 if found:
                     article_id, article, score = found

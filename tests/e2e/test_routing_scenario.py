@@ -81,7 +81,7 @@ def fits(agent: str, *, channel: str, language: str | None, need: str | None) ->
         name, level = parse(need)
         if levels.get(name, 0) < level:
             return False
-    return channel in channels and (language is None or language in languages)
+    return channel in channels and (language in (None, "und") or language in languages)
 
 
 def plan(count: int, seed: int = 5) -> list[tuple[str, str, str]]:
