@@ -23,7 +23,7 @@ from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from services.tickets.webhooks.api import build_webhooks_router
 from services.tickets.webhooks.rules import RetryPolicy as WebhookRetry, wanted_types
-from services.tickets.webhooks.service import Dispatcher, Subscriptions, WebhookProcessor
+from services.tickets.webhooks.service import ALWAYS_READ, Dispatcher, Subscriptions, WebhookProcessor
 from services.tickets.webhooks.store import WebhookStore
 from shared import topics
 from shared.credentials import ChatTokens, chat_key
@@ -156,7 +156,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
 
     def narrow(subs: dict) -> None:  # types no subscription wants are skipped by their header, unparsed
         webhook_stream.types = wanted_types((s.get("events") or ["*"] for s in subs.values() if s.get("active", True)),
-                                            EVENT_TYPES)
+                                            EVENT_TYPES) | ALWAYS_READ
     subscriptions.on_read = narrow
     rt.on_settings_changed("webhooks", dispatcher.changed)
     rt.on_start.append(webhooks.ensure_indexes)

@@ -181,3 +181,28 @@ async def test_a_crash_between_the_final_attempt_and_the_queues_tidy_up_sends_no
     if restart_after_final:
         await store.record(dispatcher.attempts)  # the log was written, the queue document not yet removed
     assert await store.pending({0}) == ([] if restart_after_final else [await store.queue.find_one({})])
+
+
+async def test_an_erasure_drops_what_is_queued_of_the_tickets_and_hides_the_erased_identities():
+    subscriber = Subscriber(failures={"t1-e0": 1000})  # down for the whole test: t1's events wait
+    store, dispatcher, processor = await setup(subscriber)
+    await subscribe(store, "crm")
+    records = Records()
+    await run(processor, *ticket_events(records, "t1", 3), *ticket_events(records, "t2", 1))
+    task = await working(dispatcher)
+    try:
+        await until(lambda: subscriber.received["crm"] == ["t2-e0"])
+        purged = records.record(topics.TICKETS_EVENTS, EventType.TICKET_PURGED,
+                                {"ticket_id": "t1", "customer_id": "c1", "actor": "admin", "reason": "erasure",
+                                 "at": "2026-12-03T10:00:00Z"}, key="t1", id_="t1-purged")
+        erased = records.record(topics.TICKETS_EVENTS, EventType.CUSTOMER_ERASED,
+                                {"customer_id": "c1", "identities": ["email:ana@example.com"], "ticket_ids": ["t1"],
+                                 "at": "2026-12-03T10:00:00Z"}, key="c1", id_="c1-erased")
+        await run(processor, purged, erased)
+        queued = {d["_id"]: d async for d in store.queue.find({})}
+        assert not [i for i in queued if i.startswith("crm|t1-e")][1:]  # at most the one being sent
+        assert "crm|t1-purged" in queued
+        body = queued["crm|c1-erased"]["body"]
+        assert "ana@example.com" not in body and "sha256:" in body
+    finally:
+        task.cancel()

@@ -16,6 +16,8 @@ at-least-once part: receivers de-duplicate on `webhook-id` (the CloudEvent id)."
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -33,7 +35,7 @@ from services.tickets.webhooks.rules import (
 )
 from services.tickets.webhooks.store import WebhookStore
 from shared import topics
-from shared.events import WebhookDisabled, utcnow
+from shared.events import EventType, WebhookDisabled, utcnow
 from shared.stream import Batch
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,19 @@ class Dispatcher:
             else:
                 lane.append(entry)
         self._wake.set()
+
+    def erase(self, tickets: set[str]) -> None:
+        """Erased tickets: their queued deliveries are not sent (one being sent right now finishes)."""
+        for key in [k for k in self.lanes if k[1] in tickets]:
+            lane = self.lanes[key]
+            head = lane[0] if key in self.busy and lane else None
+            for gone in lane:
+                if gone is not head:
+                    self.known.discard(gone.id)
+            if head is not None:
+                self.lanes[key] = deque([head])
+            else:
+                del self.lanes[key]
 
     def drop(self, partitions: set[int]) -> None:
         """Another process owns these partitions now (or they are being reloaded)."""
@@ -303,15 +318,42 @@ class WebhookProcessor:
         self.dispatcher.drop(partitions)
 
     async def process(self, batch: Batch) -> None:
+        erased = erased_tickets(batch.records)
+        if erased:  # an erasure (issue 16): what is still queued of these tickets is not sent, and goes
+            await self.store.forget_tickets(erased)
+            self.dispatcher.erase(erased)
         subs = [s for s in (await self.subscriptions.current()).values() if s.get("active", True)]
         if not subs:
             return
         now = self.clock()
-        docs = [queue_doc(sub["_id"], r.event, r.raw.value, ticket=r.key or r.event.get("subject") or "",
+        docs = [queue_doc(sub["_id"], r.event, without_identities(r), ticket=r.key or r.event.get("subject") or "",
                           topic=r.topic, partition=r.partition, offset=r.offset, queued_at=now)
-                for r in batch.records for sub in subs if wants(sub.get("events") or ["*"], r.type)]
+                for r in batch.records for sub in subs if wants(sub.get("events") or ["*"], r.type)
+                and not (r.key in erased and r.type != EventType.TICKET_PURGED)]
         await self.store.enqueue(docs)
         self.dispatcher.add(docs)
+
+
+# what the consumer parses whatever the subscriptions want: an erasure must reach the queue
+ALWAYS_READ = frozenset({EventType.TICKET_PURGED})
+
+
+def erased_tickets(records: list[Any]) -> set[str]:
+    return {r.key for r in records if r.type == EventType.TICKET_PURGED and r.key
+            and ((r.event.get("data") or {}).get("reason") == "erasure")}
+
+
+def without_identities(record: Any) -> bytes:
+    """The body queued for subscribers. `deskstream.customer.erased` names the erased customer's
+    identities; queued for a subscriber that may be down for a day, they would outlive the erasure in
+    the database, so subscribers get them as SHA-256 digests (`sha256:<hex>` of `kind:value`), enough to
+    find their own copies."""
+    if record.type != EventType.CUSTOMER_ERASED:
+        return record.raw.value
+    event = json.loads(record.raw.value)
+    data = event.get("data") or {}
+    data["identities"] = ["sha256:" + hashlib.sha256(str(k).encode()).hexdigest() for k in data.get("identities", [])]
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 async def matching_since(bootstrap_servers: str, partitions: Callable[[str], Awaitable[int]], patterns: list[str],

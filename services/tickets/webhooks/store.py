@@ -78,6 +78,10 @@ class WebhookStore:
             await self.forget(sorted(finished))  # a crash between the final attempt and its removal
         return sorted((d for d in queued if d["_id"] not in finished), key=lambda d: d["seq"])
 
+    async def forget_tickets(self, tickets: set[str]) -> None:
+        """An erasure: nothing queued of these tickets stays (their bodies name the customer)."""
+        await self.queue.delete_many({"ticket": {"$in": sorted(tickets)}})
+
     async def forget(self, delivery_ids: list[str]) -> None:
         if delivery_ids:
             await self.queue.delete_many({"_id": {"$in": delivery_ids}})
