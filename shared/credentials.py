@@ -9,7 +9,10 @@
   refused at once everywhere.
 - A chat token binds a chat session to the visitor that opened it: an HMAC over both, keyed by
   `DESKSTREAM_CHAT_SECRET` (or, when unset, a key derived from the API token). It carries the visitor
-  id, so a widget needs nothing else to read its session."""
+  id, so a widget needs nothing else to read its session.
+- Secrets deskstream must use again later (IMAP mailbox passwords, webhook signing secrets) are kept
+  sealed (`Vault`: Fernet, AES with an HMAC) under a key derived from `DESKSTREAM_SECRET_KEY`, so a
+  copy of the database alone opens nothing."""
 from __future__ import annotations
 
 import base64
@@ -164,3 +167,36 @@ class ChatTokens:
         except (ValueError, UnicodeDecodeError):
             return None
         return visitor_id if hmac.compare_digest(mac, self._mac(session_id, visitor_id)) else None
+
+
+# ---------------------------------------------------------------- secrets kept sealed
+
+def sealing_secret(settings: Any) -> str:
+    """DESKSTREAM_SECRET_KEY; without it (DESKSTREAM_INSECURE_DEV, unit tests), one derived from the API
+    token, as the chat key is, so every process still agrees on it."""
+    explicit = secret_of(getattr(settings, "secret_key", None))
+    if explicit:
+        return explicit
+    base = secret_of(getattr(settings, "api_token", None)) or "insecure-development"
+    return hmac.new(base.encode(), b"deskstream mailbox passwords", hashlib.sha256).hexdigest()
+
+
+class Vault:
+    """Seals a secret for the database and opens it again; `purpose` keys each use apart."""
+
+    def __init__(self, secret: str, purpose: str) -> None:
+        from cryptography.fernet import Fernet
+
+        key = hashlib.sha256(purpose.encode() + b"\x00" + secret.encode()).digest()
+        self.fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def seal(self, value: str) -> str:
+        return self.fernet.encrypt(value.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self.fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken:
+            raise ValueError("sealed with another DESKSTREAM_SECRET_KEY") from None

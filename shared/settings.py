@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     chat_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("DESKSTREAM_CHAT_SECRET", "chat_secret")
     )
+    # the key secrets kept for later use are sealed with (mailbox passwords, webhook signing secrets;
+    # shared/credentials.py Vault); `make up` generates one into the state directory
+    secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DESKSTREAM_SECRET_KEY", "secret_key")
+    )
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
     http_port: int = 8000
     # which of several processes of one service this is (`make up` starts two of each): for logs, and

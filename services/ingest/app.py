@@ -6,7 +6,7 @@ from services.ingest.chat_sessions import ChatSessions, MemoryClaims, MongoClaim
 from services.ingest.erasure import follow_erasures
 from services.ingest.front import DirectRoutes
 from services.ingest.mailboxes import api as mailbox_api
-from services.ingest.mailboxes.config import Vault, mailbox_secret
+from services.ingest.mailboxes.config import mailbox_vault
 from services.ingest.mailboxes.poller import MailboxPoller, owner_name
 from services.ingest.mailboxes.store import MailboxStore
 from services.ingest.ratelimit import address_limit
@@ -46,7 +46,7 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
         smtp = SmtpServer(service, settings)  # a door of its own, beside the HTTP one
         rt.on_start.append(smtp.start)
         rt.on_stop.append(smtp.stop)
-    mailboxes, vault = MailboxStore(rt.mongo), Vault(mailbox_secret(settings))
+    mailboxes, vault = MailboxStore(rt.mongo), mailbox_vault(settings)
     if not service_given:
         poller = MailboxPoller(store=mailboxes, service=service, vault=vault, owner=owner_name(settings.instance),
                                max_blob_bytes=settings.max_blob_bytes)

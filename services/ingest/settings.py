@@ -66,8 +66,6 @@ class IngestSettings(ServiceSettings):
     blob_group_commit: bool = _env("INGEST_BLOB_GROUP_COMMIT", True)
     blob_group_commit_ms: float = _env("INGEST_BLOB_GROUP_COMMIT_MS", 2.0)
 
-    # the key mailbox passwords are encrypted with (stackctl generates one into the state dir)
-    secret_key: SecretStr | None = _env("DESKSTREAM_SECRET_KEY")
     # the SMTP door (services/ingest/smtp.py): 0 turns it off; the host defaults to DESKSTREAM_HTTP_HOST
     smtp_port: int = _env("INGEST_SMTP_PORT", 2525)
     smtp_host: str | None = _env("INGEST_SMTP_HOST")

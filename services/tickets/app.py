@@ -26,7 +26,7 @@ from services.tickets.webhooks.rules import RetryPolicy as WebhookRetry, wanted_
 from services.tickets.webhooks.service import ALWAYS_READ, Dispatcher, Subscriptions, WebhookProcessor
 from services.tickets.webhooks.store import WebhookStore
 from shared import topics
-from shared.credentials import ChatTokens, chat_key
+from shared.credentials import ChatTokens, Vault, chat_key, sealing_secret
 from shared.events import (
     Channel, CommandOutcomeRecord, CustomerChanged, CustomerErased, EventType, MessageReceivedRecord,
     PrivacyErasureRecord, RecordDelivery, SlaEventRecord, TicketCommandRecord, TicketEventRecord, TicketReplied,
@@ -134,6 +134,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
               description="Deliver agents' replies on the customer's channel")
 
     webhooks = WebhookStore(rt.mongo)
+    vault = Vault(sealing_secret(settings), "deskstream webhook secrets")
     rt.spec.publisher(topics.TICKETS_EVENTS, schema=WebhookDisabledRecord, title="tickets:tickets.events:webhook-disabled",
                       description="A webhook subscription switched off after failing for 24 h, key = webhook id")
     subscriptions = Subscriptions(webhooks)
@@ -147,7 +148,8 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         store=webhooks, subscriptions=subscriptions, client=client, allow_private=settings.webhooks_allow_private,
         retry=WebhookRetry(base_s=settings.webhooks_retry_base_s, cap_s=settings.webhooks_retry_max_s,
                            give_up_after_s=settings.webhooks_give_up_s),
-        per_webhook=settings.webhooks_per_subscriber, timeout_s=settings.webhooks_timeout_s, disabled=webhook_disabled)
+        per_webhook=settings.webhooks_per_subscriber, timeout_s=settings.webhooks_timeout_s, disabled=webhook_disabled,
+        vault=vault)
     webhook_stream = rt.stream(
         name="webhooks", group_id=topics.GROUP_TICKETS_WEBHOOKS,
         processor=WebhookProcessor(store=webhooks, subscriptions=subscriptions, dispatcher=dispatcher),
@@ -210,4 +212,5 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                                     build_webhooks_router(webhooks, auth, allow_private=settings.webhooks_allow_private,
                                                           bootstrap_servers=settings.kafka_bootstrap_servers,
                                                           partitions=rt.producer.partitions_for,
-                                                          announce=lambda: rt.announce_settings("webhooks"))])
+                                                          announce=lambda: rt.announce_settings("webhooks"),
+                                                          vault=vault)])

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.ingest.mailboxes.config import Address, Vault
+from services.ingest.mailboxes.config import Address
+from shared.credentials import Vault
 from services.ingest.mailboxes.imap import ImapError, ImapSession
 from services.ingest.mailboxes.poller import MailboxPoller
 from services.ingest.mailboxes.store import MailboxState
@@ -233,7 +234,7 @@ async def test_a_crash_between_fetch_and_mark_loses_nothing_and_files_nothing_tw
         dovecot.drop(raw)
     publisher, store = RecordingPublisher(), MemoryStore()
     service = IngestService(publisher=publisher, source="test", blobs=MemoryBlobs(), is_connected=lambda: True)
-    poller = MailboxPoller(store=store, service=service, vault=Vault("k"), owner="me", max_blob_bytes=1_000_000)
+    poller = MailboxPoller(store=store, service=service, vault=Vault("k", "mailbox passwords"), owner="me", max_blob_bytes=1_000_000)
     config = {"_id": "mb", "after": "seen", "poll_s": 1}
     async with ImapSession(dovecot.address()) as session:
         async def crash(uids, after):
@@ -257,7 +258,7 @@ async def test_a_crash_between_fetch_and_mark_loses_nothing_and_files_nothing_tw
 async def test_a_moved_mail_leaves_the_folder_and_a_new_one_is_announced_by_idle(dovecot):
     publisher = RecordingPublisher()
     service = IngestService(publisher=publisher, source="test", blobs=MemoryBlobs(), is_connected=lambda: True)
-    poller = MailboxPoller(store=MemoryStore(), service=service, vault=Vault("k"), owner="me",
+    poller = MailboxPoller(store=MemoryStore(), service=service, vault=Vault("k", "mailbox passwords"), owner="me",
                            max_blob_bytes=1_000_000)
     config = {"_id": "mb-move", "after": "delete", "poll_s": 1}
     async with ImapSession(dovecot.address()) as session:
@@ -325,7 +326,7 @@ def test_a_configured_mailbox_has_every_mail_filed_once_across_an_ingest_restart
 async def test_mail_is_fetched_over_imaps_and_an_untrusted_certificate_is_refused(dovecot):
     publisher = RecordingPublisher()
     service = IngestService(publisher=publisher, source="test", blobs=MemoryBlobs(), is_connected=lambda: True)
-    poller = MailboxPoller(store=MemoryStore(), service=service, vault=Vault("k"), owner="me",
+    poller = MailboxPoller(store=MemoryStore(), service=service, vault=Vault("k", "mailbox passwords"), owner="me",
                            max_blob_bytes=1_000_000)
     raw, mid = customer_mail(1, tag=f"tls{uuid.uuid4().hex[:6]}")
     dovecot.drop(raw)

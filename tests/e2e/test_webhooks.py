@@ -4,6 +4,7 @@ shows it, a replay, and refused targets."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -11,6 +12,7 @@ from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pymongo import MongoClient
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -137,6 +139,8 @@ def test_a_subscription_shows_its_generated_secret_once_and_refuses_non_http_url
         assert made["events"] == ["deskstream.ticket.*"]
         again = tickets.get("/v1/webhooks/shown-once").json()
         assert "secret" not in again and again["url"] == "https://hooks.example/deskstream"
+        stored = MongoClient(os.environ["MONGODB_URL"])[stack.database]["webhooks"].find_one({"_id": "shown-once"})
+        assert stored["secret"] and made["secret"] not in str(stored)  # kept sealed, never in clear
         assert "secret" not in tickets.put("/v1/webhooks/shown-once",
                                            json={"url": "https://hooks.example/v2"}).json()  # kept, not new
         assert tickets.put("/v1/webhooks/x", json={"url": "ftp://hooks.example/"}).status_code == 400

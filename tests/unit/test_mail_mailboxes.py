@@ -3,7 +3,8 @@ import pytest
 from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.mailboxes.config import MailboxPut, Vault, address_of
+from services.ingest.mailboxes.config import MailboxPut, address_of
+from shared.credentials import Vault
 from services.ingest.mailboxes.store import LEASE_S, MailboxStore
 
 
@@ -30,10 +31,10 @@ def test_a_mailbox_that_cannot_be_polled_is_refused(body):
 
 
 def test_passwords_are_sealed_and_open_only_with_the_same_key():
-    sealed = Vault("key one").seal("hunter2")
-    assert "hunter2" not in sealed and Vault("key one").open(sealed) == "hunter2"
+    sealed = Vault("key one", "mailbox passwords").seal("hunter2")
+    assert "hunter2" not in sealed and Vault("key one", "mailbox passwords").open(sealed) == "hunter2"
     with pytest.raises(ValueError):
-        Vault("key two").open(sealed)
+        Vault("key two", "mailbox passwords").open(sealed)
 
 
 class Leases:

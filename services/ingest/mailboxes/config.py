@@ -1,18 +1,14 @@
 """A mailbox as an admin configures it: the URL read into its parts, the password kept encrypted."""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
 from pydantic import BaseModel, Field, field_validator
 
-from shared.credentials import secret_of
+from shared.credentials import Vault, sealing_secret
 
 MAILBOX_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _AFTER = re.compile(r"seen|delete|move:.{1,200}")
@@ -76,30 +72,8 @@ def address_of(url: str) -> Address:
                    password=unquote(parts.password or ""), folder=folder)
 
 
-def mailbox_secret(settings: Any) -> str:
-    """DESKSTREAM_SECRET_KEY; without it (DESKSTREAM_INSECURE_DEV, unit tests), one derived from the API
-    token, as the chat secret is, so every process still agrees on it."""
-    explicit = secret_of(getattr(settings, "secret_key", None))
-    if explicit:
-        return explicit
-    base = secret_of(getattr(settings, "api_token", None)) or "insecure-development"
-    return hmac.new(base.encode(), b"deskstream mailbox passwords", hashlib.sha256).hexdigest()
-
-
-class Vault:
-    """Mailbox passwords encrypted (Fernet: AES with an HMAC) under a key derived from
-    DESKSTREAM_SECRET_KEY, so a copy of the database alone does not open the retailer's mailbox."""
-
-    def __init__(self, secret: str) -> None:
-        key = hashlib.sha256(b"deskstream mailbox passwords\x00" + secret.encode()).digest()
-        self.fernet = Fernet(base64.urlsafe_b64encode(key))
-
-    def seal(self, password: str) -> str:
-        return self.fernet.encrypt(password.encode()).decode()
-
-    def open(self, sealed: str) -> str:
-        try:
-            return self.fernet.decrypt(sealed.encode()).decode()
-        except InvalidToken:
-            raise ValueError("the mailbox password was sealed with another DESKSTREAM_SECRET_KEY") from None
+def mailbox_vault(settings: Any) -> Vault:
+    """Mailbox passwords sealed under DESKSTREAM_SECRET_KEY (shared/credentials.py), so a copy of the
+    database alone does not open the retailer's mailbox."""
+    return Vault(sealing_secret(settings), "deskstream mailbox passwords")
 

@@ -15,6 +15,7 @@ from services.tickets.webhooks.rules import Refused, check_addresses, check_url,
 from services.tickets.webhooks.service import matching_since, queue_doc
 from services.tickets.webhooks.store import WebhookStore
 from shared.events import utcnow
+from shared.credentials import Vault
 from shared.http import ApiError, Auth, check_id
 
 Pattern = str
@@ -47,7 +48,7 @@ def public(doc: dict[str, Any], *, secret: str | None = None) -> dict[str, Any]:
 
 def build_webhooks_router(store: WebhookStore, auth: Auth, *, allow_private: bool, bootstrap_servers: str,
                           partitions: Callable[[str], Awaitable[int]],
-                          announce: Callable[[], Awaitable[None]]) -> APIRouter:
+                          announce: Callable[[], Awaitable[None]], vault: Vault) -> APIRouter:
     router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[auth.admin])
 
     async def existing(webhook_id: str) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def build_webhooks_router(store: WebhookStore, auth: Auth, *, allow_private: boo
         fields = {"url": body.url, "events": body.events or ["*"], "active": body.active, "updated_at": now,
                   "disabled_reason": None, "disabled_at": None}
         if secret := body.secret or generated:
-            fields["secret"] = secret
+            fields["secret"] = vault.seal(secret)  # kept sealed: a copy of the database signs nothing
         doc = await store.put(webhook_id, fields, created_at=now)
         await announce()
         return public(doc, secret=generated)

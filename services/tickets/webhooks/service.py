@@ -31,10 +31,11 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.tickets.webhooks.rules import (
-    Queued, Refused, RetryPolicy, check_addresses, check_url, is_success, ready, signed_headers, wants,
+    SECRET_PREFIX, Queued, Refused, RetryPolicy, check_addresses, check_url, is_success, ready, signed_headers, wants,
 )
 from services.tickets.webhooks.store import WebhookStore
 from shared import topics
+from shared.credentials import Vault
 from shared.events import EventType, WebhookDisabled, utcnow
 from shared.stream import Batch
 
@@ -110,8 +111,9 @@ class Dispatcher:
     def __init__(self, *, store: WebhookStore, subscriptions: Subscriptions, client: httpx.AsyncClient,
                  retry: RetryPolicy, allow_private: bool, per_webhook: int = 8, timeout_s: float = 10.0,
                  disabled: Callable[[WebhookDisabled], Awaitable[None]] | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, vault: Vault | None = None) -> None:
         self.store, self.subscriptions, self.client, self.retry = store, subscriptions, client, retry
+        self.vault = vault  # opens the sealed signing secrets (one kept in clear, from before, is used as it is)
         self.allow_private, self.per_webhook, self.timeout_s = allow_private, per_webhook, timeout_s
         self.disabled, self.clock = disabled, clock
         self.lanes: dict[Lane, deque[Entry]] = {}
@@ -214,7 +216,10 @@ class Dispatcher:
                 check_addresses({i[4][0] for i in infos}, allow_private=False)
         except (Refused, OSError, ValueError) as exc:
             return None, f"refused: {exc}"
-        headers = signed_headers(sub["secret"], entry.event_id, int(time.time()), entry.body)
+        secret = sub["secret"]
+        if self.vault is not None and not secret.startswith(SECRET_PREFIX):
+            secret = self.vault.open(secret)
+        headers = signed_headers(secret, entry.event_id, int(time.time()), entry.body)
         try:
             r = await self.client.post(sub["url"], content=entry.body, headers=headers, timeout=self.timeout_s)
         except httpx.TimeoutException:
