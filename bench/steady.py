@@ -45,6 +45,10 @@ async def batches(ctl: Any) -> dict[str, dict[str, float]]:
 async def measure(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str, Any]:
     urls = stack.service_urls
     await online_agents(urls["routing"], B.TOKEN, dict.fromkeys(B.AGENTS, B.CAPACITY))
+    if args.dead_webhook:  # a subscriber to every event that never answers (nothing listens on port 9)
+        async with httpx.AsyncClient(base_url=urls["tickets"], headers={"Authorization": f"Bearer {B.TOKEN}"}) as http:
+            r = await http.put("/v1/webhooks/dead", json={"url": "http://127.0.0.1:9/hook"})
+            r.raise_for_status()
     lag = B.Lag(stack.kafka_bootstrap)
     await lag.start()
     try:
@@ -79,12 +83,14 @@ def main() -> int:
     parser.add_argument("--spy", nargs="*", default=[], help="process names to profile with py-spy (tickets, routing-2…)")
     parser.add_argument("--spy-dir", default=".")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--dead-webhook", action="store_true",
+                        help="a webhook subscription to every event whose receiver is down (issue 18's check)")
     args = parser.parse_args()
     B.INSTANCES = args.instances
     ctl = B.load_stackctl()
     os.environ.update({"DESKSTREAM_API_TOKEN": B.TOKEN, "DESKSTREAM_CHAT_SECRET": B.CHAT_SECRET,
                        "MONGODB_DATABASE": "bench", "INGEST_RATE_LIMIT_PER_MIN": "0",
-                       "ROUTING_OFFLINE_GRACE_S": "3600"})
+                       "ROUTING_OFFLINE_GRACE_S": "3600", "WEBHOOKS_ALLOW_PRIVATE": "1"})
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "SMTP_URL"):
         os.environ.pop(name, None)
     if args.fresh:
