@@ -139,10 +139,13 @@ def chat_key(settings: Any) -> bytes:
     restarts; changing the API token then ends every chat token, which a widget renews by starting a
     new session)."""
     explicit = secret_of(getattr(settings, "chat_secret", None))
-    if explicit:
-        return explicit.encode()
+    return explicit.encode() if explicit else _from_api_token(settings, b"deskstream chat sessions")
+
+
+def _from_api_token(settings: Any, label: bytes) -> bytes:
+    """A key every process of the deployment derives alike when its own setting is unset."""
     base = secret_of(getattr(settings, "api_token", None)) or "insecure-development"
-    return hmac.new(base.encode(), b"deskstream chat sessions", hashlib.sha256).digest()
+    return hmac.new(base.encode(), label, hashlib.sha256).digest()
 
 
 class ChatTokens:
@@ -175,10 +178,7 @@ def sealing_secret(settings: Any) -> str:
     """DESKSTREAM_SECRET_KEY; without it (DESKSTREAM_INSECURE_DEV, unit tests), one derived from the API
     token, as the chat key is, so every process still agrees on it."""
     explicit = secret_of(getattr(settings, "secret_key", None))
-    if explicit:
-        return explicit
-    base = secret_of(getattr(settings, "api_token", None)) or "insecure-development"
-    return hmac.new(base.encode(), b"deskstream mailbox passwords", hashlib.sha256).hexdigest()
+    return explicit or _from_api_token(settings, b"deskstream mailbox passwords").hex()
 
 
 class Vault:
