@@ -1,4 +1,5 @@
 """The request-body size limit of every HTTP endpoint: 413 before a body too big is read into memory."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,6 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def body_limit(max_bytes: int | None) -> Callable[[F], F]:
     """Gives an endpoint its own limit instead of the default: a larger one (a reply carrying
     attachments), or None for one that reads and limits its body itself (the inbound doors)."""
+
     def mark(endpoint: F) -> F:
         setattr(endpoint, _MARK, max_bytes)
         return endpoint

@@ -1,5 +1,6 @@
 """Settings read on nearly every event (SLA policies, routing rules), kept for a few seconds
 instead of read from the database each time."""
+
 from __future__ import annotations
 
 import time
@@ -13,8 +14,9 @@ class Cached(Generic[T]):
     """The value `load` returns, kept for `ttl_s`. A change made through this process drops it at
     once (`invalidate`); other processes see a change within `ttl_s`."""
 
-    def __init__(self, load: Callable[[], Awaitable[T]], *, ttl_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, load: Callable[[], Awaitable[T]], *, ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._load, self._ttl_s, self._clock = load, ttl_s, clock
         self._value: T | None = None
         self._until = float("-inf")

@@ -13,6 +13,7 @@
 - Secrets deskstream must use again later (IMAP mailbox passwords, webhook signing secrets) are kept
   sealed (`Vault`: Fernet, AES with an HMAC) under a key derived from `DESKSTREAM_SECRET_KEY`, so a
   copy of the database alone opens nothing."""
+
 from __future__ import annotations
 
 import base64
@@ -61,10 +62,12 @@ def check_start(settings: Any) -> None:
             "deskstream: refusing to start: " + "; ".join(found) + ". Set a random token of at least "
             f"{MIN_TOKEN_LENGTH} characters (e.g. `export DESKSTREAM_API_TOKEN=$(python3 -c 'import secrets; "
             "print(secrets.token_urlsafe(32))')`), or DESKSTREAM_INSECURE_DEV=1 to run with the agent and admin "
-            "endpoints open on a development machine.")
+            "endpoints open on a development machine."
+        )
 
 
 # ---------------------------------------------------------------- per-agent tokens
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -93,7 +96,7 @@ def new_agent_token() -> tuple[str, str]:
 def token_id_of(token: str) -> str | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
-    token_id, sep, rest = token[len(TOKEN_PREFIX):].partition("_")
+    token_id, sep, rest = token[len(TOKEN_PREFIX) :].partition("_")
     return token_id if sep and rest and len(token_id) == 16 else None
 
 
@@ -105,19 +108,31 @@ class AgentTokens:
 
     async def create(self, agent_id: str, *, label: str | None = None) -> dict[str, Any]:
         token_id, token = new_agent_token()
-        doc = {"_id": token_id, "agent_id": agent_id, "hash": hash_token(token), "label": label,
-               "created_at": datetime.now(UTC)}
+        doc = {
+            "_id": token_id,
+            "agent_id": agent_id,
+            "hash": hash_token(token),
+            "label": label,
+            "created_at": datetime.now(UTC),
+        }
         await self.collection.insert_one(doc)
-        return {"token_id": token_id, "token": token, "agent_id": agent_id, "label": label,
-                "created_at": doc["created_at"]}
+        return {
+            "token_id": token_id,
+            "token": token,
+            "agent_id": agent_id,
+            "label": label,
+            "created_at": doc["created_at"],
+        }
 
     async def revoke(self, agent_id: str, token_id: str) -> bool:
         result = await self.collection.delete_one({"_id": token_id, "agent_id": agent_id})
         return result.deleted_count > 0
 
     async def of_agent(self, agent_id: str) -> list[dict[str, Any]]:
-        return [{"token_id": d["_id"], "label": d.get("label"), "created_at": d.get("created_at")}
-                async for d in self.collection.find({"agent_id": agent_id}, {"hash": 0})]
+        return [
+            {"token_id": d["_id"], "label": d.get("label"), "created_at": d.get("created_at")}
+            async for d in self.collection.find({"agent_id": agent_id}, {"hash": 0})
+        ]
 
     async def check(self, token: str) -> Principal | None:
         token_id = token_id_of(token)
@@ -164,7 +179,7 @@ class ChatTokens:
         """The visitor a token was issued to for this session; None when it is not a valid one."""
         if not token or not token.startswith(CHAT_TOKEN_PREFIX) or len(token) > 1000:
             return None
-        visitor_b64, _, mac = token[len(CHAT_TOKEN_PREFIX):].partition(".")
+        visitor_b64, _, mac = token[len(CHAT_TOKEN_PREFIX) :].partition(".")
         try:
             visitor_id = base64.urlsafe_b64decode(visitor_b64 + "=" * (-len(visitor_b64) % 4)).decode()
         except (ValueError, UnicodeDecodeError):
@@ -173,6 +188,7 @@ class ChatTokens:
 
 
 # ---------------------------------------------------------------- secrets kept sealed
+
 
 def sealing_secret(settings: Any) -> str:
     """DESKSTREAM_SECRET_KEY; without it (DESKSTREAM_INSECURE_DEV, unit tests), one derived from the API

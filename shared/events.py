@@ -4,6 +4,7 @@ Commands are named as imperatives (`AssignTicket`), events in the past tense
 (`TicketAssigned`). Every record on every topic is a structured-mode CloudEvent whose
 `data` is one of the payloads below; `EVENT_TYPES` maps each `type` to its payload.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,16 +58,26 @@ class CloudEvent(BaseModel):
 
 
 def make_event(
-    type_: str, data: BaseModel, *, source: str, subject: str | None,
-    id_: str | None = None, time: datetime | None = None,
+    type_: str,
+    data: BaseModel,
+    *,
+    source: str,
+    subject: str | None,
+    id_: str | None = None,
+    time: datetime | None = None,
 ) -> CloudEvent:
     return CloudEvent(
-        id=id_ or uuid.uuid4().hex, source=source, type=type_, subject=subject,
-        time=time or utcnow(), data=data.model_dump(mode="json"),
+        id=id_ or uuid.uuid4().hex,
+        source=source,
+        type=type_,
+        subject=subject,
+        time=time or utcnow(),
+        data=data.model_dump(mode="json"),
     )
 
 
 # ---------------------------------------------------------------- vocabulary
+
 
 class Channel(StrEnum):
     email = "email"
@@ -105,6 +116,7 @@ class CustomerRef(BaseModel):
 
 # ---------------------------------------------------------------- ingest → tickets
 
+
 class DeliveryReported(BaseModel):
     """A provider says what became of a message we sent (Twilio status callback, WhatsApp
     `statuses`), keyed by the provider's id for it."""
@@ -127,8 +139,11 @@ class Attachment(BaseModel):
     sha256: str | None = None
     content_ref: str | None = None
     inline: bool = False
-    content_id: str | None = Field(None, max_length=998, description="an inline part's Content-ID (no angle "
-                                   "brackets): what `cid:` links in the message's HTML point at")
+    content_id: str | None = Field(
+        None,
+        max_length=998,
+        description="an inline part's Content-ID (no angle brackets): what `cid:` links in the message's HTML point at",
+    )
 
 
 class MessageReceived(BaseModel):
@@ -148,15 +163,17 @@ class MessageReceived(BaseModel):
     # ISO 639-1; None when the text gives too little to tell (undetermined, `und`)
     language: str | None = None
     language_confidence: float | None = Field(
-        None, ge=0, le=1, description="how sure ingest's language guess is (0 to 1); absent on older records")
+        None, ge=0, le=1, description="how sure ingest's language guess is (0 to 1); absent on older records"
+    )
     # threading hints: the ids this message answers (mail Message-IDs, a social post id)
     in_reply_to: str | None = None
     references: list[str] = Field(default_factory=list)
     ticket_ref: str | None = None  # a ticket reference the customer quoted, e.g. from a subject
     recipient: str | None = None  # the address or number the customer wrote to
     raw_ref: str | None = None  # where ingest keeps the original, byte for byte
-    mailbox_id: str | None = Field(None, description="the IMAP mailbox (PUT /v1/mailboxes/{mailbox_id} on ingest) "
-                                                     "a mail was fetched from")
+    mailbox_id: str | None = Field(
+        None, description="the IMAP mailbox (PUT /v1/mailboxes/{mailbox_id} on ingest) a mail was fetched from"
+    )
     sent_at: datetime
     received_at: datetime
 
@@ -174,6 +191,7 @@ class MessageReceived(BaseModel):
 
 # ---------------------------------------------------------------- tickets → everyone
 
+
 class TicketSnapshot(BaseModel):
     """The facts of a ticket every consumer needs, carried on each ticket event."""
 
@@ -188,8 +206,11 @@ class TicketSnapshot(BaseModel):
     created_at: datetime
     version: int
     team: str | None = Field(None, description="the team the ticket belongs to (set by rules or by assignment)")
-    substatus: str | None = Field(None, description="an admin-defined status shown to agents; `status` is its "
-                                                    "base category, which SLA and analytics use")
+    substatus: str | None = Field(
+        None,
+        description="an admin-defined status shown to agents; `status` is its "
+        "base category, which SLA and analytics use",
+    )
     customer_tier: str | None = Field(None, description="the customer's service tier (e.g. vip), for SLA and routing")
 
 
@@ -303,11 +324,14 @@ class TicketPurged(BaseModel):
     actor: str | None = None
     at: datetime
     reason: Literal["purge", "erasure"] = Field(
-        "purge", description="`purge`: an admin purged the deleted or spam ticket; `erasure`: its customer's "
-                             "data was erased (any status), see `deskstream.customer.erased`")
+        "purge",
+        description="`purge`: an admin purged the deleted or spam ticket; `erasure`: its customer's "
+        "data was erased (any status), see `deskstream.customer.erased`",
+    )
 
 
 # ---------------------------------------------------------------- commands
+
 
 class TicketCommand(BaseModel):
     command_id: str = Field(description="deterministic: the same request sent again is the same command")
@@ -340,6 +364,7 @@ class ApplyAutomation(TicketCommand):
 # service's HTTP API sends each as a command to the ticket's partition on `tickets.commands`, so
 # the process owning the ticket applies it in order with everything else that happens to it, and
 # answers on `tickets.outcomes` (`request_id`).
+
 
 class ReplyToTicket(TicketCommand):
     message_id: str
@@ -453,6 +478,7 @@ class CommandOutcome(BaseModel):
 # all tickets. Every change of it is a record on `routing.dispatch` (one partition), applied in order
 # by the one process that owns that partition.
 
+
 class RouteTicket(BaseModel):
     """Find an agent for the ticket (or queue it); a ticket with an assignee goes back to them."""
 
@@ -467,8 +493,9 @@ class ReleaseTicket(BaseModel):
     request_id: str
     ticket_id: str
     reroute: bool = Field(False, description="find it another agent (it was taken off its agent)")
-    forget_customer: str | None = Field(None, description="the ticket's customer was erased: forget which agent "
-                                                          "last served them")
+    forget_customer: str | None = Field(
+        None, description="the ticket's customer was erased: forget which agent last served them"
+    )
 
 
 class KeepTicketWithAgent(BaseModel):
@@ -517,6 +544,7 @@ class SettingsChanged(BaseModel):
 
 # ---------------------------------------------------------------- customers
 
+
 class CustomerChanged(BaseModel):
     """A customer's identities, tier or merge changed (on `tickets.events`, key = customer id):
     every tickets process keeps who is who in memory and follows these."""
@@ -555,6 +583,7 @@ class EraseBlobs(BaseModel):
 
 # ---------------------------------------------------------------- sla
 
+
 class SlaTarget(StrEnum):
     first_response = "first_response"
     next_response = "next_response"
@@ -572,6 +601,7 @@ class SlaTargetEvent(BaseModel):
 
 # ---------------------------------------------------------------- webhooks
 
+
 class WebhookDisabled(BaseModel):
     """A webhook subscription took no delivery for the whole retry period (24 h) and was switched off,
     on `tickets.events` (key = webhook id): admins and the other subscribers hear of it; an admin's
@@ -584,6 +614,7 @@ class WebhookDisabled(BaseModel):
 
 
 # ---------------------------------------------------------------- dead letters
+
 
 class DeadLetter(BaseModel):
     """A record that could not be processed, kept whole with where it came from and why."""
@@ -600,6 +631,7 @@ class DeadLetter(BaseModel):
 
 
 # ---------------------------------------------------------------- the type registry
+
 
 class EventType:
     MESSAGE_RECEIVED = "deskstream.message.received"
@@ -713,41 +745,60 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 
 # ---------------------------------------------------------------- records per topic (for the AsyncAPI document)
 
+
 def _record(name: str, doc: str, types: tuple[str, ...]) -> type[CloudEvent]:
     models = tuple(dict.fromkeys(EVENT_TYPES[t] for t in types))
     data_type = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
-    return create_model(name, __base__=CloudEvent, __doc__=doc,
-                        type=(Literal[types], ...), data=(data_type, ...))  # type: ignore[valid-type]
+    return create_model(name, __base__=CloudEvent, __doc__=doc, type=(Literal[types], ...), data=(data_type, ...))  # type: ignore[valid-type]
 
 
 MessageReceivedRecord = _record(
-    "MessageReceivedRecord", "A normalised inbound channel message, or a provider's delivery report for a "
-                             "message we sent, on `ingest.messages`.",
-    (EventType.MESSAGE_RECEIVED, EventType.DELIVERY_REPORTED))
+    "MessageReceivedRecord",
+    "A normalised inbound channel message, or a provider's delivery report for a "
+    "message we sent, on `ingest.messages`.",
+    (EventType.MESSAGE_RECEIVED, EventType.DELIVERY_REPORTED),
+)
 TicketEventRecord = _record(
-    "TicketEventRecord", "A ticket change on `tickets.events`; `subject` is the ticket id (for "
-                         "`deskstream.customer.*`, the customer id).",
-    tuple(t for t in EVENT_TYPES if t.startswith(("deskstream.ticket.", "deskstream.customer."))))
+    "TicketEventRecord",
+    "A ticket change on `tickets.events`; `subject` is the ticket id (for `deskstream.customer.*`, the customer id).",
+    tuple(t for t in EVENT_TYPES if t.startswith(("deskstream.ticket.", "deskstream.customer."))),
+)
 TicketCommandRecord = _record(
-    "TicketCommandRecord", "A command for the tickets service on `tickets.commands`; key = ticket id.",
-    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.command.") and t != EventType.COMMAND_OUTCOME))
+    "TicketCommandRecord",
+    "A command for the tickets service on `tickets.commands`; key = ticket id.",
+    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.command.") and t != EventType.COMMAND_OUTCOME),
+)
 RoutingDispatchRecord = _record(
-    "RoutingDispatchRecord", "A change of who carries which ticket, for routing's dispatcher on `routing.dispatch`.",
-    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.routing.")))
+    "RoutingDispatchRecord",
+    "A change of who carries which ticket, for routing's dispatcher on `routing.dispatch`.",
+    tuple(t for t in EVENT_TYPES if t.startswith("deskstream.routing.")),
+)
 CommandOutcomeRecord = _record(
-    "CommandOutcomeRecord", "How a command sent by a tickets API instance ended, on `tickets.outcomes`.",
-    (EventType.COMMAND_OUTCOME,))
+    "CommandOutcomeRecord",
+    "How a command sent by a tickets API instance ended, on `tickets.outcomes`.",
+    (EventType.COMMAND_OUTCOME,),
+)
 SlaEventRecord = _record(
-    "SlaEventRecord", "An SLA warning, breach or met target on `sla.events`; `subject` is the ticket id.",
-    (EventType.SLA_WARNING, EventType.SLA_BREACHED, EventType.SLA_MET))
+    "SlaEventRecord",
+    "An SLA warning, breach or met target on `sla.events`; `subject` is the ticket id.",
+    (EventType.SLA_WARNING, EventType.SLA_BREACHED, EventType.SLA_MET),
+)
 SettingsChangedRecord = _record(
-    "SettingsChangedRecord", "Settings an admin changed, on `settings.changes`: every process of the service "
-                             "re-reads them.", (EventType.SETTINGS_CHANGED,))
+    "SettingsChangedRecord",
+    "Settings an admin changed, on `settings.changes`: every process of the service re-reads them.",
+    (EventType.SETTINGS_CHANGED,),
+)
 PrivacyErasureRecord = _record(
-    "PrivacyErasureRecord", "Files no ticket refers to any more, to delete wherever they are kept, on "
-                            "`privacy.erasures`.", (EventType.ERASE_BLOBS,))
+    "PrivacyErasureRecord",
+    "Files no ticket refers to any more, to delete wherever they are kept, on `privacy.erasures`.",
+    (EventType.ERASE_BLOBS,),
+)
 WebhookDisabledRecord = _record(
-    "WebhookDisabledRecord", "A webhook subscription switched off after failing for the whole retry period, on "
-                             "`tickets.events`; key and `subject` are the webhook id.", (EventType.WEBHOOK_DISABLED,))
+    "WebhookDisabledRecord",
+    "A webhook subscription switched off after failing for the whole retry period, on "
+    "`tickets.events`; key and `subject` are the webhook id.",
+    (EventType.WEBHOOK_DISABLED,),
+)
 DeadLetterRecord = _record(
-    "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,))
+    "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,)
+)

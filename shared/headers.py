@@ -1,4 +1,5 @@
 """Text bound for a header line (a mail's Subject, a display name in To): one line, no control characters."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """HTTP plumbing every service shares: the FastAPI app around a Runtime, `/healthz`,
 `/metrics`, JSON errors (`{"error": {"code", "message"}}`) and bearer-token auth."""
+
 from __future__ import annotations
 
 import os
@@ -120,8 +121,9 @@ def require_token(rt: Runtime) -> Auth:
     return Auth(rt)
 
 
-def create_http_app(rt: Runtime, *, title: str, description: str, routers: list[APIRouter],
-                    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def create_http_app(
+    rt: Runtime, *, title: str, description: str, routers: list[APIRouter], max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await rt.start()
@@ -142,8 +144,7 @@ def create_http_app(rt: Runtime, *, title: str, description: str, routers: list[
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-        return JSONResponse(error_body("invalid_request", "the request is not valid", details=details),
-                            status_code=422)
+        return JSONResponse(error_body("invalid_request", "the request is not valid", details=details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -154,9 +155,15 @@ def create_http_app(rt: Runtime, *, title: str, description: str, routers: list[
     async def healthz() -> JSONResponse:
         checks = await rt.ready()
         ok = all(checks.values())
-        return JSONResponse({"service": rt.service, "instance": rt.settings.instance,
-                             "status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {
+                "service": rt.service,
+                "instance": rt.settings.instance,
+                "status": "ok" if ok else "unavailable",
+                "checks": checks,
+            },
+            status_code=200 if ok else 503,
+        )
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
@@ -185,8 +192,15 @@ def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info", instan
     service's port, shared with its other instances, and on `instance_port`, its own, when given.
     A process whose API token would leave it open exits first, saying why (shared/credentials.py)."""
     check_start(app.state.runtime.settings)
-    config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
+    config = uvicorn.Config(
+        app,
+        log_level=log_level.lower(),
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        loop="uvloop",
+        http="httptools",
+    )
     sockets = [listening(host, port, shared=True)]
     instance_port = instance_port or int(os.environ.get("DESKSTREAM_INSTANCE_PORT") or 0)  # (until ingest passes it)
     if instance_port:

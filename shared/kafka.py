@@ -1,6 +1,7 @@
 """Kafka for the hot path: one idempotent producer per process that sends a batch of records and
 waits for all of their acknowledgements together, CloudEvents encoded straight to bytes, and the
 topics deskstream needs (with the settings each one wants)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,20 +53,41 @@ def iso(at: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def event(topic: str, key: str | None, type_: str, data: BaseModel | dict[str, Any], *, source: str,
-          subject: str | None, id_: str, time: datetime, partition: int | None = None) -> Outgoing:
+def event(
+    topic: str,
+    key: str | None,
+    type_: str,
+    data: BaseModel | dict[str, Any],
+    *,
+    source: str,
+    subject: str | None,
+    id_: str,
+    time: datetime,
+    partition: int | None = None,
+) -> Outgoing:
     """A CloudEvent record ready to send."""
-    return Outgoing(topic, key, encode_event(type_, data, source=source, subject=subject, id_=id_, time=time),
-                    partition, type_)
+    return Outgoing(
+        topic, key, encode_event(type_, data, source=source, subject=subject, id_=id_, time=time), partition, type_
+    )
 
 
-def encode_event(type_: str, data: BaseModel | dict[str, Any], *, source: str, subject: str | None, id_: str,
-                 time: datetime) -> bytes:
+def encode_event(
+    type_: str, data: BaseModel | dict[str, Any], *, source: str, subject: str | None, id_: str, time: datetime
+) -> bytes:
     """A CloudEvents 1.0 record in structured JSON mode, written without building a model of the
     envelope: the payload is serialised by pydantic (Rust), the envelope around it by orjson."""
     payload = data.model_dump_json().encode() if isinstance(data, BaseModel) else orjson.dumps(data)
-    head = orjson.dumps({"specversion": "1.0", "id": id_, "source": source, "type": type_, "subject": subject,
-                         "time": iso(time), "datacontenttype": "application/json"})
+    head = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": id_,
+            "source": source,
+            "type": type_,
+            "subject": subject,
+            "time": iso(time),
+            "datacontenttype": "application/json",
+        }
+    )
     return head[:-1] + b',"data":' + payload + b"}"
 
 
@@ -82,9 +104,15 @@ class Producer:
     a batch costs one round of produce requests, not one per record."""
 
     def __init__(self, bootstrap_servers: str, *, client_id: str, linger_ms: int = 2) -> None:
-        self._options = dict(bootstrap_servers=bootstrap_servers, client_id=client_id, acks="all",
-                             enable_idempotence=True, linger_ms=linger_ms, max_request_size=MAX_REQUEST_BYTES,
-                             max_batch_size=256 * 1024)
+        self._options = dict(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=linger_ms,
+            max_request_size=MAX_REQUEST_BYTES,
+            max_batch_size=256 * 1024,
+        )
         self._producer: AIOKafkaProducer | None = None  # made in `start`: aiokafka wants a running loop
         self.started = False
 
@@ -105,12 +133,20 @@ class Producer:
             await self._producer.stop()
             self._producer = None
 
-    async def send(self, topic: str, value: bytes | None, *, key: str | None = None, partition: int | None = None,
-                   headers: list[tuple[str, bytes]] | None = None) -> None:
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: str | None = None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         await self.send_many([Outgoing(topic, key, value, partition)], headers=headers)
 
-    async def send_many(self, records: Iterable[Outgoing], *,
-                        headers: list[tuple[str, bytes]] | None = CLOUDEVENTS_JSON) -> int:
+    async def send_many(
+        self, records: Iterable[Outgoing], *, headers: list[tuple[str, bytes]] | None = CLOUDEVENTS_JSON
+    ) -> int:
         if self._producer is None:
             raise KafkaConnectionError("the producer is not connected")
         futures = []
@@ -118,9 +154,15 @@ class Producer:
             extra = headers
             if r.type is not None and headers is not None:
                 extra = [*headers, ("ce_type", r.type.encode())]
-            futures.append(await self._producer.send(
-                r.topic, r.value, key=r.key.encode() if r.key is not None else None, partition=r.partition,
-                headers=extra if r.value is not None else None))
+            futures.append(
+                await self._producer.send(
+                    r.topic,
+                    r.value,
+                    key=r.key.encode() if r.key is not None else None,
+                    partition=r.partition,
+                    headers=extra if r.value is not None else None,
+                )
+            )
         if futures:
             await asyncio.gather(*futures)
         return len(futures)
@@ -139,8 +181,12 @@ class Producer:
 
 # compacted changelogs of the state stores (shared/state.py): the latest value per key is kept;
 # small segments so that compaction keeps the restore short
-CHANGELOG_CONFIG = {"cleanup.policy": "compact", "segment.ms": str(10 * 60 * 1000),
-                    "min.cleanable.dirty.ratio": "0.2", "delete.retention.ms": str(60 * 60 * 1000)}
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.ms": str(10 * 60 * 1000),
+    "min.cleanable.dirty.ratio": "0.2",
+    "delete.retention.ms": str(60 * 60 * 1000),
+}
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     topics.DEADLETTER: {"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
     **{name: CHANGELOG_CONFIG for name in topics.CHANGELOGS},
@@ -148,25 +194,36 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
 TOPIC_PARTITIONS = {name: 1 for name in topics.SINGLE_PARTITION}
 
 
-async def ensure_topics(bootstrap_servers: str, names: tuple[str, ...] = topics.ALL,
-                        partitions: int = DEFAULT_PARTITIONS) -> None:
+async def ensure_topics(
+    bootstrap_servers: str, names: tuple[str, ...] = topics.ALL, partitions: int = DEFAULT_PARTITIONS
+) -> None:
     """Create the topics deskstream needs if they are missing (existing ones keep their partitions)
     and give existing ones the settings they need."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="deskstream-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name=n, num_partitions=TOPIC_PARTITIONS.get(n, partitions), replication_factor=1,
-                            topic_configs=TOPIC_CONFIGS.get(n, {}))
-                   for n in names if n not in existing]
+        missing = [
+            NewTopic(
+                name=n,
+                num_partitions=TOPIC_PARTITIONS.get(n, partitions),
+                replication_factor=1,
+                topic_configs=TOPIC_CONFIGS.get(n, {}),
+            )
+            for n in names
+            if n not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)
             except Exception as exc:  # another service created them first
                 if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
                     raise
-        configs = [ConfigResource(ConfigResourceType.TOPIC, n, configs=TOPIC_CONFIGS[n])
-                   for n in names if n in existing and n in TOPIC_CONFIGS]
+        configs = [
+            ConfigResource(ConfigResourceType.TOPIC, n, configs=TOPIC_CONFIGS[n])
+            for n in names
+            if n in existing and n in TOPIC_CONFIGS
+        ]
         if configs:
             await admin.alter_configs(configs)
     finally:

@@ -4,6 +4,7 @@ client later is a change here only). Storage code elsewhere uses the collection 
 Everything written through it stays inside the subset FerretDB 1.24 and MongoDB 7
 share: single-document atomic updates, no transactions, no TTL or partial indexes,
 and `$pull` only by exact value (so outbox entries are removed with `$pullAll`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,12 +35,16 @@ class Mongo:
     def __init__(self, url: str, database: str, *, app_name: str, registry: CollectorRegistry | None = None) -> None:
         listeners = [CommandMetrics(registry)] if registry is not None else []
         self.client: AsyncIOMotorClient = AsyncIOMotorClient(
-            url, appname=app_name, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
+            url,
+            appname=app_name,
+            serverSelectionTimeoutMS=3000,
+            connectTimeoutMS=3000,
             # no command of ours takes a minute; one that does is stuck (FerretDB 1.24 was seen to stop
             # answering every command once all 100 of its SQLite connections were taken): fail it, so
             # the batch is retried and the log says so, instead of waiting silently for ever
             socketTimeoutMS=SOCKET_TIMEOUT_MS,
-            tz_aware=True, event_listeners=listeners,
+            tz_aware=True,
+            event_listeners=listeners,
         )
         self.db: Database = self.client[database]
         self.database = database
@@ -96,8 +101,9 @@ class Mongo:
         if not (self.ferretdb and folder):
             return 0
         await self.create_collections(sorted(self.names))
-        return await asyncio.to_thread(_sqlite_lookup_indexes, Path(folder) / f"{self.database}.sqlite",
-                                       sorted(self.names))
+        return await asyncio.to_thread(
+            _sqlite_lookup_indexes, Path(folder) / f"{self.database}.sqlite", sorted(self.names)
+        )
 
     async def ping(self, timeout: float = 2.0) -> bool:
         try:
@@ -118,10 +124,16 @@ class CommandMetrics(monitoring.CommandListener):
     `deskstream_db_commands_total` and `deskstream_db_command_seconds` on /metrics."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.count = Counter("deskstream_db_commands", "database commands sent", ["command", "collection"],
-                             registry=registry)
-        self.seconds = Histogram("deskstream_db_command_seconds", "database command round trip", ["command"],
-                                 registry=registry, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2))
+        self.count = Counter(
+            "deskstream_db_commands", "database commands sent", ["command", "collection"], registry=registry
+        )
+        self.seconds = Histogram(
+            "deskstream_db_command_seconds",
+            "database command round trip",
+            ["command"],
+            registry=registry,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2),
+        )
         self._started: dict[int, tuple[str, str]] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -146,8 +158,9 @@ def _sqlite_lookup_indexes(path: Path, names: list[str]) -> int:
     made = 0
     with sqlite3.connect(path, timeout=30) as db:
         marks = ",".join("?" * len(names))
-        tables = db.execute(f"SELECT name, table_name FROM _ferretdb_collections WHERE name IN ({marks})",
-                            names).fetchall()
+        tables = db.execute(
+            f"SELECT name, table_name FROM _ferretdb_collections WHERE name IN ({marks})", names
+        ).fetchall()
         for _, table in tables:
             index = f"{table}_deskstream_id"
             if db.execute("SELECT 1 FROM sqlite_master WHERE type='index' AND name=?", (index,)).fetchone():
@@ -175,15 +188,17 @@ def loaded_week(hours: dict[str, list[Any]]) -> dict[str, list[list[str]]]:
     return {day: [r.split("-", 1) if isinstance(r, str) else list(r) for r in ranges] for day, ranges in hours.items()}
 
 
-async def upsert(collection: Collection, query: dict[str, Any], update: dict[str, Any], *,
-                 returning: bool = False) -> Any:
+async def upsert(
+    collection: Collection, query: dict[str, Any], update: dict[str, Any], *, returning: bool = False
+) -> Any:
     """An upsert that survives a racing upsert of the same key: concurrent upserts may both
     try to insert, and the loser gets a duplicate-key error; retried, it matches the winner."""
     for attempt in range(3):
         try:
             if returning:
-                return await collection.find_one_and_update(query, update, upsert=True,
-                                                            return_document=ReturnDocument.AFTER)
+                return await collection.find_one_and_update(
+                    query, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
             return await collection.update_one(query, update, upsert=True)
         except DuplicateKeyError:
             if attempt == 2:

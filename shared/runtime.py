@@ -7,6 +7,7 @@ The message path runs on aiokafka (shared/stream.py, shared/kafka.py): a FastStr
 second), several times what a batch processor spends per record. FastStream describes the topics:
 every processor's inputs and every publisher are declared on `spec`, a broker that is never started,
 from which `make docs` generates the AsyncAPI document."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,12 @@ class Runtime:
         self.service = service
         self.settings = settings
         self.telemetry = Telemetry(service)
-        self.mongo = Mongo(settings.mongodb_url, settings.mongodb_database, app_name=f"deskstream-{service}",
-                           registry=self.telemetry.registry)
+        self.mongo = Mongo(
+            settings.mongodb_url,
+            settings.mongodb_database,
+            app_name=f"deskstream-{service}",
+            registry=self.telemetry.registry,
+        )
         self.storage = Storage(self.mongo)
         self.producer = Producer(settings.kafka_bootstrap_servers, client_id=f"deskstream-{service}")
         self.spec = KafkaBroker(settings.kafka_bootstrap_servers, logger=None)  # described, never started
@@ -54,8 +59,11 @@ class Runtime:
         self.connected = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._settings_handlers: dict[str, list[Callable[[], Any]]] = {}
-        self.publisher(topics.DEADLETTER, schema=DeadLetterRecord,
-                       description="Records this service could not process, whole, with where they came from and why")
+        self.publisher(
+            topics.DEADLETTER,
+            schema=DeadLetterRecord,
+            description="Records this service could not process, whole, with where they came from and why",
+        )
 
     @property
     def broker(self) -> KafkaBroker:
@@ -79,18 +87,38 @@ class Runtime:
 
         handler.__annotations__ = {"event": schema, "return": None}  # the record's model, for the document
         handler.__name__ = name
-        self.spec.subscriber(topic, group_id=group, description=description,
-                             title=f"{self.service}:{topic}:{name}")(handler)
+        self.spec.subscriber(topic, group_id=group, description=description, title=f"{self.service}:{topic}:{name}")(
+            handler
+        )
 
-    def stream(self, *, name: str, inputs: dict[str, Any], group_id: str, processor: Processor, description: str,
-               types: Iterable[str] | None = None, max_records: int = 500, batch_wait_ms: int = 0) -> StreamRunner:
+    def stream(
+        self,
+        *,
+        name: str,
+        inputs: dict[str, Any],
+        group_id: str,
+        processor: Processor,
+        description: str,
+        types: Iterable[str] | None = None,
+        max_records: int = 500,
+        batch_wait_ms: int = 0,
+    ) -> StreamRunner:
         """A batch processor consuming `inputs` ({topic: record schema}) as a member of `group_id`;
         `batch_wait_ms` > 0 for one off the path anyone waits on (see fetch_pacing)."""
-        runner = StreamRunner(name=name, service=self.service, inputs=tuple(inputs), group_id=group_id,
-                              processor=processor, bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                              producer=self.producer, metrics=self.stream_metrics, max_records=max_records,
-                              retry_backoff_s=self.settings.retry_backoff_s, batch_wait_ms=batch_wait_ms,
-                              types=frozenset(types) if types is not None else None)
+        runner = StreamRunner(
+            name=name,
+            service=self.service,
+            inputs=tuple(inputs),
+            group_id=group_id,
+            processor=processor,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            producer=self.producer,
+            metrics=self.stream_metrics,
+            max_records=max_records,
+            retry_backoff_s=self.settings.retry_backoff_s,
+            batch_wait_ms=batch_wait_ms,
+            types=frozenset(types) if types is not None else None,
+        )
         for topic, schema in inputs.items():
             self._describe_input(topic, group_id, schema, description, name)
         self.streams.append(runner)
@@ -99,20 +127,37 @@ class Runtime:
 
     def replica(self, *, name: str, inputs: dict[str, Any], processor: Any, description: str) -> Replica:
         """Every partition of `inputs`, read whole by every instance into a read model of its own."""
-        reader = Replica(name=f"{self.service}-{name}", service=self.service, inputs=tuple(inputs),
-                         bootstrap_servers=self.settings.kafka_bootstrap_servers, processor=processor,
-                         producer=self.producer, metrics=self.stream_metrics,
-                         commit_group=f"{self.service}-{self.settings.instance}")
+        reader = Replica(
+            name=f"{self.service}-{name}",
+            service=self.service,
+            inputs=tuple(inputs),
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            processor=processor,
+            producer=self.producer,
+            metrics=self.stream_metrics,
+            commit_group=f"{self.service}-{self.settings.instance}",
+        )
         for topic, schema in inputs.items():
             self._describe_input(topic, None, schema, description, name)
         self.loops.append(reader.run)
         return reader
 
-    def tail(self, *, name: str, topic: str, schema: Any, handlers: dict[str, Callable[[dict[str, Any]], Any]],
-             description: str) -> Tail:
+    def tail(
+        self,
+        *,
+        name: str,
+        topic: str,
+        schema: Any,
+        handlers: dict[str, Callable[[dict[str, Any]], Any]],
+        description: str,
+    ) -> Tail:
         """What every instance reads of `topic` from its end while it runs (no group)."""
-        tail = Tail(name=f"{self.service}-{name}", topic=topic, bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                    handlers=handlers)
+        tail = Tail(
+            name=f"{self.service}-{name}",
+            topic=topic,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            handlers=handlers,
+        )
         self._describe_input(topic, None, schema, description, name)
         self.loops.append(tail.run)
         return tail
@@ -123,11 +168,18 @@ class Runtime:
         announces that `what` changed (`announce_settings`): an admin's change applies at once on
         every process, not when each one's cache expires."""
         if not self._settings_handlers:
-            self.publisher(topics.SETTINGS_CHANGES, schema=SettingsChangedRecord,
-                           description="Settings an admin changed through this service's API")
-            self.tail(name="settings", topic=topics.SETTINGS_CHANGES, schema=SettingsChangedRecord,
-                      handlers={EventType.SETTINGS_CHANGED: self._settings_changed},
-                      description="Settings changed through any process of this service: caches dropped")
+            self.publisher(
+                topics.SETTINGS_CHANGES,
+                schema=SettingsChangedRecord,
+                description="Settings an admin changed through this service's API",
+            )
+            self.tail(
+                name="settings",
+                topic=topics.SETTINGS_CHANGES,
+                schema=SettingsChangedRecord,
+                handlers={EventType.SETTINGS_CHANGED: self._settings_changed},
+                description="Settings changed through any process of this service: caches dropped",
+            )
         self._settings_handlers.setdefault(what, []).append(drop)
 
     def _settings_changed(self, data: dict[str, Any]) -> None:
@@ -139,8 +191,20 @@ class Runtime:
     async def announce_settings(self, what: str) -> None:
         """Tell every process of this service that `what` changed (after the change is stored)."""
         change = SettingsChanged(service=self.service, what=what)
-        await self.producer.send_many([event(topics.SETTINGS_CHANGES, self.service, EventType.SETTINGS_CHANGED, change,
-                                             source=self.source, subject=what, id_=uuid.uuid4().hex, time=utcnow())])
+        await self.producer.send_many(
+            [
+                event(
+                    topics.SETTINGS_CHANGES,
+                    self.service,
+                    EventType.SETTINGS_CHANGED,
+                    change,
+                    source=self.source,
+                    subject=what,
+                    id_=uuid.uuid4().hex,
+                    time=utcnow(),
+                )
+            ]
+        )
 
     # ------------------------------------------------------------ sending
     async def send(self, records: Iterable[Outgoing]) -> None:
@@ -149,6 +213,7 @@ class Runtime:
     def every(self, interval_s: float, job: Callable[[], Awaitable[Any]], what: str) -> None:
         """Run `job` every `interval_s` seconds once connected (sweepers, wake-ups); a failing
         round is logged and the next one runs; a truthy result is logged as a count of `what`."""
+
         async def loop() -> None:
             while True:
                 try:
@@ -166,9 +231,11 @@ class Runtime:
     async def start(self) -> None:
         configure_logging(self.service, self.settings.log_level)
         if found := problems(self.settings):
+
             async def warn() -> None:  # insecure development mode (serve() refuses it otherwise)
                 for problem in found:
                     log.warning("%s: agent and admin endpoints are open (DESKSTREAM_INSECURE_DEV)", problem)
+
             self.every(60.0, warn, "")
         self._tasks.append(asyncio.create_task(self._connect(), name=f"{self.service}-connect"))
 
@@ -247,8 +314,9 @@ class Publisher:
     def __init__(self, producer: Producer, topic: str) -> None:
         self.producer, self.topic = producer, topic
 
-    async def publish(self, message: Any, *, key: bytes | str | None = None,
-                      headers: dict[str, str] | None = None) -> None:
+    async def publish(
+        self, message: Any, *, key: bytes | str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         body = message if isinstance(message, bytes) else orjson.dumps(message)
         key_text = key.decode() if isinstance(key, bytes) else key
         kind = message.get("type") if isinstance(message, dict) else None

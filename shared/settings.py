@@ -1,4 +1,5 @@
 """Settings every service reads from the environment (names as in CONTRACT.md)."""
+
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -14,37 +15,26 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
     )
-    mongodb_url: str = Field(
-        "mongodb://127.0.0.1:27017", validation_alias=AliasChoices("MONGODB_URL", "mongodb_url")
-    )
-    mongodb_database: str = Field(
-        "deskstream", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database")
-    )
+    mongodb_url: str = Field("mongodb://127.0.0.1:27017", validation_alias=AliasChoices("MONGODB_URL", "mongodb_url"))
+    mongodb_database: str = Field("deskstream", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"))
     # Required (16 characters or more): a service refuses to start without it (shared/credentials.py)
     # unless `insecure_dev`, which opens the agent and admin endpoints and says so every minute.
-    api_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DESKSTREAM_API_TOKEN", "api_token")
-    )
-    agent_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DESKSTREAM_AGENT_TOKEN", "agent_token")
-    )
+    api_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_API_TOKEN", "api_token"))
+    agent_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_AGENT_TOKEN", "agent_token"))
     insecure_dev: bool = Field(False, validation_alias=AliasChoices("DESKSTREAM_INSECURE_DEV", "insecure_dev"))
     # the key chat tokens are signed with (ingest issues them, tickets checks them); unset: derived
     # from the API token (`make up` generates one into the state directory)
-    chat_secret: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DESKSTREAM_CHAT_SECRET", "chat_secret")
-    )
+    chat_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_CHAT_SECRET", "chat_secret"))
     # the key secrets kept for later use are sealed with (mailbox passwords, webhook signing secrets;
     # shared/credentials.py Vault); `make up` generates one into the state directory
-    secret_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DESKSTREAM_SECRET_KEY", "secret_key")
-    )
+    secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_SECRET_KEY", "secret_key"))
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
     http_port: int = 8000
     # which of several processes of one service this is (`make up` starts two of each): for logs, and
     # for what each instance keeps of its own (analytics' snapshots)
-    instance: str = Field("1", validation_alias=AliasChoices("DESKSTREAM_INSTANCE", "instance"),
-                          pattern=r"^[\w.-]{1,40}$")
+    instance: str = Field(
+        "1", validation_alias=AliasChoices("DESKSTREAM_INSTANCE", "instance"), pattern=r"^[\w.-]{1,40}$"
+    )
     # a port of this process alone, beside the service's port it shares with the other instances
     instance_port: int | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_INSTANCE_PORT", "instance_port"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("DESKSTREAM_LOG_LEVEL", "log_level"))

@@ -11,6 +11,7 @@ which input offsets the values hold; a replay after a crash skips what the marke
 Memory: with `hot=n`, at most n values (of the keys `coldable` accepts) are held decoded; the
 others are held as the changelog has them (JSON bytes, ~8x smaller than the decoded objects) and
 decoded again when asked for. A restore reads them without decoding them at all."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,10 +39,17 @@ class Encoded:
 
 
 class ChangelogStore(Generic[V]):
-    def __init__(self, topic: str, producer: Producer, bootstrap_servers: str, *,
-                 encode: Callable[[str, V], Any] = lambda k, v: v,
-                 decode: Callable[[str, Any], V] = lambda k, v: v,
-                 hot: int | None = None, coldable: Callable[[str], bool] = lambda key: True) -> None:
+    def __init__(
+        self,
+        topic: str,
+        producer: Producer,
+        bootstrap_servers: str,
+        *,
+        encode: Callable[[str, V], Any] = lambda k, v: v,
+        decode: Callable[[str, Any], V] = lambda k, v: v,
+        hot: int | None = None,
+        coldable: Callable[[str], bool] = lambda key: True,
+    ) -> None:
         self.topic = topic
         self.producer = producer
         self.bootstrap_servers = bootstrap_servers
@@ -173,10 +181,15 @@ class ChangelogStore(Generic[V]):
         out: dict[int, tuple[dict[str, V | Encoded], dict[str, int]]] = {tp.partition: ({}, {}) for tp in tps}
         if not tps:
             return out
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, client_id=f"restore-{self.topic}",
-                                    auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
-                                    fetch_max_wait_ms=50)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"restore-{self.topic}",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=50,
+        )
         await consumer.start()
         try:
             consumer.assign(tps)

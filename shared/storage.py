@@ -8,6 +8,7 @@ document of 15 fields 0.2 ms, the same bytes as one packed field 0.09 ms), ~1 ms
 ~0.9 ms per `find_one` by `_id`, ~1.8–2.8 ms per `update_one`, ~1.8 ms per `delete_one`; a filter
 other than exactly `{_id: x}` (including `$in`) reads every document of the collection; one
 `update` command holding more than ~50 matched statements can hang the server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -82,7 +83,7 @@ class Storage:
         duplicates: set[Any] = set()
         size = self.caps.insert_chunk
         for start in range(0, len(docs), size):
-            chunk = docs[start:start + size]
+            chunk = docs[start : start + size]
             try:
                 await collection.insert_many(chunk, ordered=False)
             except BulkWriteError as exc:
@@ -92,12 +93,13 @@ class Storage:
                 duplicates.update(chunk[e["index"]]["_id"] for e in errors)
         return duplicates
 
-    async def update_batch(self, collection: Collection, updates: list[tuple[dict[str, Any], dict[str, Any]]],
-                           *, upsert: bool = False) -> None:
+    async def update_batch(
+        self, collection: Collection, updates: list[tuple[dict[str, Any], dict[str, Any]]], *, upsert: bool = False
+    ) -> None:
         """Apply (filter, update) pairs, at most `update_bulk_limit` per command, one command at a time."""
         size = self.caps.update_bulk_limit
         for start in range(0, len(updates), size):
-            ops = [UpdateOne(f, u, upsert=upsert) for f, u in updates[start:start + size]]
+            ops = [UpdateOne(f, u, upsert=upsert) for f, u in updates[start : start + size]]
             await collection.bulk_write(ops, ordered=False)
 
     # ------------------------------------------------------------ packed documents
@@ -123,8 +125,9 @@ class Storage:
         """FerretDB's SQLite table of `collection`, when its files are ours (see SqlIndexes)."""
         return self._sql.get(collection)
 
-    async def add_sql_indexes(self, collection: str, indexes: list[tuple[str, list[str]]],
-                              arrays: frozenset[str] = frozenset()) -> SqlIndexes | None:
+    async def add_sql_indexes(
+        self, collection: str, indexes: list[tuple[str, list[str]]], arrays: frozenset[str] = frozenset()
+    ) -> SqlIndexes | None:
         """On FerretDB with local files: expression indexes over its table, for `ids_where`."""
         file = self.mongo.sqlite_file()
         if file is None:
@@ -136,8 +139,14 @@ class Storage:
         self._sql[collection] = side
         return side
 
-    async def ids_where(self, collection: Collection, filters: dict[str, Any], *, limit: int = 1000,
-                        order: tuple[str, bool] | None = None) -> list[Any]:
+    async def ids_where(
+        self,
+        collection: Collection,
+        filters: dict[str, Any],
+        *,
+        limit: int = 1000,
+        order: tuple[str, bool] | None = None,
+    ) -> list[Any]:
         """The `_id`s of documents matching simple equality filters: through SQL on FerretDB with local
         files, else a `find` (indexed on MongoDB; on a remote FerretDB it reads the collection)."""
         side = self._sql.get(collection.name)
@@ -150,8 +159,14 @@ class Storage:
             cursor = cursor.sort([(order[0], -1 if order[1] else 1), ("_id", -1 if order[1] else 1)])
         return [d["_id"] async for d in cursor.limit(limit)]
 
-    async def docs_where(self, collection: Collection, filters: dict[str, Any], *, limit: int = 10_000,
-                         projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def docs_where(
+        self,
+        collection: Collection,
+        filters: dict[str, Any],
+        *,
+        limit: int = 10_000,
+        projection: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """Documents matching simple filters (see `ids_where`): one `find` on MongoDB; on FerretDB the
         ids through SQL, then each document by `_id`."""
         side = self._sql.get(collection.name)
@@ -159,8 +174,9 @@ class Storage:
             return await self.read_many(collection, await side.ids(filters, limit), projection)
         return [d async for d in collection.find(filters, projection).limit(limit)]
 
-    async def ids_mentioning(self, collection: Collection, texts: list[str], fields: list[str], *,
-                             limit: int = 100_000) -> list[Any]:
+    async def ids_mentioning(
+        self, collection: Collection, texts: list[str], fields: list[str], *, limit: int = 100_000
+    ) -> list[Any]:
         """The `_id`s of documents holding one of `texts` as the value of one of `fields` (dotted, through
         arrays) — maybe more: callers check what they read. A scan of the whole collection, for rare admin
         work (which files a purged or erased ticket shares with others): through SQL on FerretDB with
@@ -180,8 +196,9 @@ class Storage:
             found.update(dict.fromkeys([d["_id"] async for d in collection.find(query, {"_id": 1}).limit(limit)]))
         return list(found)
 
-    async def read_many(self, collection: Collection, ids: list[Any],
-                        projection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def read_many(
+        self, collection: Collection, ids: list[Any], projection: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Documents by `_id`, in the order given (missing ones left out): one `find_one` each, side by
         side — `{_id: {$in: ...}}` is not indexed on FerretDB."""
         if not ids:
@@ -232,8 +249,13 @@ class SqlIndexes:
     Filters mean what the equivalent MongoDB filter means: equality, an array field containing a
     value (`arrays`), `$all` on an array field, `$in`, `$lte`, `$gt`; purged tombstones left out."""
 
-    def __init__(self, database_file: Path, collection: str, indexes: list[tuple[str, list[str]]],
-                 arrays: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        database_file: Path,
+        collection: str,
+        indexes: list[tuple[str, list[str]]],
+        arrays: frozenset[str] = frozenset(),
+    ) -> None:
         self.file, self.collection = database_file, collection
         self.indexes, self.arrays = indexes, arrays
         self.table: str | None = None
@@ -247,8 +269,9 @@ class SqlIndexes:
         if not self.file.is_file():
             return False
         with sqlite3.connect(self.file, timeout=30) as db:
-            row = db.execute("SELECT table_name FROM _ferretdb_collections WHERE name = ?",
-                             (self.collection,)).fetchone()
+            row = db.execute(
+                "SELECT table_name FROM _ferretdb_collections WHERE name = ?", (self.collection,)
+            ).fetchone()
             if row is None:
                 return False
             self.table = row[0]
@@ -296,8 +319,9 @@ class SqlIndexes:
                 args.append(sql_value(value))
         return clauses, args
 
-    async def page(self, filters: dict[str, Any], *, field: str, descending: bool, limit: int,
-                   after: tuple[Any, str] | None = None) -> list[str]:
+    async def page(
+        self, filters: dict[str, Any], *, field: str, descending: bool, limit: int, after: tuple[Any, str] | None = None
+    ) -> list[str]:
         """Up to `limit` ids matching `filters`, ordered by `field` then `_id`, after the (value, id) of
         the previous page's last document."""
         clauses, args = self.where(filters)
@@ -308,8 +332,10 @@ class SqlIndexes:
             clauses.append(f"({order} {beyond} ? OR ({order} = ? AND {path_of('_id')} {beyond} ?))")
             args.extend([value, value, last_id])
         direction = "DESC" if descending else "ASC"
-        sql = (f'SELECT {path_of("_id")} FROM "{self.table}" WHERE {" AND ".join(clauses)} '
-               f"ORDER BY {order} {direction}, {path_of('_id')} {direction} LIMIT ?")
+        sql = (
+            f'SELECT {path_of("_id")} FROM "{self.table}" WHERE {" AND ".join(clauses)} '
+            f"ORDER BY {order} {direction}, {path_of('_id')} {direction} LIMIT ?"
+        )
         return await asyncio.to_thread(self._ids, sql, [*args, limit])
 
     async def ids(self, filters: dict[str, Any], limit: int) -> list[str]:

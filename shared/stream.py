@@ -17,6 +17,7 @@ rejects, goes to `deadletter` with its bytes and origin. An unexpected exception
 batch (the processor reloads the state of its partitions) and retries it one record at a time;
 a record that fails `max_attempts` times is dead-lettered. Trouble that passes (the database or
 the broker away) is retried for as long as it lasts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -147,12 +148,26 @@ def dead_letter(service: str, raw: Any, reason: str) -> Outgoing:
         text = value.decode()[:10000]
     except UnicodeDecodeError:
         text = None
-    letter = DeadLetter(service=service, reason=reason[:2000], source_topic=raw.topic,
-                        source_partition=raw.partition, source_offset=raw.offset, source_key=key,
-                        original_base64=base64.b64encode(value).decode(), original_text=text, at=utcnow())
+    letter = DeadLetter(
+        service=service,
+        reason=reason[:2000],
+        source_topic=raw.topic,
+        source_partition=raw.partition,
+        source_offset=raw.offset,
+        source_key=key,
+        original_base64=base64.b64encode(value).decode(),
+        original_text=text,
+        at=utcnow(),
+    )
     log.warning("dead-lettered %s[%s]@%s: %s", raw.topic, raw.partition, raw.offset, reason)
-    body = encode_event(EventType.DEAD_LETTER, letter, source=f"deskstream/{service}", subject=key,
-                        id_=f"dl-{raw.topic}-{raw.partition}-{raw.offset}-{service}", time=letter.at)
+    body = encode_event(
+        EventType.DEAD_LETTER,
+        letter,
+        source=f"deskstream/{service}",
+        subject=key,
+        id_=f"dl-{raw.topic}-{raw.partition}-{raw.offset}-{service}",
+        time=letter.at,
+    )
     return Outgoing(topics.DEADLETTER, key, body)
 
 
@@ -168,24 +183,52 @@ def fetch_pacing(batch_wait_ms: int) -> dict[str, int]:
 
 class StreamMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.records = Counter("deskstream_stream_records", "Records processed by stream processors",
-                               ["processor"], registry=registry)
-        self.batch = Histogram("deskstream_stream_batch_records", "Records per processed batch", ["processor"],
-                               buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000), registry=registry)
-        self.seconds = Histogram("deskstream_stream_batch_seconds", "Time to process and commit one batch",
-                                 ["processor"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
-                                 registry=registry)
-        self.restore = Histogram("deskstream_stream_restore_seconds", "Time to load the state of assigned partitions",
-                                 ["processor"], buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 120), registry=registry)
+        self.records = Counter(
+            "deskstream_stream_records", "Records processed by stream processors", ["processor"], registry=registry
+        )
+        self.batch = Histogram(
+            "deskstream_stream_batch_records",
+            "Records per processed batch",
+            ["processor"],
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "deskstream_stream_batch_seconds",
+            "Time to process and commit one batch",
+            ["processor"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+            registry=registry,
+        )
+        self.restore = Histogram(
+            "deskstream_stream_restore_seconds",
+            "Time to load the state of assigned partitions",
+            ["processor"],
+            buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 120),
+            registry=registry,
+        )
 
 
 class StreamRunner:
     """Runs one processor over its input topics as a member of `group_id`."""
 
-    def __init__(self, *, name: str, service: str, inputs: tuple[str, ...], group_id: str, processor: Processor,
-                 bootstrap_servers: str, producer: Producer, metrics: StreamMetrics, max_records: int = 500,
-                 batch_wait_ms: int = 0, retry_backoff_s: float = 1.0, max_attempts: int = 5,
-                 types: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        service: str,
+        inputs: tuple[str, ...],
+        group_id: str,
+        processor: Processor,
+        bootstrap_servers: str,
+        producer: Producer,
+        metrics: StreamMetrics,
+        max_records: int = 500,
+        batch_wait_ms: int = 0,
+        retry_backoff_s: float = 1.0,
+        max_attempts: int = 5,
+        types: frozenset[str] | None = None,
+    ) -> None:
         self.name, self.service, self.inputs, self.group_id = name, service, inputs, group_id
         self.types = types  # the CloudEvent types the processor acts on (None: every one)
         self.processor = processor
@@ -214,11 +257,18 @@ class StreamRunner:
     # ------------------------------------------------------------ the loop
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
-            client_id=f"deskstream-{self.service}-{self.name}", enable_auto_commit=False,
-            auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            max_poll_records=self.max_records, **fetch_pacing(self.batch_wait_ms),
-            max_partition_fetch_bytes=4 * 1024 * 1024, session_timeout_ms=10000, heartbeat_interval_ms=1000)
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"deskstream-{self.service}-{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=self.max_records,
+            **fetch_pacing(self.batch_wait_ms),
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+        )
         consumer.subscribe(list(self.inputs), listener=_Listener(self))
         self.consumer = consumer  # the listener may be called as soon as it starts
         await consumer.start()
@@ -282,8 +332,9 @@ class StreamRunner:
             offsets = {tp: raws[-1].offset + 1 for tp, raws in fetched.items()}
             try:
                 if batch.rejected:
-                    await self.producer.send_many([dead_letter(self.service, raw, reason)
-                                                   for raw, reason in batch.rejected])
+                    await self.producer.send_many(
+                        [dead_letter(self.service, raw, reason) for raw, reason in batch.rejected]
+                    )
                 await self.consumer.commit(offsets)
             except CommitFailedError as exc:
                 # the group moved on (a rebalance): the partitions' new owner takes over from the last commit
@@ -354,8 +405,9 @@ class StreamRunner:
                 loaded = await self.processor.load(partitions)  # the others go on meanwhile
                 async with self._lock:
                     if not self._current(partitions):
-                        log.info("%s: partitions %s were reassigned while loading; dropped", self.name,
-                                 sorted(partitions))
+                        log.info(
+                            "%s: partitions %s were reassigned while loading; dropped", self.name, sorted(partitions)
+                        )
                         return
                     assigned = self.consumer.assignment() if self.consumer is not None else set()
                     for tp in tps:
@@ -370,8 +422,12 @@ class StreamRunner:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("%s: loading the state of partitions %s failed; retrying in %.1f s",
-                              self.name, sorted(partitions), delay)
+                log.exception(
+                    "%s: loading the state of partitions %s failed; retrying in %.1f s",
+                    self.name,
+                    sorted(partitions),
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 if not self._current(partitions):
@@ -393,8 +449,12 @@ class StreamRunner:
         numbers = {tp.partition for tp in assigned}
         incomplete = {p for p in numbers if not all(TopicPartition(t, p) in assigned for t in self.inputs)}
         if incomplete:
-            log.error("%s: partitions %s of %s are not all assigned together: are the topics' partition counts "
-                      "equal?", self.name, sorted(incomplete), ", ".join(self.inputs))
+            log.error(
+                "%s: partitions %s of %s are not all assigned together: are the topics' partition counts equal?",
+                self.name,
+                sorted(incomplete),
+                ", ".join(self.inputs),
+            )
         async with self._lock:
             # loads in flight are started again for what is still ours (one load may cover several partitions)
             restoring = set(self._restoring)
@@ -412,8 +472,13 @@ class StreamRunner:
             self._restore(gained)
         else:
             self.ready.set()
-        log.info("%s: owns partitions %s (to load: %s, handed over: %s)", self.name, sorted(numbers), sorted(gained),
-                 sorted(lost))
+        log.info(
+            "%s: owns partitions %s (to load: %s, handed over: %s)",
+            self.name,
+            sorted(numbers),
+            sorted(gained),
+            sorted(lost),
+        )
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -440,14 +505,20 @@ class Tail:
     committed): what each instance must hear of while it runs, such as replies to push to the chat
     widgets connected to it. Records of other types are skipped by their `ce_type` header."""
 
-    def __init__(self, *, name: str, topic: str, bootstrap_servers: str,
-                 handlers: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
+    def __init__(
+        self, *, name: str, topic: str, bootstrap_servers: str, handlers: dict[str, Callable[[dict[str, Any]], Any]]
+    ) -> None:
         self.name, self.topic, self.bootstrap_servers, self.handlers = name, topic, bootstrap_servers, handlers
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, client_id=self.name, fetch_max_wait_ms=500)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=self.name,
+            fetch_max_wait_ms=500,
+        )
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - the topic's partitions, now
@@ -470,8 +541,14 @@ class Tail:
                         try:
                             act(record.data)
                         except Exception as exc:  # one bad record must not stop what every instance hears
-                            log.warning("%s: skipped %s[%d]@%d: %s", self.name, raw.topic, raw.partition, raw.offset,
-                                        _describe(exc)[:300])
+                            log.warning(
+                                "%s: skipped %s[%d]@%d: %s",
+                                self.name,
+                                raw.topic,
+                                raw.partition,
+                                raw.offset,
+                                _describe(exc)[:300],
+                            )
         finally:
             self.ready.clear()
             await consumer.stop()
@@ -509,9 +586,21 @@ class Replica:
     (no consumer group): for read models every instance keeps whole, such as analytics' numbers.
     The processor's `positions` are the offsets its state holds; `load` returns them."""
 
-    def __init__(self, *, name: str, service: str, inputs: tuple[str, ...], bootstrap_servers: str, processor: Any,
-                 producer: Producer, metrics: StreamMetrics, max_records: int = 1000,
-                 types: frozenset[str] | None = None, commit_group: str | None = None, batch_wait_ms: int = 250) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        service: str,
+        inputs: tuple[str, ...],
+        bootstrap_servers: str,
+        processor: Any,
+        producer: Producer,
+        metrics: StreamMetrics,
+        max_records: int = 1000,
+        types: frozenset[str] | None = None,
+        commit_group: str | None = None,
+        batch_wait_ms: int = 250,
+    ) -> None:
         self.name, self.service, self.inputs, self.bootstrap_servers = name, service, inputs, bootstrap_servers
         self.batch_wait_ms = batch_wait_ms
         self.producer = producer
@@ -530,9 +619,15 @@ class Replica:
 
     async def run(self) -> None:
         positions: dict[tuple[str, int], int] = await self.processor.load()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.commit_group,
-                                    enable_auto_commit=False, client_id=self.name, auto_offset_reset="earliest",
-                                    max_partition_fetch_bytes=4 * 1024 * 1024, **fetch_pacing(self.batch_wait_ms))
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.commit_group,
+            enable_auto_commit=False,
+            client_id=self.name,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **fetch_pacing(self.batch_wait_ms),
+        )
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()  # noqa: SLF001 - the topics' partitions, now
@@ -586,10 +681,12 @@ class Replica:
             if batch.records:
                 await self.processor.process(batch)
             if batch.rejected:  # every replica letters it, under one id: readers of deadletter see one
-                await self.producer.send_many([dead_letter(self.service, raw, reason)
-                                               for raw, reason in batch.rejected])
-            self.processor.positions.update({(tp.topic, tp.partition): raws[-1].offset + 1
-                                             for tp, raws in fetched.items() if raws})
+                await self.producer.send_many(
+                    [dead_letter(self.service, raw, reason) for raw, reason in batch.rejected]
+                )
+            self.processor.positions.update(
+                {(tp.topic, tp.partition): raws[-1].offset + 1 for tp, raws in fetched.items() if raws}
+            )
             self.metrics.records.labels(self.name).inc(count)
             self.metrics.batch.labels(self.name).observe(count)
             self.metrics.seconds.labels(self.name).observe(time.perf_counter() - started)

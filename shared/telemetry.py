@@ -1,4 +1,5 @@
 """Observability wired once: logging format, the per-service Prometheus registry."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,7 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -28,8 +28,9 @@ class Telemetry:
     def __init__(self, service: str) -> None:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=True)
-        self.up = Gauge("deskstream_service_ready", "1 when the service reaches Kafka and MongoDB",
-                        registry=self.registry)
+        self.up = Gauge(
+            "deskstream_service_ready", "1 when the service reaches Kafka and MongoDB", registry=self.registry
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,4 +1,5 @@
 """Value types more than one service validates the same way."""
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -3,5 +3,10 @@ from services.analytics.settings import AnalyticsSettings
 from shared.http import serve
 
 settings = AnalyticsSettings()
-serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level,
-      instance_port=settings.instance_port)
+serve(
+    create_app(settings),
+    host=settings.http_host,
+    port=settings.http_port,
+    log_level=settings.log_level,
+    instance_port=settings.instance_port,
+)

@@ -1,4 +1,5 @@
 """The analytics HTTP API: the summary and time series dashboards read, and the live dashboard page."""
+
 from __future__ import annotations
 
 import re
@@ -17,14 +18,17 @@ STATIC = Path(__file__).resolve().parent / "static"
 TIME_EXAMPLE = "2026-03-27T00:00:00Z"
 # the page runs only its own script and style and talks only to this service: even if ticket
 # data carried markup, nothing from it could run (the script also writes text, never HTML)
-DASHBOARD_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-                 "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+DASHBOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 Metric = Literal["tickets_created", "first_response_seconds", "resolution_seconds", "sla_compliance"]
 Dimension = Literal["none", "channel", "priority", "tag", "agent", "target", "policy"]
 
 
 # ---------------------------------------------------------------- response shapes (for the OpenAPI document)
+
 
 class Distribution(BaseModel):
     count: int
@@ -123,8 +127,7 @@ def parse_time(name: str, text: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ApiError(422, "invalid_time", f"'{name}' is not an ISO 8601 date and time, e.g. {TIME_EXAMPLE}") \
-            from None
+        raise ApiError(422, "invalid_time", f"'{name}' is not an ISO 8601 date and time, e.g. {TIME_EXAMPLE}") from None
     if moment.tzinfo is None:
         raise ApiError(422, "invalid_time", f"'{name}' has no time zone: add Z or a UTC offset, e.g. {TIME_EXAMPLE}")
     return moment
@@ -135,17 +138,23 @@ def build_router(service: AnalyticsService, static_dir: Path = STATIC) -> APIRou
     # read once, at start: a missing file fails the service at once, not a support lead's page later
     page = {name: (static_dir / name).read_bytes() for name in ("dashboard.html", "dashboard.js", "dashboard.css")}
 
-    @router.get("/v1/summary", summary="Headline numbers for dashboards", response_model=Summary,
-                response_model_by_alias=True)
+    @router.get(
+        "/v1/summary", summary="Headline numbers for dashboards", response_model=Summary, response_model_by_alias=True
+    )
     async def summary() -> dict[str, Any]:
         return service.summary()
 
-    @router.get("/v1/series", summary="A metric per hour or day, split by a dimension", response_model=SeriesAnswer,
-                response_model_by_alias=True, response_model_exclude_none=True,
-                description="Metrics and their dimensions: " + "; ".join(
-                    f"`{m}` by {', '.join(d)}" for m, d in SERIES.items())
-                + ". `from` and `to` are ISO 8601 with a time zone (default: the last 24 hours, or 30 days by day); "
-                  "buckets are UTC hours or days, `to` exclusive.")
+    @router.get(
+        "/v1/series",
+        summary="A metric per hour or day, split by a dimension",
+        response_model=SeriesAnswer,
+        response_model_by_alias=True,
+        response_model_exclude_none=True,
+        description="Metrics and their dimensions: "
+        + "; ".join(f"`{m}` by {', '.join(d)}" for m, d in SERIES.items())
+        + ". `from` and `to` are ISO 8601 with a time zone (default: the last 24 hours, or 30 days by day); "
+        "buckets are UTC hours or days, `to` exclusive.",
+    )
     async def series(
         metric: Metric,
         dimension: Dimension = "none",
@@ -154,15 +163,26 @@ def build_router(service: AnalyticsService, static_dir: Path = STATIC) -> APIRou
         end: Annotated[str | None, Query(alias="to", examples=["2026-03-28T00:00:00Z"])] = None,
     ) -> dict[str, Any]:
         try:
-            return await service.series(metric=metric, dimension=dimension, bucket=bucket,
-                                        start=parse_time("from", start), end=parse_time("to", end))
+            return await service.series(
+                metric=metric,
+                dimension=dimension,
+                bucket=bucket,
+                start=parse_time("from", start),
+                end=parse_time("to", end),
+            )
         except SeriesError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
 
     def asset(name: str, media_type: str) -> Response:
-        return Response(page[name], media_type=media_type,
-                        headers={"Content-Security-Policy": DASHBOARD_CSP, "X-Content-Type-Options": "nosniff",
-                                 "Cache-Control": "no-cache"})
+        return Response(
+            page[name],
+            media_type=media_type,
+            headers={
+                "Content-Security-Policy": DASHBOARD_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache",
+            },
+        )
 
     @router.get("/dashboard", summary="A live page for support leads", response_class=Response)
     async def dashboard() -> Response:

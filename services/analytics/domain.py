@@ -10,6 +10,7 @@ Insert-only because FerretDB 1.24 makes only inserts atomic, and only inserts ch
 updates and deletes take time in proportion to the collection (measured: ~5 µs per stored
 document, 100 ms per update at 20,000 documents), so a row per ticket rewritten on every event
 would slow down as the history grows."""
+
 from __future__ import annotations
 
 import bisect
@@ -19,7 +20,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.events import (
-    CloudEvent, EventType, SlaTargetEvent, TicketAssigned, TicketPurged, TicketReplied, TicketSnapshot,
+    CloudEvent,
+    EventType,
+    SlaTargetEvent,
+    TicketAssigned,
+    TicketPurged,
+    TicketReplied,
+    TicketSnapshot,
     TicketStatusChanged,
 )
 
@@ -32,7 +39,11 @@ JUNK_STATUSES = frozenset({"spam", "deleted", "purged"})
 
 # (upper bound in seconds, label); None: no bound
 AGE_BUCKETS: tuple[tuple[int | None, str], ...] = (
-    (3600, "0-1h"), (4 * 3600, "1-4h"), (24 * 3600, "4-24h"), (3 * 86400, "1-3d"), (7 * 86400, "3-7d"),
+    (3600, "0-1h"),
+    (4 * 3600, "1-4h"),
+    (24 * 3600, "4-24h"),
+    (3 * 86400, "1-3d"),
+    (7 * 86400, "3-7d"),
     (None, "7d+"),
 )
 
@@ -50,12 +61,14 @@ BUCKETS = {"hour": HOUR, "day": DAY}
 # One change of a ticket can cause several events carrying the same version: a customer's
 # message and the reopening it caused. Their snapshots differ (the message's is taken before
 # the status moved), so within a version a status event outranks the others.
-STATUS_EVENTS = frozenset({EventType.TICKET_STATUS_CHANGED, EventType.TICKET_REOPENED, EventType.TICKET_DELETED,
-                           EventType.TICKET_RESTORED})
+STATUS_EVENTS = frozenset(
+    {EventType.TICKET_STATUS_CHANGED, EventType.TICKET_REOPENED, EventType.TICKET_DELETED, EventType.TICKET_RESTORED}
+)
 PURGED_VERSION = 2**62  # a purge is final: it outranks every version the ticket ever had
 
 
 # ---------------------------------------------------------------- what an event contributes
+
 
 @dataclass
 class Contribution:
@@ -75,25 +88,44 @@ def contribution(event: CloudEvent) -> Contribution:
     if not event.type.startswith("deskstream.ticket.") or "ticket" not in event.data:
         return Contribution()
     snapshot = TicketSnapshot.model_validate(event.data["ticket"])
-    return Contribution(ticket_id=snapshot.id, state=ticket_state(snapshot, rank=int(event.type in STATUS_EVENTS)),
-                        facts=ticket_facts(event, snapshot))
+    return Contribution(
+        ticket_id=snapshot.id,
+        state=ticket_state(snapshot, rank=int(event.type in STATUS_EVENTS)),
+        facts=ticket_facts(event, snapshot),
+    )
 
 
 def ticket_state(snapshot: TicketSnapshot, *, rank: int = 0) -> dict[str, Any]:
     """What analytics reads from a ticket, as of `snapshot`; of two states of one ticket the
     one with the higher (version, rank) is the later. No customer id: the read model needs
     none, so a purge leaves nothing personal behind."""
-    return {"_id": f"{snapshot.id}:{snapshot.version}:{rank}", "ticket_id": snapshot.id,
-            "version": snapshot.version, "rank": rank, "channel": snapshot.channel.value,
-            "created_at": utc(snapshot.created_at), "status": snapshot.status, "priority": snapshot.priority,
-            "assignee": snapshot.assignee, "tags": list(snapshot.tags)}
+    return {
+        "_id": f"{snapshot.id}:{snapshot.version}:{rank}",
+        "ticket_id": snapshot.id,
+        "version": snapshot.version,
+        "rank": rank,
+        "channel": snapshot.channel.value,
+        "created_at": utc(snapshot.created_at),
+        "status": snapshot.status,
+        "priority": snapshot.priority,
+        "assignee": snapshot.assignee,
+        "tags": list(snapshot.tags),
+    }
 
 
 def purged_state(ticket_id: str) -> dict[str, Any]:
     """The ticket's data is gone; it still counts as created (counters never go down), on
     the channel and at the time its earlier states tell."""
-    return {"_id": f"{ticket_id}:purged", "ticket_id": ticket_id, "version": PURGED_VERSION, "rank": 0,
-            "status": "purged", "priority": None, "assignee": None, "tags": []}
+    return {
+        "_id": f"{ticket_id}:purged",
+        "ticket_id": ticket_id,
+        "version": PURGED_VERSION,
+        "rank": 0,
+        "status": "purged",
+        "priority": None,
+        "assignee": None,
+        "tags": [],
+    }
 
 
 def ticket_facts(event: CloudEvent, snapshot: TicketSnapshot) -> list[dict[str, Any]]:
@@ -102,36 +134,52 @@ def ticket_facts(event: CloudEvent, snapshot: TicketSnapshot) -> list[dict[str, 
     if event.type == EventType.TICKET_REPLIED:
         replied = TicketReplied.model_validate(event.data)
         # only the first reply of a ticket becomes this fact: later ones are duplicates of its key
-        return [duration_fact(f"{t}:first_response", "first_response", snapshot, agent=replied.agent_id,
-                              start=created, at=utc(replied.message.at))]
+        return [
+            duration_fact(
+                f"{t}:first_response",
+                "first_response",
+                snapshot,
+                agent=replied.agent_id,
+                start=created,
+                at=utc(replied.message.at),
+            )
+        ]
     if event.type == EventType.TICKET_ASSIGNED:
         assigned = TicketAssigned.model_validate(event.data)
         # one per agent and ticket: "handled" counts tickets, not hand-offs back and forth
-        return [fact(f"{t}:assigned:{assigned.agent_id}", "assigned", snapshot, agent=assigned.agent_id,
-                     at=utc(event.time))]
+        return [
+            fact(f"{t}:assigned:{assigned.agent_id}", "assigned", snapshot, agent=assigned.agent_id, at=utc(event.time))
+        ]
     if event.type in (EventType.TICKET_STATUS_CHANGED, EventType.TICKET_REOPENED):
         change = TicketStatusChanged.model_validate(event.data)
         at = utc(event.time)
         if change.to_status == "resolved":
             # the assignee resolves (routing keeps them on the ticket); the first resolution is
             # what the resolution-time distribution measures, every one counts for the agent
-            return [fact(f"{t}:resolved:{snapshot.version}", "resolved", snapshot, agent=snapshot.assignee, at=at),
-                    duration_fact(f"{t}:resolution", "resolution", snapshot, agent=snapshot.assignee,
-                                  start=created, at=at)]
+            return [
+                fact(f"{t}:resolved:{snapshot.version}", "resolved", snapshot, agent=snapshot.assignee, at=at),
+                duration_fact(f"{t}:resolution", "resolution", snapshot, agent=snapshot.assignee, start=created, at=at),
+            ]
         if event.type == EventType.TICKET_REOPENED:
             # credited to whoever holds the ticket when it comes back: the agent who resolved it
-            return [fact(f"{t}:reopened:{snapshot.version}", "reopened", snapshot, agent=snapshot.assignee,
-                         at=at)]
+            return [fact(f"{t}:reopened:{snapshot.version}", "reopened", snapshot, agent=snapshot.assignee, at=at)]
     return []
 
 
 def fact(id_: str, kind: str, snapshot: TicketSnapshot, *, agent: str | None, at: datetime) -> dict[str, Any]:
-    return {"_id": id_, "kind": kind, "ticket_id": snapshot.id, "channel": snapshot.channel.value,
-            "agent": agent, "at": at}
+    return {
+        "_id": id_,
+        "kind": kind,
+        "ticket_id": snapshot.id,
+        "channel": snapshot.channel.value,
+        "agent": agent,
+        "at": at,
+    }
 
 
-def duration_fact(id_: str, kind: str, snapshot: TicketSnapshot, *, agent: str | None, start: datetime,
-                  at: datetime) -> dict[str, Any]:
+def duration_fact(
+    id_: str, kind: str, snapshot: TicketSnapshot, *, agent: str | None, start: datetime, at: datetime
+) -> dict[str, Any]:
     return {**fact(id_, kind, snapshot, agent=agent, at=at), "seconds": max(0.0, (at - start).total_seconds())}
 
 
@@ -141,11 +189,18 @@ def sla_fact(event: CloudEvent) -> dict[str, Any]:
     kind = SLA_KINDS[event.type]
     p = SlaTargetEvent.model_validate(event.data)
     at = utc(p.at)
-    return {"_id": f"{p.ticket_id}:{p.target.value}:{p.cycle}:{kind}", "ticket_id": p.ticket_id,
-            "target": p.target.value, "kind": kind, "policy_id": p.policy_id, "at": at}
+    return {
+        "_id": f"{p.ticket_id}:{p.target.value}:{p.cycle}:{kind}",
+        "ticket_id": p.ticket_id,
+        "target": p.target.value,
+        "kind": kind,
+        "policy_id": p.policy_id,
+        "at": at,
+    }
 
 
 # ---------------------------------------------------------------- arithmetic
+
 
 def utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
@@ -200,11 +255,17 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def distribution(values: list[float]) -> dict[str, Any]:
     """Count, mean and the percentiles a support lead reads (seconds, rounded to 0.1 s)."""
+
     def r(x: float | None) -> float | None:
         return None if x is None else round(x, 1)
-    return {"count": len(values), "mean_s": r(sum(values) / len(values)) if values else None,
-            "p50_s": r(percentile(values, 50)), "p90_s": r(percentile(values, 90)),
-            "p99_s": r(percentile(values, 99))}
+
+    return {
+        "count": len(values),
+        "mean_s": r(sum(values) / len(values)) if values else None,
+        "p50_s": r(percentile(values, 50)),
+        "p90_s": r(percentile(values, 90)),
+        "p99_s": r(percentile(values, 99)),
+    }
 
 
 def age_label(seconds: float) -> str:

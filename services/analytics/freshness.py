@@ -12,6 +12,7 @@ Two numbers per ticket:
 Tickets are not counted in sending order, so the i-th count is paired with the i-th record
 (or acceptance): the figures say how far the count trails. Run it against a stack of your
 own with no other traffic: it files real tickets."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,15 @@ import httpx
 
 from services.analytics.domain import percentile
 
+
 def created_records(bootstrap: str, run: str, into: list[float], stop: threading.Event) -> None:
     """Kafka timestamps (seconds) of this run's `ticket.created` records, as they arrive."""
     from aiokafka import AIOKafkaConsumer
 
     async def consume() -> None:
-        consumer = AIOKafkaConsumer("tickets.events", bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            "tickets.events", bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False
+        )
         await consumer.start()
         try:
             while not stop.is_set():
@@ -81,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(timeout=10) as client:
             for i in range(args.n):
                 due = time.monotonic() + 1 / args.rate
-                body = {"session_id": f"fresh-{run}-{i}", "message_id": f"fresh-{run}-{i}",
-                        "customer": {"name": "Freshness", "visitor_id": f"fresh-{run}-{i}"},
-                        "text": f"Where is my order? ({run}-{i})", "sent_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                body = {
+                    "session_id": f"fresh-{run}-{i}",
+                    "message_id": f"fresh-{run}-{i}",
+                    "customer": {"name": "Freshness", "visitor_id": f"fresh-{run}-{i}"},
+                    "text": f"Where is my order? ({run}-{i})",
+                    "sent_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
                 client.post(f"{args.ingest}/v1/inbound/chat", json=body).raise_for_status()
                 accepted.append(time.time())
                 time.sleep(max(0.0, due - time.monotonic()))
@@ -105,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, starts in (("event → metric", sorted(recorded)), ("ingest 202 → metric", accepted)):
         latencies = [max(0.0, s - a) for a, s in zip(starts, seen)]
         if latencies:
-            print(f"{name:>20}: {len(latencies)} tickets at {args.rate:g}/s: p50 {percentile(latencies, 50):.3f} s, "
-                  f"p90 {percentile(latencies, 90):.3f} s, p99 {percentile(latencies, 99):.3f} s, "
-                  f"max {max(latencies):.3f} s")
+            print(
+                f"{name:>20}: {len(latencies)} tickets at {args.rate:g}/s: p50 {percentile(latencies, 50):.3f} s, "
+                f"p90 {percentile(latencies, 90):.3f} s, p99 {percentile(latencies, 99):.3f} s, "
+                f"max {max(latencies):.3f} s"
+            )
     return 0 if len(seen) == args.n else 1
 
 

@@ -7,6 +7,7 @@ consumer outside any group, applies each one exactly as the live reader does, an
 summary: what a replay gives beside the live numbers. With `--drop` the analytics snapshots of the
 database are deleted too, so an analytics process started afterwards rebuilds its numbers from
 the topics the same way."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ TOPICS = (topics.TICKETS_EVENTS, topics.SLA_EVENTS)
 async def replay(service: AnalyticsService, bootstrap_servers: str, *, idle_timeout_s: float = 10.0) -> dict[str, int]:
     """Apply every record of the two topics, partition by partition in order, up to the end
     offsets as they were when the replay began. Returns counts of what was read."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                client_id="deskstream-analytics-replay")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id="deskstream-analytics-replay"
+    )
     await consumer.start()
     counts = {"records": 0, "applied": 0, "unreadable": 0}
     try:
@@ -77,8 +79,12 @@ async def _partitions(bootstrap_servers: str) -> list[TopicPartition]:
         described = await admin.describe_topics(list(TOPICS))
     finally:
         await admin.close()
-    return [TopicPartition(t["topic"], p["partition"]) for t in described if not t.get("error_code")
-            for p in sorted(t["partitions"], key=lambda p: p["partition"])]
+    return [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        if not t.get("error_code")
+        for p in sorted(t["partitions"], key=lambda p: p["partition"])
+    ]
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -99,8 +105,11 @@ async def main(argv: list[str] | None = None) -> int:
         await service.refresh()
         summary: dict[str, Any] = service.summary()
         if not args.json:
-            print(f"replayed {counts['records']} records ({counts['unreadable']} unreadable) "
-                  f"in {time.perf_counter() - started:.1f} s into {mongo.db.name}", file=sys.stderr)
+            print(
+                f"replayed {counts['records']} records ({counts['unreadable']} unreadable) "
+                f"in {time.perf_counter() - started:.1f} s into {mongo.db.name}",
+                file=sys.stderr,
+            )
         print(json.dumps(summary, default=str, indent=None if args.json else 2))
         return 0
     finally:

@@ -3,6 +3,7 @@ summaries and series, and keep snapshots so a restart replays only what came aft
 
 Every analytics instance reads every partition (shared/stream.py `Replica`): each holds all the
 numbers, so a summary is whole whichever instance answers it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from services.analytics.domain import (
-    AGE_BUCKETS, BACKLOG_STATUSES, BUCKETS, DURATION_BUCKETS, bucket_starts, contribution, cumulative,
-    distribution, floor_time, ratio, utc,
+    AGE_BUCKETS,
+    BACKLOG_STATUSES,
+    BUCKETS,
+    DURATION_BUCKETS,
+    bucket_starts,
+    contribution,
+    cumulative,
+    distribution,
+    floor_time,
+    ratio,
+    utc,
 )
 from services.analytics.store import AnalyticsStore
 from services.analytics.tally import TOP_TAGS, Numbers, Tally
@@ -47,9 +57,17 @@ class SeriesError(ValueError):
 
 
 class AnalyticsService:
-    def __init__(self, *, store: AnalyticsStore, refresh_s: float = 2.0, min_refresh_s: float = 0.5,
-                 window_days: int = 7, series_cache_s: float = 2.0, instance: str = "1",
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        store: AnalyticsStore,
+        refresh_s: float = 2.0,
+        min_refresh_s: float = 0.5,
+        window_days: int = 7,
+        series_cache_s: float = 2.0,
+        instance: str = "1",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.store = store
         self.instance = instance
         self.positions: dict[tuple[str, int], int] = {}  # the offsets the numbers hold
@@ -64,9 +82,12 @@ class AnalyticsService:
         self._dirty = asyncio.Event()
         self._series_cache: dict[tuple, tuple[float, dict[str, Any]]] = {}
         # process-local on purpose: how late events reach this consumer, not a business number
-        self.lag = Histogram("deskstream_analytics_event_lag_seconds",
-                             "Seconds from an event's time to analytics recording it",
-                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=None)
+        self.lag = Histogram(
+            "deskstream_analytics_event_lag_seconds",
+            "Seconds from an event's time to analytics recording it",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=None,
+        )
 
     # ------------------------------------------------------------ writes
 
@@ -77,8 +98,12 @@ class AnalyticsService:
         self.tally, self.positions = (Tally.restore(found[0]), dict(found[1])) if found else (Tally(), {})
         self.loaded = True
         self._refresh_now()
-        log.info("analytics loaded a snapshot of %d tickets in %.1f s; replaying from %d offset(s)",
-                 len(self.tally.tickets), time.perf_counter() - started, len(self.positions))
+        log.info(
+            "analytics loaded a snapshot of %d tickets in %.1f s; replaying from %d offset(s)",
+            len(self.tally.tickets),
+            time.perf_counter() - started,
+            len(self.positions),
+        )
         return dict(self.positions)
 
     async def process(self, batch: Batch) -> None:
@@ -149,16 +174,28 @@ class AnalyticsService:
             "tickets_by_channel": dict(sorted(n.created_by_channel.items())),
             "channel_mix": {ch: ratio(v, total) for ch, v in sorted(n.created_by_channel.items())},
             "tickets_by_status": dict(sorted(n.by_status.items())),
-            "last_24h": {"tickets_created": sum(n.created_last_24h.values()),
-                         "by_channel": dict(sorted(n.created_last_24h.items()))},
+            "last_24h": {
+                "tickets_created": sum(n.created_last_24h.values()),
+                "by_channel": dict(sorted(n.created_last_24h.items())),
+            },
             "sla": sla_kinds,
             "sla_compliance": [
-                {"target": target, "policy_id": policy, "met": c["met"], "breached": c["breached"],
-                 "warned": c["warning"], "compliance": ratio(c["met"], c["met"] + c["breached"])}
-                for (target, policy), c in sorted(compliance.items())],
-            "backlog": {"total": sum(n.backlog_by_status.values()), "by_status": n.backlog_by_status,
-                        "by_age": n.backlog_by_age,
-                        "oldest_age_s": None if n.oldest_backlog_age_s is None else round(n.oldest_backlog_age_s)},
+                {
+                    "target": target,
+                    "policy_id": policy,
+                    "met": c["met"],
+                    "breached": c["breached"],
+                    "warned": c["warning"],
+                    "compliance": ratio(c["met"], c["met"] + c["breached"]),
+                }
+                for (target, policy), c in sorted(compliance.items())
+            ],
+            "backlog": {
+                "total": sum(n.backlog_by_status.values()),
+                "by_status": n.backlog_by_status,
+                "by_age": n.backlog_by_age,
+                "oldest_age_s": None if n.oldest_backlog_age_s is None else round(n.oldest_backlog_age_s),
+            },
             "window": {"from": n.window_start, "to": n.as_of, "days": self.window.days},
             "first_response": n.window_durations.get("first_response", distribution([])),
             "resolution": n.window_durations.get("resolution", distribution([])),
@@ -174,21 +211,37 @@ class AnalyticsService:
             first, first_s = kinds.get("first_response", (0, 0.0))
             resolved, _ = kinds.get("resolved", (0, 0.0))
             reopened, _ = kinds.get("reopened", (0, 0.0))
-            rows.append({"agent_id": agent, "handled": kinds.get("assigned", (0, 0.0))[0],
-                         "open": n.open_by_agent.get(agent, 0), "first_responses": first,
-                         "first_response_mean_s": round(first_s / first, 1) if first else None,
-                         "resolved": resolved, "reopened": reopened, "reopen_rate": ratio(reopened, resolved)})
+            rows.append(
+                {
+                    "agent_id": agent,
+                    "handled": kinds.get("assigned", (0, 0.0))[0],
+                    "open": n.open_by_agent.get(agent, 0),
+                    "first_responses": first,
+                    "first_response_mean_s": round(first_s / first, 1) if first else None,
+                    "resolved": resolved,
+                    "reopened": reopened,
+                    "reopen_rate": ratio(reopened, resolved),
+                }
+            )
         return rows
 
     # ------------------------------------------------------------ time series
 
-    async def series(self, *, metric: str, dimension: str = "none", bucket: str = "hour",
-                     start: datetime | None = None, end: datetime | None = None) -> dict[str, Any]:
+    async def series(
+        self,
+        *,
+        metric: str,
+        dimension: str = "none",
+        bucket: str = "hour",
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> dict[str, Any]:
         if metric not in SERIES:
             raise SeriesError("invalid_metric", f"metric must be one of {', '.join(SERIES)}")
         if dimension not in SERIES[metric]:
-            raise SeriesError("invalid_dimension",
-                              f"{metric} can be split by {', '.join(SERIES[metric])}, not {dimension!r}")
+            raise SeriesError(
+                "invalid_dimension", f"{metric} can be split by {', '.join(SERIES[metric])}, not {dimension!r}"
+            )
         if bucket not in BUCKETS:
             raise SeriesError("invalid_bucket", "bucket must be hour or day")
         for name, at in (("from", start), ("to", end)):
@@ -211,9 +264,16 @@ class AnalyticsService:
         else:
             kind = "first_response" if metric == "first_response_seconds" else "resolution"
             series = self.tally.duration_series(kind, starts, bucket, dim)
-        answer = {"metric": metric, "dimension": dimension, "bucket": bucket, "from": start, "to": end,
-                  "unit": {"tickets_created": "tickets", "sla_compliance": "ratio"}.get(metric, "seconds"),
-                  "buckets": starts, "series": series}
+        answer = {
+            "metric": metric,
+            "dimension": dimension,
+            "bucket": bucket,
+            "from": start,
+            "to": end,
+            "unit": {"tickets_created": "tickets", "sla_compliance": "ratio"}.get(metric, "seconds"),
+            "buckets": starts,
+            "series": series,
+        }
         if len(self._series_cache) > 64:
             self._series_cache.clear()
         self._series_cache[key] = (time.monotonic() + self.series_cache_s, answer)
@@ -263,33 +323,42 @@ class _NumbersCollector:
         for status, count in sorted(n.by_status.items()):
             by_status.add_metric([status], count)
         yield by_status
-        backlog = GaugeMetricFamily("deskstream_backlog_tickets", "Tickets still owed work, by status",
-                                    labels=["status"])
+        backlog = GaugeMetricFamily(
+            "deskstream_backlog_tickets", "Tickets still owed work, by status", labels=["status"]
+        )
         for status in BACKLOG_STATUSES:
             backlog.add_metric([status], n.backlog_by_status.get(status, 0))
         yield backlog
-        by_age = GaugeMetricFamily("deskstream_backlog_tickets_by_age",
-                                   "Tickets still owed work, by time since they were created", labels=["age"])
+        by_age = GaugeMetricFamily(
+            "deskstream_backlog_tickets_by_age",
+            "Tickets still owed work, by time since they were created",
+            labels=["age"],
+        )
         for _, label in AGE_BUCKETS:
             by_age.add_metric([label], n.backlog_by_age.get(label, 0))
         yield by_age
-        oldest = GaugeMetricFamily("deskstream_backlog_oldest_age_seconds",
-                                   "Age of the oldest ticket still owed work (0 when there is none)")
+        oldest = GaugeMetricFamily(
+            "deskstream_backlog_oldest_age_seconds", "Age of the oldest ticket still owed work (0 when there is none)"
+        )
         oldest.add_metric([], n.oldest_backlog_age_s or 0.0)
         yield oldest
 
-        for kind, help_ in (("first_response", "Seconds from a ticket's creation to its first agent reply"),
-                            ("resolution", "Seconds from a ticket's creation to its first resolution")):
+        for kind, help_ in (
+            ("first_response", "Seconds from a ticket's creation to its first agent reply"),
+            ("resolution", "Seconds from a ticket's creation to its first resolution"),
+        ):
             hist = HistogramMetricFamily(f"deskstream_{kind}_seconds", help_, labels=["channel"])
             for channel, (counts, total) in sorted(n.histograms.get(kind, {}).items()):
                 buckets = [(floatToGoString(le), n) for le, n in cumulative(counts, DURATION_BUCKETS[kind])]
                 hist.add_metric([channel], buckets, total)
             yield hist
 
-        sla_events = CounterMetricFamily("deskstream_sla_events", "SLA warnings, breaches and met targets",
-                                         labels=["target", "kind"])
-        sla_outcomes = CounterMetricFamily("deskstream_sla_outcomes", "SLA targets met or breached, per policy",
-                                           labels=["target", "policy", "outcome"])
+        sla_events = CounterMetricFamily(
+            "deskstream_sla_events", "SLA warnings, breaches and met targets", labels=["target", "kind"]
+        )
+        sla_outcomes = CounterMetricFamily(
+            "deskstream_sla_outcomes", "SLA targets met or breached, per policy", labels=["target", "policy", "outcome"]
+        )
         per_kind: dict[tuple[str, str], int] = defaultdict(int)
         for target in SlaTarget:
             for kind in ("warning", "breached", "met"):
@@ -303,34 +372,41 @@ class _NumbersCollector:
         yield sla_events
         yield sla_outcomes
 
-        agent_metrics = (("assigned", "deskstream_agent_tickets_assigned", "Tickets assigned to the agent"),
-                         ("first_response", "deskstream_agent_first_responses", "First replies the agent sent"),
-                         ("resolved", "deskstream_agent_resolutions", "Resolutions of tickets the agent held"),
-                         ("reopened", "deskstream_agent_reopens", "Tickets reopened after the agent resolved them"))
+        agent_metrics = (
+            ("assigned", "deskstream_agent_tickets_assigned", "Tickets assigned to the agent"),
+            ("first_response", "deskstream_agent_first_responses", "First replies the agent sent"),
+            ("resolved", "deskstream_agent_resolutions", "Resolutions of tickets the agent held"),
+            ("reopened", "deskstream_agent_reopens", "Tickets reopened after the agent resolved them"),
+        )
         for kind, name, help_ in agent_metrics:
             family = CounterMetricFamily(name, help_, labels=["agent"])
             for agent, kinds in sorted(n.agents.items()):
                 family.add_metric([agent], kinds.get(kind, (0, 0.0))[0])
             yield family
-        open_tickets = GaugeMetricFamily("deskstream_agent_open_tickets", "Tickets still owed work, per assignee",
-                                         labels=["agent"])
+        open_tickets = GaugeMetricFamily(
+            "deskstream_agent_open_tickets", "Tickets still owed work, per assignee", labels=["agent"]
+        )
         for agent, count in sorted(n.open_by_agent.items()):
             open_tickets.add_metric([agent], count)
         yield open_tickets
 
-        tags = GaugeMetricFamily("deskstream_recurring_tag_tickets",
-                                 f"Tickets created in the last {self.service.window.days} days per tag "
-                                 f"(the {TOP_TAGS} most frequent)", labels=["tag"])
+        tags = GaugeMetricFamily(
+            "deskstream_recurring_tag_tickets",
+            f"Tickets created in the last {self.service.window.days} days per tag (the {TOP_TAGS} most frequent)",
+            labels=["tag"],
+        )
         for tag, count in n.top_tags:
             tags.add_metric([tag], count)
         yield tags
 
-        refreshed = GaugeMetricFamily("deskstream_analytics_last_refresh_timestamp_seconds",
-                                      "When the numbers above were last read from the store (Unix time)")
+        refreshed = GaugeMetricFamily(
+            "deskstream_analytics_last_refresh_timestamp_seconds",
+            "When the numbers above were last read from the store (Unix time)",
+        )
         refreshed.add_metric([], n.as_of.timestamp() if n.as_of else 0.0)
         yield refreshed
-        duration = GaugeMetricFamily("deskstream_analytics_refresh_duration_seconds",
-                                     "How long the last read of the numbers from the store took")
+        duration = GaugeMetricFamily(
+            "deskstream_analytics_refresh_duration_seconds", "How long the last read of the numbers from the store took"
+        )
         duration.add_metric([], n.refresh_s)
         yield duration
-

@@ -6,6 +6,7 @@ A snapshot is the tally as JSON, compressed, in chunks of at most 4 MB (a docume
 16 MB), written chunks first and then the header that names them: a reader never sees half of one.
 Every instance writes its own (`snapshot:<instance>`); every instance's numbers are the same
 function of the same events, so a starting instance takes the newest there is."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,18 +27,29 @@ class AnalyticsStore:
         self.storage = storage
         self.snapshots = storage.collection("analytics_snapshots")
 
-    async def save(self, instance: str, data: dict[str, Any], positions: dict[tuple[str, int], int],
-                   at: datetime) -> int:
+    async def save(
+        self, instance: str, data: dict[str, Any], positions: dict[tuple[str, int], int], at: datetime
+    ) -> int:
         blob = zlib.compress(orjson.dumps(data), 6)
         generation = uuid.uuid4().hex[:12]
-        chunks = [blob[i:i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
-        await self.storage.insert_batch(self.snapshots, [
-            {"_id": f"chunk:{instance}:{generation}:{i}", "data": chunk} for i, chunk in enumerate(chunks)])
+        chunks = [blob[i : i + CHUNK] for i in range(0, len(blob), CHUNK)] or [b""]
+        await self.storage.insert_batch(
+            self.snapshots,
+            [{"_id": f"chunk:{instance}:{generation}:{i}", "data": chunk} for i, chunk in enumerate(chunks)],
+        )
         old = await self.snapshots.find_one({"_id": PREFIX + instance}, {"generation": 1, "chunks": 1})
-        await self.snapshots.replace_one({"_id": PREFIX + instance}, {
-            "_id": PREFIX + instance, "generation": generation, "chunks": len(chunks), "bytes": len(blob),
-            "positions": [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())],
-            "at": at}, upsert=True)
+        await self.snapshots.replace_one(
+            {"_id": PREFIX + instance},
+            {
+                "_id": PREFIX + instance,
+                "generation": generation,
+                "chunks": len(chunks),
+                "bytes": len(blob),
+                "positions": [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())],
+                "at": at,
+            },
+            upsert=True,
+        )
         if old:
             for i in range(old.get("chunks", 0)):
                 await self.snapshots.delete_one({"_id": f"chunk:{instance}:{old['generation']}:{i}"})
@@ -48,8 +60,9 @@ class AnalyticsStore:
         headers = [d async for d in self.snapshots.find({"_id": {"$regex": f"^{PREFIX}"}})]
         for header in sorted(headers, key=lambda d: d["at"], reverse=True):
             parts = await self.storage.read_many(
-                self.snapshots, [f"chunk:{header['_id'][len(PREFIX):]}:{header['generation']}:{i}"
-                                 for i in range(header["chunks"])])
+                self.snapshots,
+                [f"chunk:{header['_id'][len(PREFIX) :]}:{header['generation']}:{i}" for i in range(header["chunks"])],
+            )
             if len(parts) != header["chunks"]:
                 continue  # being replaced at this very moment: take the next newest
             data = orjson.loads(zlib.decompress(b"".join(bytes(p["data"]) for p in parts)))

@@ -4,6 +4,7 @@ Adding is idempotent: a ticket's state is kept by version, and each fact and SLA
 once per key (the keys a ticket has counted are kept with it), so an event read twice — a
 redelivery, a replay after a restart — changes nothing. The whole tally can be written out and
 read back (`dump`, `restore`): analytics keeps it in snapshots, not row by row."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -12,8 +13,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.analytics.domain import (
-    AGE_BUCKETS, BACKLOG_STATUSES, BUCKETS, DURATION_BUCKETS, JUNK_STATUSES, age_label, bucket_bound,
-    distribution, floor_time, percentile, ratio, utc,
+    AGE_BUCKETS,
+    BACKLOG_STATUSES,
+    BUCKETS,
+    DURATION_BUCKETS,
+    JUNK_STATUSES,
+    age_label,
+    bucket_bound,
+    distribution,
+    floor_time,
+    percentile,
+    ratio,
+    utc,
 )
 
 TOP_TAGS = 10
@@ -36,14 +47,22 @@ class TicketView:
         self.counted: set[str] = set()  # the keys of the facts and SLA facts added for this ticket
 
     def dump(self) -> list[Any]:
-        return [self.channel, self.created_at.isoformat() if self.created_at else None, self.status, self.priority,
-                self.assignee, list(self.tags), self.version, self.rank, sorted(self.counted)]
+        return [
+            self.channel,
+            self.created_at.isoformat() if self.created_at else None,
+            self.status,
+            self.priority,
+            self.assignee,
+            list(self.tags),
+            self.version,
+            self.rank,
+            sorted(self.counted),
+        ]
 
     @classmethod
     def restore(cls, row: list[Any]) -> TicketView:
         view = cls()
-        (view.channel, created, view.status, view.priority, view.assignee, tags, view.version, view.rank,
-         counted) = row
+        (view.channel, created, view.status, view.priority, view.assignee, tags, view.version, view.rank, counted) = row
         view.created_at = datetime.fromisoformat(created) if created else None
         view.tags, view.counted = tuple(tags), set(counted)
         return view
@@ -101,7 +120,11 @@ class Tally:
         if (state["version"], state["rank"]) <= (view.version, view.rank):
             return True
         return (view.status, view.priority, view.assignee, view.tags) == (
-            state["status"], state["priority"], state["assignee"], tuple(state["tags"]))
+            state["status"],
+            state["priority"],
+            state["assignee"],
+            tuple(state["tags"]),
+        )
 
     def add_state(self, state: dict[str, Any]) -> None:
         """Rows may come in any order (the store is read back unordered): the ticket's channel
@@ -201,13 +224,15 @@ class Tally:
 
     def numbers(self, now: datetime, window: timedelta) -> Numbers:
         window_start = now - window
-        n = Numbers(as_of=now, window_start=window_start,
-                    created_by_channel={k: v for k, v in self.created_by_channel.items() if v},
-                    by_status={k: v for k, v in self.by_status.items() if v},
-                    backlog_by_status={s: 0 for s in BACKLOG_STATUSES},
-                    backlog_by_age={label: 0 for _, label in AGE_BUCKETS},
-                    sla=[{"target": t, "policy_id": p, "kind": k, "n": c}
-                         for (t, p, k), c in sorted(self.sla_counts.items())])
+        n = Numbers(
+            as_of=now,
+            window_start=window_start,
+            created_by_channel={k: v for k, v in self.created_by_channel.items() if v},
+            by_status={k: v for k, v in self.by_status.items() if v},
+            backlog_by_status={s: 0 for s in BACKLOG_STATUSES},
+            backlog_by_age={label: 0 for _, label in AGE_BUCKETS},
+            sla=[{"target": t, "policy_id": p, "kind": k, "n": c} for (t, p, k), c in sorted(self.sla_counts.items())],
+        )
         for ticket_id in self.backlog:
             view = self.tickets[ticket_id]
             n.backlog_by_status[view.status] += 1
@@ -230,8 +255,10 @@ class Tally:
             n.histograms.setdefault(kind, {})[channel] = (dict(counts), self.hist_sum[(kind, channel)])
         for (agent, kind), count in self.agent_counts.items():
             n.agents.setdefault(agent, {})[kind] = (count, self.agent_seconds.get((agent, kind), 0.0))
-        n.window_durations = {kind: distribution([s for at, _, _, s in rows if at >= window_start])
-                              for kind, rows in self.durations.items()}
+        n.window_durations = {
+            kind: distribution([s for at, _, _, s in rows if at >= window_start])
+            for kind, rows in self.durations.items()
+        }
         return n
 
     def created_series(self, starts: list[datetime], bucket: str, dimension: str | None) -> list[dict[str, Any]]:
@@ -254,8 +281,9 @@ class Tally:
         ordered = sorted(values.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
         return [{"key": k, "total": sum(v), "values": v} for k, v in ordered]
 
-    def duration_series(self, kind: str, starts: list[datetime], bucket: str,
-                        dimension: str | None) -> list[dict[str, Any]]:
+    def duration_series(
+        self, kind: str, starts: list[datetime], bucket: str, dimension: str | None
+    ) -> list[dict[str, Any]]:
         """Median and p90 seconds per bucket (by when the reply or resolution happened)."""
         index, start, end = _span(starts, bucket)
         values: dict[str, list[list[float]]] = {}
@@ -267,8 +295,15 @@ class Tally:
         out = []
         for key, per in sorted(values.items()):
             p50, p90 = ([None if not v else round(percentile(v, q), 1) for v in per] for q in (50, 90))
-            out.append({"key": key, "total": sum(len(v) for v in per), "values": p50, "p90": p90,
-                        "count": [len(v) for v in per]})
+            out.append(
+                {
+                    "key": key,
+                    "total": sum(len(v) for v in per),
+                    "values": p50,
+                    "p90": p90,
+                    "count": [len(v) for v in per],
+                }
+            )
         return out
 
     def compliance_series(self, starts: list[datetime], bucket: str, dimension: str | None) -> list[dict[str, Any]]:
@@ -281,9 +316,16 @@ class Tally:
             key = {"target": target, "policy": policy}.get(dimension or "", "all")
             per = counts.setdefault(key, {"met": [0] * len(starts), "breached": [0] * len(starts)})
             per[kind][index[floor_time(at, bucket)]] += 1
-        return [{"key": k, "total": sum(c["met"]) + sum(c["breached"]), "met": c["met"], "breached": c["breached"],
-                 "values": [ratio(m, m + b) for m, b in zip(c["met"], c["breached"])]}
-                for k, c in sorted(counts.items())]
+        return [
+            {
+                "key": k,
+                "total": sum(c["met"]) + sum(c["breached"]),
+                "met": c["met"],
+                "breached": c["breached"],
+                "values": [ratio(m, m + b) for m, b in zip(c["met"], c["breached"])],
+            }
+            for k, c in sorted(counts.items())
+        ]
 
 
 def _span(starts: list[datetime], bucket: str) -> tuple[dict[datetime, int], datetime, datetime]:

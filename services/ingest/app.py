@@ -1,4 +1,5 @@
 """Ingest: normalises channel messages and hands them to Kafka (`ingest.messages`)."""
+
 from __future__ import annotations
 
 from services.ingest import api
@@ -28,33 +29,52 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
     settings = settings or IngestSettings()
     rt = Runtime("ingest", settings)
     # declared for the AsyncAPI document; the records themselves go through `records` below
-    rt.publisher(TOPIC, schema=MessageReceivedRecord,
-                 description="deskstream.message.received: one normalised channel message")
+    rt.publisher(
+        TOPIC, schema=MessageReceivedRecord, description="deskstream.message.received: one normalised channel message"
+    )
     rt.on_start.append(UnsignedDoorsWarning(settings))
     service_given = service is not None
     if service is None:
-        records = KafkaRecords(settings.kafka_bootstrap_servers, TOPIC, client_id="deskstream-ingest-records",
-                               linger_ms=settings.kafka_linger_ms, registry=rt.telemetry.registry)
+        records = KafkaRecords(
+            settings.kafka_bootstrap_servers,
+            TOPIC,
+            client_id="deskstream-ingest-records",
+            linger_ms=settings.kafka_linger_ms,
+            registry=rt.telemetry.registry,
+        )
         blobs = BlobStore(rt.mongo)
         follow_erasures(rt, blobs)
-        batcher = BlobBatcher(blobs, linger_s=settings.blob_group_commit_ms / 1000) \
-            if settings.blob_group_commit else None
+        batcher = (
+            BlobBatcher(blobs, linger_s=settings.blob_group_commit_ms / 1000) if settings.blob_group_commit else None
+        )
         rt.on_start.append(records.start)
         rt.on_stop.append(records.stop)
-        service = IngestService(publisher=records, source=rt.source, blobs=batcher or blobs,
-                                is_connected=lambda: rt.broker_started and records.started)
+        service = IngestService(
+            publisher=records,
+            source=rt.source,
+            blobs=batcher or blobs,
+            is_connected=lambda: rt.broker_started and records.started,
+        )
         smtp = SmtpServer(service, settings)  # a door of its own, beside the HTTP one
         rt.on_start.append(smtp.start)
         rt.on_stop.append(smtp.stop)
     mailboxes, vault = MailboxStore(rt.mongo), mailbox_vault(settings)
     if not service_given:
-        poller = MailboxPoller(store=mailboxes, service=service, vault=vault, owner=owner_name(settings.instance),
-                               max_blob_bytes=settings.max_blob_bytes)
+        poller = MailboxPoller(
+            store=mailboxes,
+            service=service,
+            vault=vault,
+            owner=owner_name(settings.instance),
+            max_blob_bytes=settings.max_blob_bytes,
+        )
         rt.loops.append(poller.run)
     claims = MongoClaims(rt.mongo) if service_given is False else MemoryClaims()
     router = api.build_router(service, settings, ChatSessions(ChatTokens(chat_key(settings)), claims))
-    app = create_http_app(rt, title="deskstream ingest",
-                          description="Inbound channel webhooks: every message becomes one normalised record.",
-                          routers=[router, mailbox_api.build_router(mailboxes, vault, require_token(rt))])
+    app = create_http_app(
+        rt,
+        title="deskstream ingest",
+        description="Inbound channel webhooks: every message becomes one normalised record.",
+        routers=[router, mailbox_api.build_router(mailboxes, vault, require_token(rt))],
+    )
     api.install_error_handlers(app)
     return DirectRoutes(app, router.routes, gate=address_limit(settings))

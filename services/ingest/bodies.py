@@ -1,4 +1,5 @@
 """Reading webhook bodies ourselves: the size limit first, then JSON, forms or multipart; and their OpenAPI."""
+
 from __future__ import annotations
 
 import json
@@ -69,12 +70,14 @@ def form_pairs(raw: bytes) -> list[tuple[str, str]]:
 
 async def multipart_form(request: Request, raw: bytes) -> tuple[dict[str, str], list[Blob]]:
     """The text fields of a multipart form, and its uploaded files."""
+
     async def once() -> AsyncIterator[bytes]:
         yield raw
 
     try:
-        form = await MultiPartParser(request.headers, once(), max_files=20, max_fields=50,
-                                     max_part_size=len(raw) + 1).parse()
+        form = await MultiPartParser(
+            request.headers, once(), max_files=20, max_fields=50, max_part_size=len(raw) + 1
+        ).parse()
     except Exception as exc:  # malformed multipart, an undecodable field
         raise ApiError(422, "invalid_form", f"the form cannot be read: {exc}") from exc
     fields, files = {}, []

@@ -5,6 +5,7 @@ per new session) and is answered with a chat token (shared/credentials.py: an HM
 the visitor). Every later message carries that token and is checked without a database read. A message
 without a token for a session someone already claimed is refused (403) — unless it is the claiming
 message itself delivered again (same visitor and message id), which gets the same token back."""
+
 from __future__ import annotations
 
 import hashlib

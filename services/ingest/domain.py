@@ -1,4 +1,5 @@
 """What the channel normalisers (`services/ingest/channels/`) share: ids, rejections, kept bytes, phones, record size."""
+
 from __future__ import annotations
 
 import functools
@@ -131,8 +132,7 @@ def e164_or_raw(value: str | None) -> str | None:
 
 def media_placeholder(media_types: list[str]) -> str:
     """What agents read for a message that is only media: `[image]`, `[image, audio]`."""
-    kinds = [t.split("/", 1)[0] if t.split("/", 1)[0] in ("image", "audio", "video") else "file"
-             for t in media_types]
+    kinds = [t.split("/", 1)[0] if t.split("/", 1)[0] in ("image", "audio", "video") else "file" for t in media_types]
     return "[" + ", ".join(kinds) + "]" if kinds else "[empty message]"
 
 
@@ -228,6 +228,8 @@ def fit_for_kafka(message: MessageReceived) -> MessageReceived:
         data["text"] += f"\n[{unlisted} more attachments are not listed: the message was too large]"
         size = len(json.dumps(data))
     if size > MAX_RECORD_BYTES:
-        raise Rejected("too_large", "the message does not fit one record even without its HTML, most of its "
-                                    "text and its attachment list")
+        raise Rejected(
+            "too_large",
+            "the message does not fit one record even without its HTML, most of its text and its attachment list",
+        )
     return MessageReceived.model_validate(data)

@@ -8,6 +8,7 @@ following `tickets.events` for the few erasures on it would mean fetching every 
 the whole system into every ingest process; this topic costs ingest nothing while nobody is erased.
 Tickets decides which files may go (it holds the journal that says who refers to them); deleting
 the same files twice changes nothing, so a redelivered request is harmless."""
+
 from __future__ import annotations
 
 import logging
@@ -23,13 +24,18 @@ log = logging.getLogger(__name__)
 
 def follow_erasures(rt: Runtime, blobs: BlobStore) -> None:
     """Delete the files each request on `privacy.erasures` names."""
+
     async def erase(data: dict) -> None:
         request = EraseBlobs.model_validate(data)
         deleted = await blobs.delete([ref.removeprefix("blob:") for ref in request.blob_refs])
         log.info("%s: %d of %d kept file(s) deleted", request.reason, deleted, len(request.blob_refs))
 
-    rt.stream(name="erase", group_id=topics.GROUP_INGEST_ERASURE, types={EventType.ERASE_BLOBS},
-              processor=EachRecord({EventType.ERASE_BLOBS: erase}),
-              inputs={topics.PRIVACY_ERASURES: PrivacyErasureRecord},
-              description="Delete kept files (attachments, original mails) no ticket refers to any more, after a "
-                          "purge or a customer's erasure")
+    rt.stream(
+        name="erase",
+        group_id=topics.GROUP_INGEST_ERASURE,
+        types={EventType.ERASE_BLOBS},
+        processor=EachRecord({EventType.ERASE_BLOBS: erase}),
+        inputs={topics.PRIVACY_ERASURES: PrivacyErasureRecord},
+        description="Delete kept files (attachments, original mails) no ticket refers to any more, after a "
+        "purge or a customer's erasure",
+    )

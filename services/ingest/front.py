@@ -8,6 +8,7 @@ bought these endpoints nothing and cost about as much as a chat message's own ha
 declared on its router, so the OpenAPI document is generated from them as before, and what is
 not served here (`/healthz`, `/metrics`, `/docs`, a wrong method, a trailing slash, lifespan)
 goes to it unchanged."""
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 def _takes_only_the_request(route: APIRoute) -> bool:
     d = route.dependant
-    return bool(d.request_param_name) and not (d.path_params or d.query_params or d.header_params
-                                                or d.cookie_params or d.body_params or d.dependencies)
+    return bool(d.request_param_name) and not (
+        d.path_params or d.query_params or d.header_params or d.cookie_params or d.body_params or d.dependencies
+    )
 
 
 class DirectRoutes:

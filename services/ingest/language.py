@@ -15,6 +15,7 @@ what a library does not know about our traffic:
 
 Callers pass the text agents read (channels leave quoted history and signatures out), so a
 quoted reply does not decide the language."""
+
 from __future__ import annotations
 
 import re
@@ -28,8 +29,17 @@ MIN_CONFIDENCE = 0.2  # below it, more wrong answers than right ones on the labe
 LETTERS_CONFIDENCE = 0.9  # Urdu's own letters overruling the model: near certain, but not from the model
 
 # dialect and variety labels of the model folded into the ISO 639-1 language agents are booked for
-_FOLD = {"ary": "ar", "arz": "ar", "yue": "zh", "wuu": "zh", "uzs": "uz", "gug": "gn", "hbo": "he",
-         "nn": "no", "nb": "no"}
+_FOLD = {
+    "ary": "ar",
+    "arz": "ar",
+    "yue": "zh",
+    "wuu": "zh",
+    "uzs": "uz",
+    "gug": "gn",
+    "hbo": "he",
+    "nn": "no",
+    "nb": "no",
+}
 _LETTER = re.compile(r"[^\W\d_]")
 _ARABIC_SCRIPT = re.compile("[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
 _URDU_ONLY = re.compile("[ٹڈڑںےۓ]")  # letters Urdu writes and Arabic and Persian do not

@@ -1,5 +1,6 @@
 """The rate limits at the doors, in memory: a token bucket for each sender identity on each channel,
 and one for each client address across the doors."""
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,9 @@ class RateLimiter:
     recently active `max_sources` are remembered: the one forgotten is the one idle longest,
     whose bucket has usually refilled anyway, so memory stays bounded whatever senders claim."""
 
-    def __init__(self, per_minute: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
-                 max_sources: int = 100_000) -> None:
+    def __init__(
+        self, per_minute: float, burst: int, *, clock: Callable[[], float] = time.monotonic, max_sources: int = 100_000
+    ) -> None:
         if per_minute <= 0 or burst < 1:
             raise ValueError("a rate limit needs per_minute > 0 and burst >= 1")
         self.rate = per_minute / 60.0  # tokens a second
@@ -83,8 +85,13 @@ class AddressLimit:
     reverse proxy the client address is the proxy's, unless it sends `X-Forwarded-For` and the
     proxy's address is in FORWARDED_ALLOW_IPS (uvicorn; 127.0.0.1 by default)."""
 
-    def __init__(self, limiter: RateLimiter, *, exempt: Collection[str] = ("127.0.0.0/8", "::1"),
-                 signed_paths: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        *,
+        exempt: Collection[str] = ("127.0.0.0/8", "::1"),
+        signed_paths: Collection[str] = (),
+    ) -> None:
         self.limiter = limiter
         self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in exempt if n.strip()]
         self.signed_paths = frozenset(signed_paths)
@@ -115,5 +122,8 @@ def address_limit(settings: IngestSettings) -> AddressLimit | None:
         return None
     unsigned = settings.unsigned_doors()
     signed = [path for door in SIGNED_DOORS if door not in unsigned for path in door.paths]
-    return AddressLimit(RateLimiter(settings.ip_rate_limit_per_min, settings.ip_rate_limit_burst),
-                        exempt=settings.ip_rate_limit_exempt.split(","), signed_paths=signed)
+    return AddressLimit(
+        RateLimiter(settings.ip_rate_limit_per_min, settings.ip_rate_limit_burst),
+        exempt=settings.ip_rate_limit_exempt.split(","),
+        signed_paths=signed,
+    )

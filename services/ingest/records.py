@@ -5,6 +5,7 @@ middlewares (Prometheus labels, correlation ids) per record: together ~0.2 ms of
 chat message cost (py-spy, bench/ingest_alone.py). Ingest publishes on one hot path only, so it
 encodes the record itself and hands the bytes to aiokafka directly. The guarantee is unchanged:
 `acks="all"` with the idempotent producer, and a send counts only once its future resolved."""
+
 from __future__ import annotations
 
 import functools
@@ -28,10 +29,23 @@ _TIME = TypeAdapter(datetime)  # the envelope's time exactly as pydantic writes 
 def encode_event(type_: str, data: bytes, *, id_: str, source: str, subject: str | None, time_: datetime) -> bytes:
     """The structured-mode CloudEvent `make_event(...)` describes, with `data` already JSON: the
     payload was serialised once (by pydantic, in Rust) and is spliced in rather than parsed again."""
-    return b"".join((
-        b'{"specversion":"1.0","id":', json.dumps(id_).encode(), b',"source":', json.dumps(source).encode(),
-        b',"type":', json.dumps(type_).encode(), b',"subject":', json.dumps(subject).encode(),
-        b',"time":', _TIME.dump_json(time_), b',"datacontenttype":"application/json","data":', data, b"}"))
+    return b"".join(
+        (
+            b'{"specversion":"1.0","id":',
+            json.dumps(id_).encode(),
+            b',"source":',
+            json.dumps(source).encode(),
+            b',"type":',
+            json.dumps(type_).encode(),
+            b',"subject":',
+            json.dumps(subject).encode(),
+            b',"time":',
+            _TIME.dump_json(time_),
+            b',"datacontenttype":"application/json","data":',
+            data,
+            b"}",
+        )
+    )
 
 
 # aiokafka keeps one open batch per partition and, idempotent, one produce request in flight: a
@@ -65,24 +79,40 @@ class KafkaRecords:
     """Ingest's producer for one topic. Concurrent requests' records share produce requests:
     aiokafka batches whatever is queued while the previous request to the broker is in flight."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, client_id: str, linger_ms: int = 1,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        client_id: str,
+        linger_ms: int = 1,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.client_id, self.linger_ms = client_id, linger_ms
         self._producer: AIOKafkaProducer | None = None
         self.started = False
         self._seconds = Histogram(
-            "deskstream_ingest_publish_seconds", "from handing a record to the producer to Kafka's acknowledgement",
-            ["outcome"], registry=registry, buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2, 10))
+            "deskstream_ingest_publish_seconds",
+            "from handing a record to the producer to Kafka's acknowledgement",
+            ["outcome"],
+            registry=registry,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2, 10),
+        )
         self._acked = self._seconds.labels("acked")
         self._failed = self._seconds.labels("failed")
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
-            acks="all", enable_idempotence=True,  # what makes a 202 mean durable: never relax these
-            linger_ms=self.linger_ms, max_request_size=MAX_REQUEST_BYTES, partitioner=KeyPartitioner(),
-            max_batch_size=BATCH_BYTES)
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=True,  # what makes a 202 mean durable: never relax these
+            linger_ms=self.linger_ms,
+            max_request_size=MAX_REQUEST_BYTES,
+            partitioner=KeyPartitioner(),
+            max_batch_size=BATCH_BYTES,
+        )
 
     async def start(self) -> None:
         """Idempotent, so the runtime's connect loop may call it again after a later step failed.

@@ -1,4 +1,5 @@
 """Accepting a channel message: it is acknowledged only once its bytes are stored and Kafka holds it."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -27,8 +28,14 @@ class IngestService:
             raise NotDurable("the message broker is not reachable")
         event_id = "dr-" + stable_id(report.channel.value, report.provider_id, report.provider_status)
         try:
-            record = encode_event(EventType.DELIVERY_REPORTED, report.model_dump_json().encode(), id_=event_id,
-                                  source=self.source, subject=report.provider_id, time_=utcnow())
+            record = encode_event(
+                EventType.DELIVERY_REPORTED,
+                report.model_dump_json().encode(),
+                id_=event_id,
+                source=self.source,
+                subject=report.provider_id,
+                time_=utcnow(),
+            )
             await self.publisher.publish(record, report.provider_id.encode(), self._headers(event_id))
         except Exception as exc:
             raise NotDurable(f"the message broker did not acknowledge the report: {type(exc).__name__}") from exc
@@ -59,8 +66,14 @@ class IngestService:
                     data = encoded_for_kafka(message)[1]
             except Exception as exc:
                 raise NotDurable(f"the attachment store did not take the message: {type(exc).__name__}") from exc
-        record = encode_event(EventType.MESSAGE_RECEIVED, data, id_=message.message_id, source=self.source,
-                              subject=message.message_id, time_=utcnow())
+        record = encode_event(
+            EventType.MESSAGE_RECEIVED,
+            data,
+            id_=message.message_id,
+            source=self.source,
+            subject=message.message_id,
+            time_=utcnow(),
+        )
         try:
             await self.publisher.publish(record, message.thread_key.encode(), self._headers(message.message_id))
         except Exception as exc:

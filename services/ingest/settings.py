@@ -1,4 +1,5 @@
 """Ingest settings: webhook secrets, the public URL signatures are computed over, size and rate limits."""
+
 from typing import NamedTuple
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -21,8 +22,9 @@ class SignedDoor(NamedTuple):
 
 
 SIGNED_DOORS = (
-    SignedDoor("SMS", "Twilio", "twilio_auth_token", "TWILIO_AUTH_TOKEN",
-               ("/v1/inbound/sms", "/v1/inbound/sms/status")),
+    SignedDoor(
+        "SMS", "Twilio", "twilio_auth_token", "TWILIO_AUTH_TOKEN", ("/v1/inbound/sms", "/v1/inbound/sms/status")
+    ),
     SignedDoor("WhatsApp", "Meta", "meta_app_secret", "META_APP_SECRET", ("/v1/inbound/whatsapp",)),
 )
 

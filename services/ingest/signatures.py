@@ -1,5 +1,6 @@
 """Webhook signatures as the providers compute them: Twilio `X-Twilio-Signature`, Meta `X-Hub-Signature-256`;
 and the start-up warning about the doors that do not check them."""
+
 from __future__ import annotations
 
 import base64
@@ -49,5 +50,10 @@ class UnsignedDoorsWarning:
             return
         self.said = True
         for door in self.doors:
-            log.warning("%s webhooks (%s) accept unsigned posts from anyone: set %s to require %s's signature",
-                        door.channel, ", ".join(door.paths), door.env, door.provider)
+            log.warning(
+                "%s webhooks (%s) accept unsigned posts from anyone: set %s to require %s's signature",
+                door.channel,
+                ", ".join(door.paths),
+                door.env,
+                door.provider,
+            )

@@ -5,6 +5,7 @@ Kafka acknowledged the mail (through the same `IngestService.accept` as the emai
 451 when it could not: the sending MTA holds the mail, nothing is lost. A redelivery after a 451
 whose record did reach Kafka after all is the same message id: a duplicate downstream, not a
 second message. Every ingest process listens on the port (SO_REUSEPORT), like on its HTTP port."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,14 +40,19 @@ class MailDoor:
 
     def __init__(self, service: IngestService, settings: IngestSettings) -> None:
         self.service, self.settings = service, settings
-        self.domains = frozenset(d.strip().lower().lstrip("@") for d in settings.support_domains.split(",")
-                                 if d.strip())
+        self.domains = frozenset(
+            d.strip().lower().lstrip("@") for d in settings.support_domains.split(",") if d.strip()
+        )
         self.trusted = trusted_ids(settings.trusted_authserv_ids)
-        self.limiter = RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst) \
-            if settings.rate_limit_per_min > 0 else None
+        self.limiter = (
+            RateLimiter(settings.rate_limit_per_min, settings.rate_limit_burst)
+            if settings.rate_limit_per_min > 0
+            else None
+        )
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         domain = address.rsplit("@", 1)[-1].lower()
         if self.domains and domain not in self.domains:
             return _reply("550", f"5.7.1 {domain} is not a support domain here (SUPPORT_DOMAINS)")
@@ -63,21 +69,28 @@ class MailDoor:
         if self.limiter and (wait := self.limiter.take({f"email:{sender.kind}:{sender.value}": 1})):
             return _reply("451", f"4.7.1 this sender sent too much; try again in {wait:.0f} s")
         try:
-            message_id = await asyncio.wait_for(self.service.accept(item.message, item.blobs, item.claim),
-                                                self.settings.smtp_ack_timeout_s)
+            message_id = await asyncio.wait_for(
+                self.service.accept(item.message, item.blobs, item.claim), self.settings.smtp_ack_timeout_s
+            )
         except Rejected as exc:
             return _reply("554", f"5.3.4 {exc.message}")
         except (NotDurable, TimeoutError) as exc:
             # the MTA keeps the mail and tries again: Kafka did not acknowledge it (yet)
-            why = str(exc) if isinstance(exc, NotDurable) else \
-                f"no acknowledgement within {self.settings.smtp_ack_timeout_s:g} s (INGEST_SMTP_ACK_TIMEOUT_S)"
+            why = (
+                str(exc)
+                if isinstance(exc, NotDurable)
+                else f"no acknowledgement within {self.settings.smtp_ack_timeout_s:g} s (INGEST_SMTP_ACK_TIMEOUT_S)"
+            )
             log.warning("SMTP door: a mail was not acknowledged by Kafka, answered 451: %s", why)
             return "451 4.3.0 not stored yet, try again later"
         return _reply("250", f"2.0.0 OK {message_id}")
 
     async def _read(self, raw: bytes, envelope_from: str | None) -> Normalised:
-        kwargs: dict[str, Any] = {"received_at": utcnow(), "max_blob_bytes": self.settings.max_blob_bytes,
-                                  "envelope_from": envelope_from}
+        kwargs: dict[str, Any] = {
+            "received_at": utcnow(),
+            "max_blob_bytes": self.settings.max_blob_bytes,
+            "envelope_from": envelope_from,
+        }
         try:
             if len(raw) <= INLINE_MAIL_BYTES:
                 item = normalise_email(raw, **kwargs)
@@ -112,15 +125,24 @@ class SmtpServer:
         try:
             sock = listening(self.host, self.settings.smtp_port, shared=True)
         except OSError as exc:  # the HTTP doors keep working; mail waits at the sending MTA meanwhile
-            log.error("SMTP door: cannot listen on %s:%d (%s); set INGEST_SMTP_PORT (0: no SMTP door)",
-                      self.host, self.settings.smtp_port, exc)
+            log.error(
+                "SMTP door: cannot listen on %s:%d (%s); set INGEST_SMTP_PORT (0: no SMTP door)",
+                self.host,
+                self.settings.smtp_port,
+                exc,
+            )
             return
         self.server = await asyncio.get_running_loop().create_server(self._session, sock=sock)
         log.info("SMTP door listening on %s:%d", self.host, self.settings.smtp_port)
 
     def _session(self) -> SMTP:
-        return SMTP(self.door, data_size_limit=self.settings.max_email_bytes, hostname="deskstream",
-                    ident="deskstream ingest", timeout=60)
+        return SMTP(
+            self.door,
+            data_size_limit=self.settings.max_email_bytes,
+            hostname="deskstream",
+            ident="deskstream ingest",
+            timeout=60,
+        )
 
     async def stop(self) -> None:
         if self.server is not None:

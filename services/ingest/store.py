@@ -1,5 +1,6 @@
 """The collection ingest owns: `ingest_blobs`, the bytes of attachments and original mails, keyed by sha256,
 and the claims mails make on their Message-ID (domain.Normalised.claim)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,17 @@ class BlobStore:
     def documents(blobs: Iterable[Blob]) -> list[dict[str, Any]]:
         """One document per distinct blob."""
         now = utcnow()
-        return [{"_id": blob.id, "data": blob.data, "size": len(blob.data), "media_type": blob.media_type,
-                 "filename": blob.filename, "stored_at": now} for blob in {b.id: b for b in blobs}.values()]
+        return [
+            {
+                "_id": blob.id,
+                "data": blob.data,
+                "size": len(blob.data),
+                "media_type": blob.media_type,
+                "filename": blob.filename,
+                "stored_at": now,
+            }
+            for blob in {b.id: b for b in blobs}.values()
+        ]
 
     async def put_many(self, blobs: Iterable[Blob]) -> set[str]:
         """Content-addressed, so bytes already stored (a redelivered mail) are left as they are.
@@ -58,8 +68,10 @@ class BlobStore:
             if exc.details.get("writeConcernErrors"):
                 raise
             errors = exc.details.get("writeErrors", [])
-            return ({docs[e["index"]]["_id"] for e in errors if e.get("code") != DUPLICATE_KEY},
-                    {docs[e["index"]]["_id"] for e in errors if e.get("code") == DUPLICATE_KEY})
+            return (
+                {docs[e["index"]]["_id"] for e in errors if e.get("code") != DUPLICATE_KEY},
+                {docs[e["index"]]["_id"] for e in errors if e.get("code") == DUPLICATE_KEY},
+            )
         return set(), set()
 
     async def get(self, sha256: str) -> bytes | None:
@@ -103,8 +115,15 @@ class BlobBatcher:
     so under load batches get larger rather than inserts more numerous. Each caller returns
     only when all of its own blobs are stored, and fails if any of them was not."""
 
-    def __init__(self, store: BlobStore, *, linger_s: float = 0.002, max_docs: int = 100,
-                 max_bytes: int = 8 * 1024 * 1024, max_in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        *,
+        linger_s: float = 0.002,
+        max_docs: int = 100,
+        max_bytes: int = 8 * 1024 * 1024,
+        max_in_flight: int = 2,
+    ) -> None:
         self.store = store
         self.linger_s, self.max_docs, self.max_bytes, self.max_in_flight = linger_s, max_docs, max_bytes, max_in_flight
         self._pending: dict[str, tuple[dict[str, Any], list[_Waiter]]] = {}  # _id -> document, who waits for it

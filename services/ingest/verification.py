@@ -6,6 +6,7 @@
   trusts (INGEST_TRUSTED_AUTHSERV_IDS). Headers from other authserv-ids are ignored: anyone can
   write one into their own mail; the trusted relay removes forged copies of its own.
 - Everything else (chat, web forms, social and voice webhooks) is a claim."""
+
 from __future__ import annotations
 
 from email.parser import BytesHeaderParser

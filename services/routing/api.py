@@ -1,5 +1,6 @@
 """The admin API of routing: agents (skills, capacity, presence, working hours), automation
 rules, the knowledge base and SLA escalations."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,20 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["agents"], dependencies=[auth.agent])
 
     async def tell_dispatcher(type_: str, request) -> None:
-        await rt.send([event(topics.ROUTING_DISPATCH, None, type_, request, source=rt.source, subject=None,
-                             id_=request.request_id, time=utcnow())])
+        await rt.send(
+            [
+                event(
+                    topics.ROUTING_DISPATCH,
+                    None,
+                    type_,
+                    request,
+                    source=rt.source,
+                    subject=None,
+                    id_=request.request_id,
+                    time=utcnow(),
+                )
+            ]
+        )
 
     async def fresh_view(timeout_s: float = 3.0) -> None:
         """Ask the dispatcher to write what it holds now, and wait until it has (or `timeout_s`)."""
@@ -61,10 +74,12 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
         await tell_dispatcher(EventType.AGENT_UPDATED, AgentUpdated(request_id=uuid.uuid4().hex, agent_id=agent_id))
         return agent_view(await agent_now(agent_id))
 
-    @router.put("/agents/{agent_id}/presence", summary="Set an agent online, away or offline",
-                description="A personal agent token sets only its own agent's presence (403 otherwise).")
-    async def put_presence(agent_id: str, body: PresenceRequest,
-                           who: Principal = Depends(principal)) -> dict[str, Any]:
+    @router.put(
+        "/agents/{agent_id}/presence",
+        summary="Set an agent online, away or offline",
+        description="A personal agent token sets only its own agent's presence (403 otherwise).",
+    )
+    async def put_presence(agent_id: str, body: PresenceRequest, who: Principal = Depends(principal)) -> dict[str, Any]:
         acting(who, agent_id, default=agent_id)
         if not await store.set_presence(agent_id, body.status, utcnow()):
             raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
@@ -81,8 +96,12 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     @router.get("/rules", summary="Every automation rule, in the order they run")
     async def list_rules() -> dict[str, Any]:
         rules = await store.all_rules()
-        return {"items": [{"id": rid, **r.model_dump(mode="json")}
-                          for rid, r in sorted(rules.items(), key=lambda x: (x[1].order, x[0]))]}
+        return {
+            "items": [
+                {"id": rid, **r.model_dump(mode="json")}
+                for rid, r in sorted(rules.items(), key=lambda x: (x[1].order, x[0]))
+            ]
+        }
 
     @router.delete("/rules/{rule_id}", dependencies=[auth.admin], status_code=204, summary="Delete an automation rule")
     async def delete_rule(rule_id: str) -> None:
@@ -91,8 +110,9 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
         if not deleted:
             raise ApiError(404, "not_found", f"rule {rule_id} does not exist")
 
-    @router.put("/kb/articles/{article_id}", dependencies=[auth.admin],
-                summary="Create or replace a knowledge-base article")
+    @router.put(
+        "/kb/articles/{article_id}", dependencies=[auth.admin], summary="Create or replace a knowledge-base article"
+    )
     async def put_article(article_id: str, article: Article) -> dict[str, Any]:
         check_id(article_id, "article")
         await store.put_article(article_id, article, utcnow())
@@ -106,8 +126,12 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
             raise ApiError(404, "not_found", f"article {article_id} does not exist")
         return {"id": article_id, **article.model_dump(mode="json")}
 
-    @router.delete("/kb/articles/{article_id}", dependencies=[auth.admin], status_code=204,
-                   summary="Delete a knowledge-base article")
+    @router.delete(
+        "/kb/articles/{article_id}",
+        dependencies=[auth.admin],
+        status_code=204,
+        summary="Delete a knowledge-base article",
+    )
     async def delete_article(article_id: str) -> None:
         deleted = await store.delete_article(article_id)
         await rt.announce_settings("articles")
@@ -115,14 +139,19 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
             raise ApiError(404, "not_found", f"article {article_id} does not exist")
 
     @router.get("/kb/search", summary="Articles that answer a question, best first, with a score from 0 to 1")
-    async def search_articles(q: str = Query(min_length=1, max_length=5000),
-                              language: str | None = Query(None, max_length=10),
-                              limit: int = Query(5, ge=1, le=50)) -> dict[str, Any]:
+    async def search_articles(
+        q: str = Query(min_length=1, max_length=5000),
+        language: str | None = Query(None, max_length=10),
+        limit: int = Query(5, ge=1, le=50),
+    ) -> dict[str, Any]:
         hits = search(await store.all_articles(language), q, language, limit)
         return {"items": [h.model_dump() for h in hits]}
 
-    @router.put("/escalations/{escalation_id}", dependencies=[auth.admin],
-                summary="Create or replace an escalation on SLA warnings or breaches")
+    @router.put(
+        "/escalations/{escalation_id}",
+        dependencies=[auth.admin],
+        summary="Create or replace an escalation on SLA warnings or breaches",
+    )
     async def put_escalation(escalation_id: str, escalation: Escalation) -> dict[str, Any]:
         check_id(escalation_id, "escalation")
         await store.put_escalation(escalation_id, escalation)
@@ -132,11 +161,16 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
     @router.get("/escalations", summary="Every escalation, in the order they run")
     async def list_escalations() -> dict[str, Any]:
         escalations = await store.all_escalations()
-        return {"items": [{"id": eid, **e.model_dump(mode="json")}
-                          for eid, e in sorted(escalations.items(), key=lambda x: (x[1].order, x[0]))]}
+        return {
+            "items": [
+                {"id": eid, **e.model_dump(mode="json")}
+                for eid, e in sorted(escalations.items(), key=lambda x: (x[1].order, x[0]))
+            ]
+        }
 
-    @router.delete("/escalations/{escalation_id}", dependencies=[auth.admin], status_code=204,
-                   summary="Delete an escalation")
+    @router.delete(
+        "/escalations/{escalation_id}", dependencies=[auth.admin], status_code=204, summary="Delete an escalation"
+    )
     async def delete_escalation(escalation_id: str) -> None:
         deleted = await store.delete_escalation(escalation_id)
         await rt.announce_settings("escalations")

@@ -11,6 +11,7 @@ when another routing process takes the partition over, it reads that back first.
 An assignment is recorded (with the command that announces it) before the command is sent, and
 marked sent after: a dispatcher that dies in between leaves the command pending in its state, and
 its successor sends it again with the same id, which the tickets service drops if it had it."""
+
 from __future__ import annotations
 
 import itertools
@@ -27,8 +28,18 @@ from services.routing.roster import Roster
 from services.routing.store import RoutingStore, to_agent
 from shared import topics
 from shared.events import (
-    AgentUpdated, ApplyAutomation, AssignTicket, EscalateTicket, EventType, KeepTicketWithAgent, PublishRoutingView,
-    ReleaseTicket, RouteTicket, TicketChangedForRouting, TicketSnapshot, stable_id,
+    AgentUpdated,
+    ApplyAutomation,
+    AssignTicket,
+    EscalateTicket,
+    EventType,
+    KeepTicketWithAgent,
+    PublishRoutingView,
+    ReleaseTicket,
+    RouteTicket,
+    TicketChangedForRouting,
+    TicketSnapshot,
+    stable_id,
 )
 from shared.kafka import Outgoing, Producer, event
 from shared.state import ChangelogStore
@@ -61,8 +72,14 @@ class Held:
         return PRIORITY_RANK.get(self.snap.get("priority", "normal"), 2)
 
     def encode(self) -> dict[str, Any]:
-        return {"snap": self.snap, "needs": self.needs, "agent": self.agent, "queued_at": self.queued_at,
-                "pending": self.pending, "seen": self.seen}
+        return {
+            "snap": self.snap,
+            "needs": self.needs,
+            "agent": self.agent,
+            "queued_at": self.queued_at,
+            "pending": self.pending,
+            "seen": self.seen,
+        }
 
     @classmethod
     def decode(cls, value: dict[str, Any]) -> Held:
@@ -73,18 +90,31 @@ class Held:
 
 
 class Dispatcher:
-    def __init__(self, *, store: RoutingStore, producer: Producer, bootstrap_servers: str, source: str,
-                 offline_grace_s: float = 300.0, hot: int | None = 20_000, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        *,
+        store: RoutingStore,
+        producer: Producer,
+        bootstrap_servers: str,
+        source: str,
+        offline_grace_s: float = 300.0,
+        hot: int | None = 20_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.producer = producer
         self.source = source
         self.offline_grace = timedelta(seconds=offline_grace_s)
         self.clock = clock
         self.state: ChangelogStore[Any] = ChangelogStore(
-            topics.ROUTING_DISPATCH_STATE, producer, bootstrap_servers,
+            topics.ROUTING_DISPATCH_STATE,
+            producer,
+            bootstrap_servers,
             encode=lambda k, v: v.encode() if isinstance(v, Held) else v,
             decode=lambda k, v: Held.decode(v) if k.startswith(TICKET) else v,
-            hot=hot, coldable=lambda k: k.startswith(TICKET))
+            hot=hot,
+            coldable=lambda k: k.startswith(TICKET),
+        )
         self.roster = Roster()  # every agent's profile, presence and load, indexed for `_route`
         # the queue: tickets no agent could take yet, with what orders them (priority rank, since when)
         self.waiting: dict[str, tuple[int, str]] = {}
@@ -121,8 +151,12 @@ class Dispatcher:
         self._rebuild_agents(docs)
         self.view_dirty = True
         self.taken_over = True
-        log.info("dispatching: %d agent(s), %d ticket(s) carried, %d waiting", len(self.agents),
-                 sum(1 for h in tickets.values() if h.agent), len(self.waiting))
+        log.info(
+            "dispatching: %d agent(s), %d ticket(s) carried, %d waiting",
+            len(self.agents),
+            sum(1 for h in tickets.values() if h.agent),
+            len(self.waiting),
+        )
 
     def revoke(self, partitions: set[int]) -> None:
         self.state.drop(partitions)
@@ -150,8 +184,11 @@ class Dispatcher:
                 self.roster.put(Agent(id=agent_id, name=agent_id, capacity=0, tickets=sorted(tickets)))
 
     def _tickets(self) -> dict[str, Held]:
-        return {k[len(TICKET):]: v for k in self.state.keys(PARTITION)
-                if k.startswith(TICKET) and (v := self.state.get(PARTITION, k)) is not None}
+        return {
+            k[len(TICKET) :]: v
+            for k in self.state.keys(PARTITION)
+            if k.startswith(TICKET) and (v := self.state.get(PARTITION, k)) is not None
+        }
 
     def _queue(self) -> Iterator[tuple[str, Held]]:
         """The waiting tickets, urgent first, then oldest (each decoded only when reached)."""
@@ -195,8 +232,12 @@ class Dispatcher:
     async def resend_pending(self) -> int:
         """Commands a dispatcher before this one decided but may not have sent (once, after a takeover)."""
         self.taken_over = False
-        out = [Outgoing(c["topic"], c["key"], c["value"].encode(), None, c["type"])
-               for t in sorted(self.unsent) if (h := self._held(t)) is not None for c in h.pending]
+        out = [
+            Outgoing(c["topic"], c["key"], c["value"].encode(), None, c["type"])
+            for t in sorted(self.unsent)
+            if (h := self._held(t)) is not None
+            for c in h.pending
+        ]
         if out:
             log.info("sending %d command(s) the previous dispatcher may not have sent", len(out))
             await self.commit(out)
@@ -297,8 +338,12 @@ class Dispatcher:
         key = stable_id("escalation", req.request_id, ticket.id)
         names = [f"{name} (SLA {req.sla.target.value} {req.kind})" for name in plan.fired]
         priority = plan.priority.value if plan.priority else None
-        self._command(held, out, EventType.APPLY_AUTOMATION, ApplyAutomation(
-            command_id=key, ticket_id=ticket.id, rules=names, priority=priority, team=plan.team))
+        self._command(
+            held,
+            out,
+            EventType.APPLY_AUTOMATION,
+            ApplyAutomation(command_id=key, ticket_id=ticket.id, rules=names, priority=priority, team=plan.team),
+        )
         if priority:
             held.snap = {**held.snap, "priority": priority}
         if plan.team:
@@ -309,7 +354,9 @@ class Dispatcher:
         online = self.roster.online()
         lead = self.agents.get(plan.agent) if plan.agent else None
         candidates: list[Agent] = []
-        if lead and (lead.id == held.agent or can_take(lead, needs.model_copy(update={"skills": [], "team": None}), now)):
+        if lead and (
+            lead.id == held.agent or can_take(lead, needs.model_copy(update={"skills": [], "team": None}), now)
+        ):
             candidates = [lead]
         elif plan.team:
             current = self.agents.get(held.agent) if held.agent else None
@@ -322,8 +369,16 @@ class Dispatcher:
             if agent.id == held.agent:
                 break  # already where it should be
             self._drop_from_agent(held)
-            self._assign(held, agent, now, out, key, reason=f"escalated: {'; '.join(names)}; "
-                         f"{explain(agent, needs)}", team=plan.team or agent.team, command_id=stable_id(key, "assign"))
+            self._assign(
+                held,
+                agent,
+                now,
+                out,
+                key,
+                reason=f"escalated: {'; '.join(names)}; {explain(agent, needs)}",
+                team=plan.team or agent.team,
+                command_id=stable_id(key, "assign"),
+            )
             return
         if held.agent is None:
             self._drain(now, out, key)
@@ -337,9 +392,15 @@ class Dispatcher:
         previous = self.state.get(PARTITION, CUSTOMER + customer) if customer else None
         previous_agent = previous.get("agent") if isinstance(previous, dict) else None
         if (agent := self.roster.best(wanted, now, previous=previous_agent)) is not None:
-            self._assign(held, agent, now, out, request_id,
-                         reason=explain(agent, wanted, previous=agent.id == previous_agent) + note,
-                         team=needs.team or agent.team)
+            self._assign(
+                held,
+                agent,
+                now,
+                out,
+                request_id,
+                reason=explain(agent, wanted, previous=agent.id == previous_agent) + note,
+                team=needs.team or agent.team,
+            )
             return True
         if held.queued_at is None:
             held.queued_at = now.isoformat()
@@ -348,14 +409,33 @@ class Dispatcher:
         self.waiting[held.snap["id"]] = (held.rank, held.queued_at)
         return False
 
-    def _assign(self, held: Held, agent: Agent, now: datetime, out: list[Outgoing], request_id: str, *,
-                reason: str, team: str | None, command_id: str | None = None) -> None:
+    def _assign(
+        self,
+        held: Held,
+        agent: Agent,
+        now: datetime,
+        out: list[Outgoing],
+        request_id: str,
+        *,
+        reason: str,
+        team: str | None,
+        command_id: str | None = None,
+    ) -> None:
         ticket_id = held.snap["id"]
         self._take(held, agent.id, now)
         held.snap = {**held.snap, "assignee": agent.id}
-        self._command(held, out, EventType.ASSIGN_TICKET, AssignTicket(
-            command_id=command_id or stable_id("assign", ticket_id, agent.id, request_id), ticket_id=ticket_id,
-            agent_id=agent.id, reason=reason, team=team))
+        self._command(
+            held,
+            out,
+            EventType.ASSIGN_TICKET,
+            AssignTicket(
+                command_id=command_id or stable_id("assign", ticket_id, agent.id, request_id),
+                ticket_id=ticket_id,
+                agent_id=agent.id,
+                reason=reason,
+                team=team,
+            ),
+        )
 
     def _take(self, held: Held, agent_id: str, now: datetime) -> None:
         """The ticket counts against `agent_id` from now on (past capacity when a person decided)."""
@@ -407,10 +487,25 @@ class Dispatcher:
         return assigned
 
     def _command(self, held: Held, out: list[Outgoing], type_: str, command: AssignTicket | ApplyAutomation) -> None:
-        record = event(topics.TICKETS_COMMANDS, command.ticket_id, type_, command, source=self.source,
-                       subject=command.ticket_id, id_=command.command_id, time=self.clock())
-        held.pending.append({"topic": record.topic, "key": record.key, "value": record.value.decode(),
-                             "partition": None, "type": record.type})
+        record = event(
+            topics.TICKETS_COMMANDS,
+            command.ticket_id,
+            type_,
+            command,
+            source=self.source,
+            subject=command.ticket_id,
+            id_=command.command_id,
+            time=self.clock(),
+        )
+        held.pending.append(
+            {
+                "topic": record.topic,
+                "key": record.key,
+                "value": record.value.decode(),
+                "partition": None,
+                "type": record.type,
+            }
+        )
         self.unsent.add(command.ticket_id)
         out.append(record)
         self._touch(held)
@@ -457,13 +552,19 @@ class Dispatcher:
         """Who carries what and what waits, for the API of any routing process to read: at once when a
         read asked for it (a token), else at most every `view_every_s` while it changes (it holds every
         carried ticket's id: rewriting it per change would cost the database more than the routing)."""
-        if not self.active or not (self.view_token or (
-                self.view_dirty and time.monotonic() - self._view_written >= self.view_every_s)):
+        if not self.active or not (
+            self.view_token or (self.view_dirty and time.monotonic() - self._view_written >= self.view_every_s)
+        ):
             return
         self._view_written = time.monotonic()
         queue = list(itertools.islice(self._queue(), 1000))
-        await self.store.write_view({
-            "agents": {a.id: sorted(a.tickets) for a in self.agents.values()},
-            "queue": [{"ticket_id": t, "priority": h.snap.get("priority"), "needs": h.needs} for t, h in queue],
-            "queue_length": len(self.waiting), "token": self.view_token, "at": self.clock()})
+        await self.store.write_view(
+            {
+                "agents": {a.id: sorted(a.tickets) for a in self.agents.values()},
+                "queue": [{"ticket_id": t, "priority": h.snap.get("priority"), "needs": h.needs} for t, h in queue],
+                "queue_length": len(self.waiting),
+                "token": self.view_token,
+                "at": self.clock(),
+            }
+        )
         self.view_dirty, self.view_token = False, None

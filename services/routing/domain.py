@@ -4,6 +4,7 @@ Skills are written `name` or `name:level` (level 1 to 5; a plain name is level 1
 that needs `refunds:3` goes only to agents with refunds at level 3 or more; among those who
 fit, the best skill match is preferred. An agent is available when they are online and
 inside their working hours (when they have any)."""
+
 from __future__ import annotations
 
 import functools
@@ -86,7 +87,8 @@ class WorkingHours(BaseModel):
 
     timezone: TimeZoneName
     hours: dict[str, list[tuple[str, str]]] = Field(
-        default_factory=dict, examples=[{"sun": [["09:00", "17:00"]], "mon": [["22:00", "06:00"]]}])
+        default_factory=dict, examples=[{"sun": [["09:00", "17:00"]], "mon": [["22:00", "06:00"]]}]
+    )
 
     _zone: ZoneInfo = PrivateAttr()
 
@@ -125,19 +127,25 @@ class WorkingHours(BaseModel):
 
 # ---------------------------------------------------------------- agents
 
+
 class AgentProfile(BaseModel):
     """What an admin sets with `PUT /v1/agents/{agent_id}`."""
 
     name: str = Field(min_length=1, max_length=200)
-    skills: list[str] = Field(default_factory=list, max_length=100,
-                              description="`name` or `name:level` (level 1-5; a plain name is level 1)")
-    languages: list[str] = Field(default_factory=list, max_length=50,
-                                 description="ISO 639-1 codes, as ingest labels messages (`pt-BR` is kept as `pt`)")
+    skills: list[str] = Field(
+        default_factory=list, max_length=100, description="`name` or `name:level` (level 1-5; a plain name is level 1)"
+    )
+    languages: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="ISO 639-1 codes, as ingest labels messages (`pt-BR` is kept as `pt`)",
+    )
     channels: list[str] = Field(default_factory=list, max_length=20)
     capacity: int = Field(ge=0, le=1000)
     team: str | None = Field(None, max_length=200)
     working_hours: WorkingHours | None = Field(
-        None, description="weekly shifts; outside them the agent takes no new tickets even when online")
+        None, description="weekly shifts; outside them the agent takes no new tickets even when online"
+    )
 
     @field_validator("skills")
     @classmethod
@@ -192,8 +200,12 @@ def primary_language(code: str) -> str:
 
 def needs_of(ticket: TicketSnapshot, skills: list[str] | None = None, team: str | None = None) -> Needs:
     language = primary_language(ticket.language) if ticket.language else None
-    return Needs(channel=ticket.channel.value, language=None if language == UNDETERMINED_LANGUAGE else language,
-                 skills=skills or [], team=team)
+    return Needs(
+        channel=ticket.channel.value,
+        language=None if language == UNDETERMINED_LANGUAGE else language,
+        skills=skills or [],
+        team=team,
+    )
 
 
 def speaks(agent: Agent, language: str | None) -> bool:
@@ -203,15 +215,20 @@ def speaks(agent: Agent, language: str | None) -> bool:
 def fits(agent: Agent, needs: Needs) -> bool:
     """Covers the ticket's channel, language, skills (at their levels) and team; load aside."""
     levels = skill_levels(agent.skills)
-    return ((not agent.channels or needs.channel in agent.channels)
-            and speaks(agent, needs.language)
-            and all(levels.get(name, 0) >= level for name, level in map(parse_skill, needs.skills))
-            and (needs.team is None or agent.team == needs.team))
+    return (
+        (not agent.channels or needs.channel in agent.channels)
+        and speaks(agent, needs.language)
+        and all(levels.get(name, 0) >= level for name, level in map(parse_skill, needs.skills))
+        and (needs.team is None or agent.team == needs.team)
+    )
 
 
 def can_take(agent: Agent, needs: Needs, now: datetime | None = None) -> bool:
-    return ((agent.presence == Presence.online if now is None else available(agent, now))
-            and agent.load < agent.capacity and fits(agent, needs))
+    return (
+        (agent.presence == Presence.online if now is None else available(agent, now))
+        and agent.load < agent.capacity
+        and fits(agent, needs)
+    )
 
 
 def offerable(agents: list[Agent], needs: Needs, now: datetime) -> tuple[Needs, str]:
@@ -233,16 +250,16 @@ def skill_match(agent: Agent, needs: Needs) -> int:
     return sum(levels.get(name, 0) for name, _ in map(parse_skill, needs.skills))
 
 
-def rank(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
-         previous: str | None = None) -> list[Agent]:
+def rank(agents: list[Agent], needs: Needs, now: datetime | None = None, *, previous: str | None = None) -> list[Agent]:
     """Best first among those who can take the ticket: the agent who served this customer
     before (`previous`), then the best skill match, then the lowest load relative to capacity,
     then the one who waited longest since their last assignment."""
     return sorted((a for a in agents if can_take(a, needs, now)), key=_ranking(needs, previous))
 
 
-def best(agents: list[Agent], needs: Needs, now: datetime | None = None, *,
-         previous: str | None = None) -> Agent | None:
+def best(
+    agents: list[Agent], needs: Needs, now: datetime | None = None, *, previous: str | None = None
+) -> Agent | None:
     """The first of `rank` (the plain form of what the dispatcher's index, roster.py, finds)."""
     return min((a for a in agents if can_take(a, needs, now)), key=_ranking(needs, previous), default=None)
 
@@ -258,6 +275,7 @@ def load_order(agent: Agent) -> tuple[float, datetime, str]:
 def _ranking(needs: Needs, previous: str | None) -> Callable[[Agent], tuple[Any, ...]]:
     def key(agent: Agent) -> tuple[Any, ...]:
         return (agent.id != previous, -skill_match(agent, needs), *load_order(agent))
+
     return key
 
 
@@ -266,9 +284,14 @@ def explain(agent: Agent, needs: Needs, *, previous: bool = False) -> str:
     parts = [f"load {agent.load}/{agent.capacity} at the time"]
     if needs.skills:
         levels = skill_levels(agent.skills)
-        parts.insert(0, "skills " + ", ".join(
-            f"{name} (level {levels.get(name, 0)})" if ":" in wanted else name
-            for wanted, (name, _) in ((s, parse_skill(s)) for s in needs.skills)))
+        parts.insert(
+            0,
+            "skills "
+            + ", ".join(
+                f"{name} (level {levels.get(name, 0)})" if ":" in wanted else name
+                for wanted, (name, _) in ((s, parse_skill(s)) for s in needs.skills)
+            ),
+        )
     if previous:
         parts.insert(0, "served this customer before")
     if needs.language:

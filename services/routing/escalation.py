@@ -5,6 +5,7 @@ of some targets, for tickets that match, raise the priority (never lower it) and
 ticket to a team or to one agent (a team lead). They run in ascending `order`; later ones
 override the team and agent of earlier ones, the priority only ever goes up, and `stop`
 ends the evaluation."""
+
 from __future__ import annotations
 
 from enum import StrEnum
@@ -34,9 +35,12 @@ class EscalationMatch(BaseModel):
 class EscalationActions(BaseModel):
     priority: Priority | None = Field(None, description="raise the priority to this (never lowers it)")
     team: str | None = Field(None, max_length=200, description="move the ticket to an agent of this team")
-    agent: str | None = Field(None, max_length=200,
-                              description="move the ticket to this agent (a team lead) when they are on shift with "
-                                          "room; otherwise to the team, if one is given")
+    agent: str | None = Field(
+        None,
+        max_length=200,
+        description="move the ticket to this agent (a team lead) when they are on shift with "
+        "room; otherwise to the team, if one is given",
+    )
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EscalationActions:
@@ -69,16 +73,19 @@ class EscalationPlan(BaseModel):
 
 
 def applies(when: EscalationMatch, target: SlaTarget, ticket: TicketSnapshot) -> bool:
-    return ((when.targets is None or target in when.targets)
-            and (when.priority is None or ticket.priority in when.priority)
-            and (when.team is None or ticket.team in when.team)
-            and (when.channel is None or ticket.channel.value in when.channel)
-            and (when.tags_all is None or all(t in ticket.tags for t in when.tags_all))
-            and (when.tier is None or ticket.customer_tier in when.tier))
+    return (
+        (when.targets is None or target in when.targets)
+        and (when.priority is None or ticket.priority in when.priority)
+        and (when.team is None or ticket.team in when.team)
+        and (when.channel is None or ticket.channel.value in when.channel)
+        and (when.tags_all is None or all(t in ticket.tags for t in when.tags_all))
+        and (when.tier is None or ticket.customer_tier in when.tier)
+    )
 
 
-def plan_escalation(escalations: dict[str, Escalation], kind: SlaKind, target: SlaTarget,
-                    ticket: TicketSnapshot) -> EscalationPlan:
+def plan_escalation(
+    escalations: dict[str, Escalation], kind: SlaKind, target: SlaTarget, ticket: TicketSnapshot
+) -> EscalationPlan:
     plan = EscalationPlan()
     level = PRIORITY_ORDER.get(ticket.priority, 1)
     for _, _, esc in sorted((e.order, eid, e) for eid, e in escalations.items()):

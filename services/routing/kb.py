@@ -18,6 +18,7 @@ word counts for more the fewer articles use it (BM25's idf). An article's score,
 So "how do I return an item?" scores 1.0 on an article listing that question, a long
 message asking the same thing still scores well, and a message that only shares a word
 or two scores low. Articles answer only in their own language."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ from pydantic import BaseModel, Field
 _WORD = re.compile(r"\w+")
 _DIACRITICS = re.compile("[\u064b-\u0652\u0670\u0640]")  # Arabic harakat, dagger alif, tatweel
 # one form for letters Arabic, Persian and Urdu keyboards write differently (hamza seats, yeh, kaf, heh)
-_AR_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ى": "ي", "ی": "ي", "ة": "ه", "ۀ": "ه", "ہ": "ه",
-                             "ک": "ك"})
+_AR_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ى": "ي", "ی": "ي", "ة": "ه", "ۀ": "ه", "ہ": "ه", "ک": "ك"})
 _AR_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
 # scripts written without spaces between words: a run of them is searched by its pairs of characters
 _UNSPACED = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
@@ -92,7 +92,7 @@ def _stem(word: str, language: str | None) -> str:
         if language in (None, "ar"):
             for prefix in _AR_PREFIXES:
                 if word.startswith(prefix) and len(word) - len(prefix) >= 3:
-                    return word[len(prefix):]
+                    return word[len(prefix) :]
         return word
     if language in (None, "en"):
         if word.endswith("'s"):
@@ -115,7 +115,7 @@ def _pieces(word: str) -> list[str]:
     out: list[str] = []
     for part in re.split(f"({_UNSPACED.pattern})", word):
         if _UNSPACED.fullmatch(part):
-            out += [part] if len(part) < 2 else [part[i:i + 2] for i in range(len(part) - 1)]
+            out += [part] if len(part) < 2 else [part[i : i + 2] for i in range(len(part) - 1)]
         elif part:
             out.append(part)
     return out
@@ -145,8 +145,9 @@ class Article(BaseModel):
     body: str = Field(min_length=1, max_length=20_000, description="the answer sent to the customer")
     language: str = Field(min_length=2, max_length=10, examples=["en"])
     keywords: list[str] = Field(default_factory=list, max_length=50)
-    questions: list[str] = Field(default_factory=list, max_length=50,
-                                 description="ways customers ask this, e.g. 'how do I return an item?'")
+    questions: list[str] = Field(
+        default_factory=list, max_length=50, description="ways customers ask this, e.g. 'how do I return an item?'"
+    )
 
 
 class Hit(BaseModel):
@@ -180,8 +181,11 @@ def search(articles: dict[str, Article], query: str, language: str | None = None
     only articles in that language are considered; without, each language's articles are
     searched with that language's words."""
     languages = [language] if language else sorted({a.language for a in articles.values()})
-    hits = [hit for lang in languages
-            for hit in _search_one_language({aid: a for aid, a in articles.items() if a.language == lang}, query, lang)]
+    hits = [
+        hit
+        for lang in languages
+        for hit in _search_one_language({aid: a for aid, a in articles.items() if a.language == lang}, query, lang)
+    ]
     hits.sort(key=lambda h: (-h.score, h.id))
     return hits[:limit]
 
@@ -198,15 +202,17 @@ def _search_one_language(articles: dict[str, Article], query: str, language: str
     hits = []
     for doc in pool:
         covered = sum(weight[w] * doc.strength(w) for w in words) / total
-        answered = max((sum(weight[w] for w in unit & asked) / sum(weight[w] for w in unit) for unit in doc.units),
-                       default=0.0)
+        answered = max(
+            (sum(weight[w] for w in unit & asked) / sum(weight[w] for w in unit) for unit in doc.units), default=0.0
+        )
         if score := round((covered + answered) / 2, 3):
             hits.append(Hit(id=doc.id, title=doc.article.title, language=doc.article.language, score=score))
     return hits
 
 
-def best_answer(articles: dict[str, Article], query: str, language: str | None,
-                min_score: float) -> tuple[str, Article, float] | None:
+def best_answer(
+    articles: dict[str, Article], query: str, language: str | None, min_score: float
+) -> tuple[str, Article, float] | None:
     """The article to send as an automatic answer, if one scores at least `min_score`."""
     hits = search(articles, query, language, limit=1)
     if hits and hits[0].score >= min_score:

@@ -5,6 +5,7 @@ It holds no state: the work that can be split by ticket (rules, article search) 
 whichever routing process owns the ticket's partition; who carries which ticket is the
 dispatcher's (services/routing/dispatch.py), told by records on `routing.dispatch`. Routing's own
 assignments coming back as `deskstream.ticket.assigned` are not read again."""
+
 from __future__ import annotations
 
 import logging
@@ -16,17 +17,33 @@ from services.routing.rules import Facts, evaluate
 from services.routing.store import RoutingStore
 from shared import topics
 from shared.events import (
-    ApplyAutomation, EscalateTicket, EventType, KeepTicketWithAgent, ReleaseTicket, RouteTicket, SlaTargetEvent,
-    TicketAssigned, TicketChangedForRouting, TicketCreated, TicketPurged, TicketSnapshot, TicketStatusChanged,
-    TicketUnassigned, stable_id,
+    ApplyAutomation,
+    EscalateTicket,
+    EventType,
+    KeepTicketWithAgent,
+    ReleaseTicket,
+    RouteTicket,
+    SlaTargetEvent,
+    TicketAssigned,
+    TicketChangedForRouting,
+    TicketCreated,
+    TicketPurged,
+    TicketSnapshot,
+    TicketStatusChanged,
+    TicketUnassigned,
+    stable_id,
 )
 from shared.kafka import Outgoing, Producer, event
 from shared.stream import Batch, Record
 
 log = logging.getLogger(__name__)
 RELEASING_STATUSES = frozenset({"resolved", "closed", "spam", "deleted"})
-STATUS_TYPES = (EventType.TICKET_STATUS_CHANGED, EventType.TICKET_DELETED, EventType.TICKET_RESTORED,
-                EventType.TICKET_REOPENED)
+STATUS_TYPES = (
+    EventType.TICKET_STATUS_CHANGED,
+    EventType.TICKET_DELETED,
+    EventType.TICKET_RESTORED,
+    EventType.TICKET_REOPENED,
+)
 SLA_KINDS = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached"}
 
 
@@ -73,74 +90,149 @@ class RoutingProcessor:
         """Run the automation rules on a new ticket, then ask the dispatcher for an agent."""
         created = TicketCreated.model_validate(record.data)
         ticket, text = created.ticket, created.message.text
-        outcome = evaluate(await self.store.all_rules(), Facts(
-            channel=ticket.channel.value, language=ticket.language, text=text, tags=ticket.tags,
-            customer_id=ticket.customer_id, priority=ticket.priority))
+        outcome = evaluate(
+            await self.store.all_rules(),
+            Facts(
+                channel=ticket.channel.value,
+                language=ticket.language,
+                text=text,
+                tags=ticket.tags,
+                customer_id=ticket.customer_id,
+                priority=ticket.priority,
+            ),
+        )
         if outcome.fired:
             reply = reply_source = None
             if outcome.kb_min_score is not None and not outcome.spam:
                 language = None if ticket.language == UNDETERMINED_LANGUAGE else ticket.language  # any article
-                found = best_answer(await self.store.all_articles(language), text, language,
-                                    outcome.kb_min_score)
+                found = best_answer(await self.store.all_articles(language), text, language, outcome.kb_min_score)
                 if found:
                     article_id, article, score = found
                     reply, reply_source = article.body, f"kb:{article_id}"
                     log.info("ticket %s answered from %s (score %.2f)", ticket.id, reply_source, score)
             command = ApplyAutomation(
-                command_id=stable_id("automation", ticket.id), ticket_id=ticket.id, rules=outcome.fired,
-                priority=outcome.priority.value if outcome.priority else None, add_tags=outcome.add_tags,
-                mark_spam=outcome.spam, team=outcome.team, reply=reply, reply_source=reply_source)
-            out.append(event(topics.TICKETS_COMMANDS, ticket.id, EventType.APPLY_AUTOMATION, command,
-                             source=self.source, subject=ticket.id, id_=command.command_id, time=record.timestamp))
+                command_id=stable_id("automation", ticket.id),
+                ticket_id=ticket.id,
+                rules=outcome.fired,
+                priority=outcome.priority.value if outcome.priority else None,
+                add_tags=outcome.add_tags,
+                mark_spam=outcome.spam,
+                team=outcome.team,
+                reply=reply,
+                reply_source=reply_source,
+            )
+            out.append(
+                event(
+                    topics.TICKETS_COMMANDS,
+                    ticket.id,
+                    EventType.APPLY_AUTOMATION,
+                    command,
+                    source=self.source,
+                    subject=ticket.id,
+                    id_=command.command_id,
+                    time=record.timestamp,
+                )
+            )
         if outcome.spam:
             return  # spam waits for nobody
-        ticket = ticket.model_copy(update={  # as it is about to be, for escalations and the queue
-            "priority": outcome.priority.value if outcome.priority else ticket.priority,
-            "tags": [*ticket.tags, *outcome.add_tags], "team": outcome.team or ticket.team})
+        ticket = ticket.model_copy(
+            update={  # as it is about to be, for escalations and the queue
+                "priority": outcome.priority.value if outcome.priority else ticket.priority,
+                "tags": [*ticket.tags, *outcome.add_tags],
+                "team": outcome.team or ticket.team,
+            }
+        )
         needs = needs_of(ticket, outcome.skills, outcome.team)
-        self._tell(out, record, EventType.ROUTE_TICKET, RouteTicket(
-            request_id=record.event["id"], ticket=ticket, needs=needs.model_dump()))
+        self._tell(
+            out,
+            record,
+            EventType.ROUTE_TICKET,
+            RouteTicket(request_id=record.event["id"], ticket=ticket, needs=needs.model_dump()),
+        )
 
     async def _assigned(self, record: Record, out: list[Outgoing]) -> None:
         assigned = TicketAssigned.model_validate(record.data)
         if assigned.actor in (None, "routing"):
             return  # the dispatcher's own decision coming back
-        self._tell(out, record, EventType.KEEP_TICKET_WITH_AGENT, KeepTicketWithAgent(
-            request_id=record.event["id"], ticket=assigned.ticket, agent_id=assigned.agent_id))
+        self._tell(
+            out,
+            record,
+            EventType.KEEP_TICKET_WITH_AGENT,
+            KeepTicketWithAgent(request_id=record.event["id"], ticket=assigned.ticket, agent_id=assigned.agent_id),
+        )
 
     async def _unassigned(self, record: Record, out: list[Outgoing]) -> None:
         taken_off = TicketUnassigned.model_validate(record.data)
-        self._tell(out, record, EventType.RELEASE_TICKET, ReleaseTicket(
-            request_id=record.event["id"], ticket_id=taken_off.ticket.id, reroute=True))
+        self._tell(
+            out,
+            record,
+            EventType.RELEASE_TICKET,
+            ReleaseTicket(request_id=record.event["id"], ticket_id=taken_off.ticket.id, reroute=True),
+        )
 
     async def _status(self, record: Record, out: list[Outgoing]) -> None:
         change = TicketStatusChanged.model_validate(record.data)
         if change.to_status in RELEASING_STATUSES:
-            self._tell(out, record, EventType.RELEASE_TICKET, ReleaseTicket(
-                request_id=record.event["id"], ticket_id=change.ticket.id))
+            self._tell(
+                out,
+                record,
+                EventType.RELEASE_TICKET,
+                ReleaseTicket(request_id=record.event["id"], ticket_id=change.ticket.id),
+            )
         elif change.from_status in RELEASING_STATUSES:  # reopened or restored: it needs someone again
-            self._tell(out, record, EventType.ROUTE_TICKET, RouteTicket(
-                request_id=record.event["id"], ticket=change.ticket, needs=needs_of(change.ticket).model_dump()))
+            self._tell(
+                out,
+                record,
+                EventType.ROUTE_TICKET,
+                RouteTicket(
+                    request_id=record.event["id"], ticket=change.ticket, needs=needs_of(change.ticket).model_dump()
+                ),
+            )
 
     async def _purged(self, record: Record, out: list[Outgoing]) -> None:
         purged = TicketPurged.model_validate(record.data)
-        self._tell(out, record, EventType.RELEASE_TICKET, ReleaseTicket(
-            request_id=record.event["id"], ticket_id=purged.ticket_id,
-            forget_customer=purged.customer_id if purged.reason == "erasure" else None))
+        self._tell(
+            out,
+            record,
+            EventType.RELEASE_TICKET,
+            ReleaseTicket(
+                request_id=record.event["id"],
+                ticket_id=purged.ticket_id,
+                forget_customer=purged.customer_id if purged.reason == "erasure" else None,
+            ),
+        )
 
     async def _changed(self, record: Record, out: list[Outgoing]) -> None:
         ticket = TicketSnapshot.model_validate(record.data.get("ticket"))
-        self._tell(out, record, EventType.TICKET_CHANGED_FOR_ROUTING, TicketChangedForRouting(
-            request_id=record.event["id"], ticket=ticket))
+        self._tell(
+            out,
+            record,
+            EventType.TICKET_CHANGED_FOR_ROUTING,
+            TicketChangedForRouting(request_id=record.event["id"], ticket=ticket),
+        )
 
     async def _sla(self, record: Record, out: list[Outgoing]) -> None:
         sla = SlaTargetEvent.model_validate(record.data)
         if not await self.store.all_escalations():
             return  # nothing configured: the dispatcher need not hear of it
-        self._tell(out, record, EventType.ESCALATE_TICKET, EscalateTicket(
-            request_id=record.event["id"], kind=SLA_KINDS[record.type], sla=sla))
+        self._tell(
+            out,
+            record,
+            EventType.ESCALATE_TICKET,
+            EscalateTicket(request_id=record.event["id"], kind=SLA_KINDS[record.type], sla=sla),
+        )
 
     def _tell(self, out: list[Outgoing], record: Record, type_: str, request: Any) -> None:
         ticket_id = record.event.get("subject") or ""
-        out.append(event(topics.ROUTING_DISPATCH, ticket_id, type_, request, source=self.source, subject=ticket_id,
-                         id_=stable_id(type_, request.request_id, size=24), time=record.timestamp))
+        out.append(
+            event(
+                topics.ROUTING_DISPATCH,
+                ticket_id,
+                type_,
+                request,
+                source=self.source,
+                subject=ticket_id,
+                id_=stable_id(type_, request.request_id, size=24),
+                time=record.timestamp,
+            )
+        )

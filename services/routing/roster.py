@@ -10,6 +10,7 @@ an agent has outgrown are skipped when they reach the top.
 `best` picks exactly what `domain.best` picks over the online agents (tested side by side), in
 time proportional to the shapes rather than the agents: with 200 agents of one profile the
 dispatcher had spent three quarters of its time ranking them, one new ticket at a time."""
+
 from __future__ import annotations
 
 import heapq
@@ -18,7 +19,15 @@ from datetime import datetime
 from typing import Any
 
 from services.routing.domain import (
-    Agent, Needs, Presence, available, can_take, fits, load_order, offerable, skill_match,
+    Agent,
+    Needs,
+    Presence,
+    available,
+    can_take,
+    fits,
+    load_order,
+    offerable,
+    skill_match,
 )
 
 Shape = tuple[Any, ...]
@@ -26,8 +35,13 @@ Shape = tuple[Any, ...]
 
 def shape_of(agent: Agent) -> Shape:
     hours = agent.working_hours.model_dump_json() if agent.working_hours else None
-    return (tuple(sorted(agent.channels)), tuple(sorted(agent.languages)), tuple(sorted(agent.skills)),
-            agent.team, hours)
+    return (
+        tuple(sorted(agent.channels)),
+        tuple(sorted(agent.languages)),
+        tuple(sorted(agent.skills)),
+        agent.team,
+        hours,
+    )
 
 
 @dataclass

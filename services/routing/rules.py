@@ -4,6 +4,7 @@ A rule's conditions all have to hold (a list means "any of these"); its actions 
 priority, add tags, require skills (`name` or `name:minimum level`) or a team, answer from
 the knowledge base, or mark the ticket as spam. Rules run in
 ascending `order`; a rule with `stop` ends the evaluation."""
+
 from __future__ import annotations
 
 import re
@@ -33,15 +34,17 @@ class Conditions(BaseModel):
 class KbAnswer(BaseModel):
     """Answer the customer with the knowledge-base article that best matches their message."""
 
-    min_score: float = Field(0.6, ge=0.0, le=1.0,
-                             description="send the article only when its search score (0-1) is at least this")
+    min_score: float = Field(
+        0.6, ge=0.0, le=1.0, description="send the article only when its search score (0-1) is at least this"
+    )
 
 
 class Actions(BaseModel):
     priority: Priority | None = None
     add_tags: list[str] = Field(default_factory=list, max_length=20)
-    require_skills: list[str] = Field(default_factory=list, max_length=20,
-                                      description="`name` or `name:level`: the agent needs at least that level")
+    require_skills: list[str] = Field(
+        default_factory=list, max_length=20, description="`name` or `name:level`: the agent needs at least that level"
+    )
     team: str | None = None
     answer_from_kb: KbAnswer | None = None
     mark_spam: bool = False
@@ -89,12 +92,14 @@ def _mentions(text: str, phrase: str) -> bool:
 
 
 def holds(when: Conditions, facts: Facts) -> bool:
-    return ((when.channel is None or facts.channel in when.channel)
-            and (when.language is None or facts.language in when.language)
-            and (when.text_any is None or any(_mentions(facts.text, p) for p in when.text_any))
-            and (when.tags_all is None or all(t in facts.tags for t in when.tags_all))
-            and (when.customer is None or facts.customer_id in when.customer)
-            and (when.priority is None or facts.priority in when.priority))
+    return (
+        (when.channel is None or facts.channel in when.channel)
+        and (when.language is None or facts.language in when.language)
+        and (when.text_any is None or any(_mentions(facts.text, p) for p in when.text_any))
+        and (when.tags_all is None or all(t in facts.tags for t in when.tags_all))
+        and (when.customer is None or facts.customer_id in when.customer)
+        and (when.priority is None or facts.priority in when.priority)
+    )
 
 
 def evaluate(rules: dict[str, Rule], facts: Facts) -> Outcome:

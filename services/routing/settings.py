@@ -1,4 +1,5 @@
 """Routing settings."""
+
 from pydantic import Field
 
 from shared.settings import ServiceSettings, port_field

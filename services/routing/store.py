@@ -5,6 +5,7 @@ dispatcher last wrote it for the API to read.
 Who carries which ticket is not stored here per assignment: it is the dispatcher's state
 (services/routing/dispatch.py), durable in its changelog topic. The configuration is read rarely
 and kept a few seconds (shared/cache.py)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -35,9 +36,14 @@ class RoutingStore:
 
     # ------------------------------------------------------------ agents
     async def upsert_agent(self, agent_id: str, profile: AgentProfile, now: datetime) -> None:
-        await self.agents.update_one({"_id": agent_id}, {
-            "$set": {**stored_profile(profile), "updated_at": now},
-            "$setOnInsert": {"presence": Presence.offline.value, "created_at": now}}, upsert=True)
+        await self.agents.update_one(
+            {"_id": agent_id},
+            {
+                "$set": {**stored_profile(profile), "updated_at": now},
+                "$setOnInsert": {"presence": Presence.offline.value, "created_at": now},
+            },
+            upsert=True,
+        )
 
     async def set_presence(self, agent_id: str, presence: Presence, now: datetime) -> bool:
         current = await self.agents.find_one({"_id": agent_id}, {"presence": 1})
@@ -89,8 +95,9 @@ class RoutingStore:
 
     # ------------------------------------------------------------ knowledge base
     async def put_article(self, article_id: str, article: Article, now: datetime) -> None:
-        await self.articles.replace_one({"_id": article_id}, {"_id": article_id, **article.model_dump(),
-                                                              "updated_at": now}, upsert=True)
+        await self.articles.replace_one(
+            {"_id": article_id}, {"_id": article_id, **article.model_dump(), "updated_at": now}, upsert=True
+        )
         self._articles.clear()
 
     async def get_article(self, article_id: str) -> Article | None:
@@ -115,8 +122,9 @@ class RoutingStore:
 
     # ------------------------------------------------------------ escalations
     async def put_escalation(self, escalation_id: str, escalation: Escalation) -> None:
-        await self.escalations.replace_one({"_id": escalation_id},
-                                           {"_id": escalation_id, **escalation.model_dump(mode="json")}, upsert=True)
+        await self.escalations.replace_one(
+            {"_id": escalation_id}, {"_id": escalation_id, **escalation.model_dump(mode="json")}, upsert=True
+        )
         self._escalations.invalidate()
 
     async def delete_escalation(self, escalation_id: str) -> bool:

@@ -1,4 +1,5 @@
 """The SLA HTTP API: policies, business-hours calendars and each ticket's clocks."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
@@ -22,11 +23,15 @@ def parse_start(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         # an unescaped '+' in a query string arrives as a space, the usual cause of this error
-        raise ApiError(422, "invalid_start", f"start {text!r} is not an ISO 8601 date and time, "
-                                             f"e.g. {START_EXAMPLE} (write '+' as %2B in a URL)") from None
+        raise ApiError(
+            422,
+            "invalid_start",
+            f"start {text!r} is not an ISO 8601 date and time, e.g. {START_EXAMPLE} (write '+' as %2B in a URL)",
+        ) from None
     if moment.tzinfo is None:
-        raise ApiError(422, "invalid_start", f"start {text!r} has no time zone: add a UTC offset or Z, "
-                                             f"e.g. {START_EXAMPLE}")
+        raise ApiError(
+            422, "invalid_start", f"start {text!r} has no time zone: add a UTC offset or Z, e.g. {START_EXAMPLE}"
+        )
     return moment
 
 
@@ -34,8 +39,9 @@ async def _nobody(what: str) -> None:
     return None
 
 
-def build_router(service: SlaService, store: SlaStore, auth,
-                 announce: Callable[[str], Awaitable[None]] = _nobody) -> APIRouter:
+def build_router(
+    service: SlaService, store: SlaStore, auth, announce: Callable[[str], Awaitable[None]] = _nobody
+) -> APIRouter:
     """`announce(what)` tells the other SLA processes that settings changed (Runtime.announce_settings)."""
     router = APIRouter(prefix="/v1", tags=["sla"], dependencies=[auth.agent])
 
@@ -49,8 +55,11 @@ def build_router(service: SlaService, store: SlaStore, auth,
     @router.get("/policies", summary="Every SLA policy")
     async def list_policies() -> dict[str, Any]:
         policies = await store.all_policies()
-        return {"items": [{"id": pid, **p.model_dump()} for pid, p in sorted(policies.items(),
-                                                                               key=lambda x: (x[1].order, x[0]))]}
+        return {
+            "items": [
+                {"id": pid, **p.model_dump()} for pid, p in sorted(policies.items(), key=lambda x: (x[1].order, x[0]))
+            ]
+        }
 
     async def calendar_or_404(calendar_id: str) -> Calendar:
         calendar = await store.get_calendar(calendar_id)
@@ -58,7 +67,9 @@ def build_router(service: SlaService, store: SlaStore, auth,
             raise ApiError(404, "not_found", f"calendar {calendar_id} does not exist")
         return calendar
 
-    @router.put("/calendars/{calendar_id}", dependencies=[auth.admin], summary="Create or replace a business-hours calendar")
+    @router.put(
+        "/calendars/{calendar_id}", dependencies=[auth.admin], summary="Create or replace a business-hours calendar"
+    )
     async def put_calendar(calendar_id: str, calendar: Calendar) -> dict[str, Any]:
         check_id(calendar_id, "calendar")
         await store.put_calendar(calendar_id, calendar)
@@ -69,12 +80,15 @@ def build_router(service: SlaService, store: SlaStore, auth,
     async def get_calendar(calendar_id: str) -> dict[str, Any]:
         return {"id": calendar_id, **(await calendar_or_404(calendar_id)).model_dump(mode="json")}
 
-    @router.get("/calendars/{calendar_id}/due",
-                summary="The moment `seconds` of business time after `start`, in the calendar's time zone")
-    async def due(calendar_id: str,
-                  start: Annotated[str, Query(description=f"ISO 8601 with a UTC offset or Z, e.g. {START_EXAMPLE}")],
-                  seconds: Annotated[int, Query(ge=0, le=HORIZON_DAYS * 86_400,
-                                                description="business seconds to count")]) -> dict[str, str]:
+    @router.get(
+        "/calendars/{calendar_id}/due",
+        summary="The moment `seconds` of business time after `start`, in the calendar's time zone",
+    )
+    async def due(
+        calendar_id: str,
+        start: Annotated[str, Query(description=f"ISO 8601 with a UTC offset or Z, e.g. {START_EXAMPLE}")],
+        seconds: Annotated[int, Query(ge=0, le=HORIZON_DAYS * 86_400, description="business seconds to count")],
+    ) -> dict[str, str]:
         calendar = await calendar_or_404(calendar_id)
         moment = parse_start(start)
         try:

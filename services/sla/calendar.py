@@ -1,4 +1,5 @@
 """Business-hours calendars and business-time arithmetic (pure: no I/O)."""
+
 from __future__ import annotations
 
 import re
@@ -51,7 +52,8 @@ class Calendar(BaseModel):
 
     timezone: TimeZoneName
     hours: dict[str, list[tuple[str, str]]] = Field(
-        examples=[{"sun": [["09:00", "13:00"], ["14:00", "17:00"]], "mon": [["09:00", "17:00"]]}])
+        examples=[{"sun": [["09:00", "13:00"], ["14:00", "17:00"]], "mon": [["09:00", "17:00"]]}]
+    )
     holidays: list[date] = Field(default_factory=list, max_length=5000, examples=[["2026-12-25"]])
 
     # derived once, for the arithmetic: the zone, ranges in minutes by Python weekday, holiday set
@@ -155,8 +157,10 @@ def add_business_seconds(calendar: Calendar, start: datetime, seconds: int) -> d
             return cursor + left
         left -= closes - cursor
         cursor = closes
-    raise CalendarError(f"the calendar has fewer than {seconds} business seconds in the {HORIZON_DAYS} days "
-                        f"after {start.isoformat()} (check its hours and holidays)")
+    raise CalendarError(
+        f"the calendar has fewer than {seconds} business seconds in the {HORIZON_DAYS} days "
+        f"after {start.isoformat()} (check its hours and holidays)"
+    )
 
 
 def business_seconds_between(calendar: Calendar, a: datetime, b: datetime) -> float:

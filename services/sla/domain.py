@@ -1,5 +1,6 @@
 """SLA policies and clocks. Pure: which policy applies, when a target is due, and what
 a due clock turns into (a warning, a breach)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -49,11 +50,13 @@ class ClockState(StrEnum):
 def matches(policy: Policy, ticket: TicketSnapshot) -> bool:
     """A ticket without a tier or a team (not known yet) fits only policies that ask for neither."""
     m = policy.match
-    return ((m.channel is None or m.channel == ticket.channel.value)
-            and (m.priority is None or m.priority == ticket.priority)
-            and (not m.tags or all(t in ticket.tags for t in m.tags))
-            and (m.tier is None or m.tier == ticket.customer_tier)
-            and (m.team is None or m.team == ticket.team))
+    return (
+        (m.channel is None or m.channel == ticket.channel.value)
+        and (m.priority is None or m.priority == ticket.priority)
+        and (not m.tags or all(t in ticket.tags for t in m.tags))
+        and (m.tier is None or m.tier == ticket.customer_tier)
+        and (m.team is None or m.team == ticket.team)
+    )
 
 
 def choose_policy(policies: dict[str, Policy], ticket: TicketSnapshot) -> tuple[str, Policy] | None:
@@ -210,26 +213,48 @@ def elapsed(a: datetime, b: datetime, calendar: Calendar | None) -> float:
     return business_seconds_between(calendar, a, b)
 
 
-def start_clock(ticket_id: str, target: SlaTarget, policy_id: str, policy: Policy, budget_s: int,
-                at: datetime, calendar: Calendar | None, cycle: str = "") -> Clock:
-    clock = Clock(ticket_id=ticket_id, target=target, cycle=cycle, policy_id=policy_id,
-                  calendar_id=policy.calendar_id if calendar is not None else None, budget_s=budget_s,
-                  warn_before_s=policy.warn_before_s, started_at=at, running_since=at)
+def start_clock(
+    ticket_id: str,
+    target: SlaTarget,
+    policy_id: str,
+    policy: Policy,
+    budget_s: int,
+    at: datetime,
+    calendar: Calendar | None,
+    cycle: str = "",
+) -> Clock:
+    clock = Clock(
+        ticket_id=ticket_id,
+        target=target,
+        cycle=cycle,
+        policy_id=policy_id,
+        calendar_id=policy.calendar_id if calendar is not None else None,
+        budget_s=budget_s,
+        warn_before_s=policy.warn_before_s,
+        started_at=at,
+        running_since=at,
+    )
     clock._schedule(calendar)
     return clock
 
 
-def first_response_clock(ticket: TicketSnapshot, policy_id: str, policy: Policy,
-                         calendar: Calendar | None = None) -> Clock:
+def first_response_clock(
+    ticket: TicketSnapshot, policy_id: str, policy: Policy, calendar: Calendar | None = None
+) -> Clock:
     """The first-response clock of a new ticket; `calendar` is the one the policy names, if any."""
-    return start_clock(ticket.id, SlaTarget.first_response, policy_id, policy, policy.first_response_s,
-                       ticket.created_at, calendar)
+    return start_clock(
+        ticket.id, SlaTarget.first_response, policy_id, policy, policy.first_response_s, ticket.created_at, calendar
+    )
 
 
-def clocks_for_new_ticket(ticket: TicketSnapshot, policy_id: str, policy: Policy,
-                          calendar: Calendar | None = None) -> list[Clock]:
+def clocks_for_new_ticket(
+    ticket: TicketSnapshot, policy_id: str, policy: Policy, calendar: Calendar | None = None
+) -> list[Clock]:
     clocks = [first_response_clock(ticket, policy_id, policy, calendar)]
     if policy.resolution_s:
-        clocks.append(start_clock(ticket.id, SlaTarget.resolution, policy_id, policy, policy.resolution_s,
-                                  ticket.created_at, calendar))
+        clocks.append(
+            start_clock(
+                ticket.id, SlaTarget.resolution, policy_id, policy, policy.resolution_s, ticket.created_at, calendar
+            )
+        )
     return clocks

@@ -8,6 +8,7 @@ assigned, and is the only one to change or fire them. A batch of ticket events, 
 timers, is one unit: its clocks and decisions are written together, then its events are sent, then
 the decisions are marked sent. A process taking a partition over sends again what was decided but
 not marked (same event ids: consumers drop what they had)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,15 @@ from typing import Any
 
 from services.sla.calendar import Calendar, CalendarError
 from services.sla.domain import (
-    DEFAULT_POLICY_ID, DONE_STATUSES, DORMANT_STATUSES, WAITING_STATUSES, Clock, Policy,
-    choose_policy, clocks_for_new_ticket, start_clock,
+    DEFAULT_POLICY_ID,
+    DONE_STATUSES,
+    DORMANT_STATUSES,
+    WAITING_STATUSES,
+    Clock,
+    Policy,
+    choose_policy,
+    clocks_for_new_ticket,
+    start_clock,
 )
 from services.sla.store import SlaStore
 from services.sla.timers import ClockBook
@@ -57,9 +65,18 @@ def decided_at(decision: dict[str, Any]) -> datetime | None:
 
 
 class SlaService:
-    def __init__(self, *, store: SlaStore, producer: Producer, source: str, default_policy: Policy,
-                 max_sleep_s: float = 1.0, clock: Callable[[], datetime] = utcnow, fire_batch: int = 500,
-                 hot_clocks: int | None = 10_000) -> None:
+    def __init__(
+        self,
+        *,
+        store: SlaStore,
+        producer: Producer,
+        source: str,
+        default_policy: Policy,
+        max_sleep_s: float = 1.0,
+        clock: Callable[[], datetime] = utcnow,
+        fire_batch: int = 500,
+        hot_clocks: int | None = 10_000,
+    ) -> None:
         self.store = store
         self.producer = producer
         self.source = source
@@ -73,10 +90,18 @@ class SlaService:
         self.wake = asyncio.Event()
         self.unsent: list[dict[str, Any]] = []  # decisions found unsent on takeover: sent by the next unit
         self.observe_lag: Callable[[float], None] = lambda seconds: None  # due time -> event sent
-        self.handlers = {t: self._ticket_event for t in (
-            EventType.TICKET_CREATED, EventType.TICKET_REPLIED, EventType.TICKET_MESSAGE_ADDED,
-            EventType.TICKET_STATUS_CHANGED, EventType.TICKET_REOPENED, EventType.TICKET_DELETED,
-            EventType.TICKET_RESTORED)}
+        self.handlers = {
+            t: self._ticket_event
+            for t in (
+                EventType.TICKET_CREATED,
+                EventType.TICKET_REPLIED,
+                EventType.TICKET_MESSAGE_ADDED,
+                EventType.TICKET_STATUS_CHANGED,
+                EventType.TICKET_REOPENED,
+                EventType.TICKET_DELETED,
+                EventType.TICKET_RESTORED,
+            )
+        }
         self.handlers[EventType.TICKET_PURGED] = self._ticket_purged
 
     async def install_default_policy(self) -> None:
@@ -103,8 +128,13 @@ class SlaService:
                 count += 1
         self.book.owned = (self.book.owned or set()) | partitions
         self.book.cool()
-        log.info("holding %d SLA clock(s) of partitions %s (%d running here now); %d decision(s) to send again",
-                 count, sorted(partitions), len(self.book.due), len(self.unsent))
+        log.info(
+            "holding %d SLA clock(s) of partitions %s (%d running here now); %d decision(s) to send again",
+            count,
+            sorted(partitions),
+            len(self.book.due),
+            len(self.unsent),
+        )
         self.wake.set()
 
     def revoke(self, partitions: set[int]) -> None:
@@ -112,8 +142,9 @@ class SlaService:
         self.book.owned = (self.book.owned or set()) - partitions
         self.unsent = [d for d in self.unsent if d["partition"] not in partitions]
         if forgotten:
-            log.info("partitions %s went to another SLA process: %d clock(s) handed over", sorted(partitions),
-                     forgotten)
+            log.info(
+                "partitions %s went to another SLA process: %d clock(s) handed over", sorted(partitions), forgotten
+            )
 
     def owns(self, partition: int) -> bool:
         return partition in (self.book.owned or ())
@@ -136,8 +167,11 @@ class SlaService:
         if "ticket" not in record.data:
             return
         ticket = TicketSnapshot.model_validate(record.data["ticket"])
-        at = datetime.fromisoformat(record.event["time"]) if isinstance(record.event.get("time"), str) \
+        at = (
+            datetime.fromisoformat(record.event["time"])
+            if isinstance(record.event.get("time"), str)
             else record.timestamp
+        )
         p = record.partition
         if record.type == EventType.TICKET_CREATED:
             await self.ticket_created(ticket, p, unit)
@@ -171,8 +205,13 @@ class SlaService:
             clocks = clocks_for_new_ticket(ticket, policy_id, policy, calendar)
         except CalendarError as error:
             # a clock must start: raising would only redeliver the same ticket event forever
-            log.warning("policy %s: calendar %s cannot time ticket %s (%s); running around the clock",
-                        policy_id, policy.calendar_id, ticket.id, error)
+            log.warning(
+                "policy %s: calendar %s cannot time ticket %s (%s); running around the clock",
+                policy_id,
+                policy.calendar_id,
+                ticket.id,
+                error,
+            )
             clocks = clocks_for_new_ticket(ticket, policy_id, policy)
         for clock in clocks:
             self._start(clock, partition, unit)
@@ -182,8 +221,7 @@ class SlaService:
             if clock.target != SlaTarget.resolution and not clock.finished:
                 await self._apply(clock.key, lambda c, cal: c.answer(at, cal), unit)
 
-    async def customer_wrote(self, ticket: TicketSnapshot, message: MessageSummary, partition: int,
-                             unit: Unit) -> None:
+    async def customer_wrote(self, ticket: TicketSnapshot, message: MessageSummary, partition: int, unit: Unit) -> None:
         """A customer message after the first answer starts a next-response wait (one at a time)."""
         clocks = self.book.of_ticket(ticket.id)
         first = next((c for c in clocks if c.target == SlaTarget.first_response), None)
@@ -195,8 +233,16 @@ class SlaService:
         if not policy.next_response_s:
             return
         calendar = await self._calendar_of(first.policy_id, policy)
-        clock = start_clock(ticket.id, SlaTarget.next_response, first.policy_id, policy, policy.next_response_s,
-                            message.at, calendar, cycle=message.message_id)
+        clock = start_clock(
+            ticket.id,
+            SlaTarget.next_response,
+            first.policy_id,
+            policy,
+            policy.next_response_s,
+            message.at,
+            calendar,
+            cycle=message.message_id,
+        )
         if not self.book.has(clock.key):
             self._start(clock, partition, unit)
 
@@ -210,8 +256,9 @@ class SlaService:
             if ticket.status in DONE_STATUSES:
                 await self._apply(clock.key, lambda c, cal: c.answer(at, cal), unit)
             elif ticket.status in WAITING_STATUSES or ticket.status in DORMANT_STATUSES:
-                await self._apply(clock.key, lambda c, cal: c.fire(at) if c.overdue(at) else no_event(c.pause(at, cal)),
-                                  unit)
+                await self._apply(
+                    clock.key, lambda c, cal: c.fire(at) if c.overdue(at) else no_event(c.pause(at, cal)), unit
+                )
             else:
                 await self._apply(clock.key, lambda c, cal: no_event(c.resume(at, cal)), unit)
 
@@ -232,8 +279,11 @@ class SlaService:
             return None
         calendar = await self.store.get_calendar(policy.calendar_id)
         if calendar is None:
-            log.warning("policy %s names calendar %s, which does not exist; running around the clock",
-                        policy_id, policy.calendar_id)
+            log.warning(
+                "policy %s names calendar %s, which does not exist; running around the clock",
+                policy_id,
+                policy.calendar_id,
+            )
         return calendar
 
     async def _apply(self, key: str, change: Callable[[Clock, Calendar | None], str | None], unit: Unit) -> None:
@@ -308,17 +358,33 @@ class SlaService:
     # ------------------------------------------------------------ decisions
     def _decide(self, clock: Clock, kind: str, unit: Unit) -> None:
         at = {"warning": self.now(), "breached": clock.breached_at, "met": clock.met_at}[kind] or self.now()
-        payload = SlaTargetEvent(ticket_id=clock.ticket_id, target=clock.target, policy_id=clock.policy_id,
-                                 cycle=clock.cycle, due_at=clock.due_at or clock.breached_at, at=at)
+        payload = SlaTargetEvent(
+            ticket_id=clock.ticket_id,
+            target=clock.target,
+            policy_id=clock.policy_id,
+            cycle=clock.cycle,
+            due_at=clock.due_at or clock.breached_at,
+            at=at,
+        )
         cycle = f"-{clock.cycle}" if clock.cycle else ""
         # deterministic id: a re-sent event is recognisably the same event
         event_id = f"sla-{clock.ticket_id}-{clock.target.value}{cycle}-{kind}"
-        record = encode_event(KIND_TO_TYPE[kind], payload, source=self.source, subject=clock.ticket_id, id_=event_id,
-                              time=self.now())
+        record = encode_event(
+            KIND_TO_TYPE[kind], payload, source=self.source, subject=clock.ticket_id, id_=event_id, time=self.now()
+        )
         slot = "warning" if kind == "warning" else "outcome"
-        unit.decisions.append({"_id": f"{clock.key}:{slot}", "kind": kind, "ticket_id": clock.ticket_id,
-                               "type": KIND_TO_TYPE[kind], "record": record.decode(), "event_at": at.isoformat(),
-                               "at": self.now().isoformat(), "partition": clock.partition})
+        unit.decisions.append(
+            {
+                "_id": f"{clock.key}:{slot}",
+                "kind": kind,
+                "ticket_id": clock.ticket_id,
+                "type": KIND_TO_TYPE[kind],
+                "record": record.decode(),
+                "event_at": at.isoformat(),
+                "at": self.now().isoformat(),
+                "partition": clock.partition,
+            }
+        )
 
     async def commit(self, unit: Unit) -> None:
         """Clocks and decisions first, then the events, then the marks that they were sent. Decisions
@@ -331,7 +397,8 @@ class SlaService:
             by_partition.setdefault(clock.partition or 0, {}).setdefault("changed", []).append(clock)
         for decision in self.unsent:
             by_partition.setdefault(decision["partition"], {}).setdefault("decisions", []).append(
-                {k: v for k, v in decision.items() if k != "partition"})
+                {k: v for k, v in decision.items() if k != "partition"}
+            )
         for p, parts in by_partition.items():
             await self.store.add_clocks(p, parts.get("new", []))
             await self.store.save_clocks(p, parts.get("changed", []))
@@ -342,8 +409,9 @@ class SlaService:
         if not decisions:
             self.book.cool()
             return
-        await self.producer.send_many([Outgoing(topics.SLA_EVENTS, d["ticket_id"], d["record"].encode(), None, d["type"])
-                                       for d in decisions])
+        await self.producer.send_many(
+            [Outgoing(topics.SLA_EVENTS, d["ticket_id"], d["record"].encode(), None, d["type"]) for d in decisions]
+        )
         self.unsent = []
         sent_at = self.now().isoformat()
         marks: dict[int, list[str]] = {}
@@ -363,8 +431,9 @@ class SlaService:
         for clock in clocks:
             for decision in decisions:
                 if decision["_id"].rsplit(":", 1)[0] == clock.key:
-                    clock.settle(decision.get("kind", ""), decided_at(decision),
-                                 await self._calendar_by_id(clock.calendar_id))
+                    clock.settle(
+                        decision.get("kind", ""), decided_at(decision), await self._calendar_by_id(clock.calendar_id)
+                    )
         return clocks
 
     async def view(self, clocks: list[Clock]) -> list[dict]:
@@ -376,13 +445,25 @@ class SlaService:
             calendar = await self._calendar_by_id(c.calendar_id)
             used = c.used(now, calendar)
             remaining = c.remaining(now, calendar)
-            out.append({"target": c.target.value, "cycle": c.cycle or None, "policy_id": c.policy_id,
-                        "calendar_id": c.calendar_id, "started_at": c.started_at, "due": c.due_at,
-                        "warn_at": c.warn_at, "state": c.state.value, "budget_s": c.budget_s,
-                        "used_s": round(used, 3), "remaining_s": None if remaining is None else round(remaining, 3),
-                        "paused_at": c.paused_at, "met_at": c.met_at, "breached_at": c.breached_at})
+            out.append(
+                {
+                    "target": c.target.value,
+                    "cycle": c.cycle or None,
+                    "policy_id": c.policy_id,
+                    "calendar_id": c.calendar_id,
+                    "started_at": c.started_at,
+                    "due": c.due_at,
+                    "warn_at": c.warn_at,
+                    "state": c.state.value,
+                    "budget_s": c.budget_s,
+                    "used_s": round(used, 3),
+                    "remaining_s": None if remaining is None else round(remaining, 3),
+                    "paused_at": c.paused_at,
+                    "met_at": c.met_at,
+                    "breached_at": c.breached_at,
+                }
+            )
         return out
 
     async def _calendar_by_id(self, calendar_id: str | None) -> Calendar | None:
         return await self.store.get_calendar(calendar_id) if calendar_id else None
-

@@ -8,6 +8,7 @@ partition over, and FerretDB 1.24 — which reads a whole collection for any que
 reads only those. Written in batches: new clocks inserted together, a batch's changed clocks
 updated once each, decisions inserted (a fired timer never rewrites its clock: its decision is
 read back with it)."""
+
 from __future__ import annotations
 
 import logging
@@ -74,8 +75,9 @@ class SlaStore:
     async def put_calendar(self, calendar_id: str, calendar: Calendar) -> None:
         # JSON mode: holidays are stored as "YYYY-MM-DD" strings (BSON has no date-only type)
         doc = calendar.model_dump(mode="json")
-        await self.calendars.replace_one({"_id": calendar_id},
-                                         {"_id": calendar_id, **doc, "hours": stored_week(doc["hours"])}, upsert=True)
+        await self.calendars.replace_one(
+            {"_id": calendar_id}, {"_id": calendar_id, **doc, "hours": stored_week(doc["hours"])}, upsert=True
+        )
         self._calendars.pop(calendar_id, None)
 
     async def get_calendar(self, calendar_id: str) -> Calendar | None:
@@ -136,6 +138,7 @@ class SlaStore:
         """One ticket's clocks and their decisions (for a ticket this process does not hold)."""
         clocks = [Clock.model_validate(d) async for d in self.clocks(partition).find({"ticket_id": ticket_id})]
         ids = [f"{c.key}:{slot}" for c in clocks for slot in ("warning", "outcome")]
-        decisions = await self.storage.read_many(self.decisions(partition), ids,
-                                                 {"kind": 1, "at": 1, "event.data.at": 1})
+        decisions = await self.storage.read_many(
+            self.decisions(partition), ids, {"kind": 1, "at": 1, "event.data.at": 1}
+        )
         return sorted(clocks, key=lambda c: c.started_at), decisions

@@ -5,6 +5,7 @@ MongoDB stays the durable record; this is what the scheduler and the ticket hand
 that neither scans the clocks collection (on FerretDB 1.24 every query but an insert reads the
 whole collection). A process owns the clocks of the tickets.events partitions it consumes: it
 sees every change of those tickets, so its copy is current."""
+
 from __future__ import annotations
 
 import heapq

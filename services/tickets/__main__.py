@@ -3,5 +3,10 @@ from services.tickets.settings import TicketsSettings
 from shared.http import serve
 
 settings = TicketsSettings()
-serve(create_app(settings), host=settings.http_host, port=settings.http_port, log_level=settings.log_level,
-      instance_port=settings.instance_port)
+serve(
+    create_app(settings),
+    host=settings.http_host,
+    port=settings.http_port,
+    log_level=settings.log_level,
+    instance_port=settings.instance_port,
+)

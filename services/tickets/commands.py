@@ -5,6 +5,7 @@ Whichever tickets process a request lands on, the change is made by the one proc
 ticket, in order with the customer's messages and routing's assignments; the answer comes once the
 change is journaled, so the next read — on any process — sees it. Every process reads all
 outcomes (one partition, from its end) and picks out its own by request id."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,15 +46,23 @@ class CommandBus:
         await asyncio.wait_for(self.ready.wait(), self.timeout_s)
         command.request_id = f"{self.instance}:{uuid.uuid4().hex}"
         future = self._expect(command.request_id)
-        record = event(topics.TICKETS_COMMANDS, command.ticket_id, type_, command, source=self.source,
-                       subject=command.ticket_id, id_=stable_id(type_, command.command_id, command.request_id, size=24),
-                       time=datetime.now(UTC))
+        record = event(
+            topics.TICKETS_COMMANDS,
+            command.ticket_id,
+            type_,
+            command,
+            source=self.source,
+            subject=command.ticket_id,
+            id_=stable_id(type_, command.command_id, command.request_id, size=24),
+            time=datetime.now(UTC),
+        )
         try:
             await self.producer.send_many([record])
         except Exception as exc:
             self._waiting.pop(command.request_id, None)
-            raise Unavailable(f"ticket {command.ticket_id}: the command could not be sent ({type(exc).__name__})") \
-                from exc
+            raise Unavailable(
+                f"ticket {command.ticket_id}: the command could not be sent ({type(exc).__name__})"
+            ) from exc
         try:
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError as exc:
@@ -68,15 +77,29 @@ class CommandBus:
         for p in range(self.partitions):
             request_id = f"{self.instance}:{uuid.uuid4().hex}"
             cmd = RefreshLists(command_id=request_id, ticket_id="", request_id=request_id)
-            requests.append((self._expect(request_id), event(
-                topics.TICKETS_COMMANDS, None, EventType.REFRESH_LISTS, cmd, source=self.source, subject=None,
-                id_=request_id, time=datetime.now(UTC), partition=p)))
+            requests.append(
+                (
+                    self._expect(request_id),
+                    event(
+                        topics.TICKETS_COMMANDS,
+                        None,
+                        EventType.REFRESH_LISTS,
+                        cmd,
+                        source=self.source,
+                        subject=None,
+                        id_=request_id,
+                        time=datetime.now(UTC),
+                        partition=p,
+                    ),
+                )
+            )
         try:
             await self.producer.send_many([r for _, r in requests])
             await asyncio.wait_for(asyncio.gather(*(f for f, _ in requests)), self.timeout_s)
         except TimeoutError:
-            log.warning("not every partition refreshed the lists within %g s; answering with what is written",
-                        self.timeout_s)
+            log.warning(
+                "not every partition refreshed the lists within %g s; answering with what is written", self.timeout_s
+            )
         finally:
             for future, _ in requests:
                 future.cancel()
@@ -88,8 +111,12 @@ class CommandBus:
 
     def tail(self) -> Tail:
         """Every outcome from the end of the topic on (a runtime loop)."""
-        tail = Tail(name=f"tickets-outcomes-{self.instance}", topic=topics.TICKETS_OUTCOMES,
-                    bootstrap_servers=self.bootstrap_servers, handlers={EventType.COMMAND_OUTCOME: self._resolve})
+        tail = Tail(
+            name=f"tickets-outcomes-{self.instance}",
+            topic=topics.TICKETS_OUTCOMES,
+            bootstrap_servers=self.bootstrap_servers,
+            handlers={EventType.COMMAND_OUTCOME: self._resolve},
+        )
         self.ready = tail.ready
         return tail
 

@@ -6,6 +6,7 @@ holds in memory — identities attached to another customer, service tiers, merg
 loaded from `customer_links` at start and kept current by `deskstream.customer.changed` events,
 which every process reads from `tickets.events`. A phone number is one identity whatever carries
 it: a WhatsApp id is the number it belongs to."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -58,14 +59,19 @@ class CustomerBook:
             customer_id = self.customer_of(keys[0])
             own = [k for k in keys if self.customer_of(k) == customer_id]
             hints = [k for k in keys if k not in own]
-            return CustomerInfo(id=customer_id, name=name, identities=own, hints=hints, verified=False,
-                                tier=self.tiers.get(customer_id)), []
+            return CustomerInfo(
+                id=customer_id, name=name, identities=own, hints=hints, verified=False, tier=self.tiers.get(customer_id)
+            ), []
         attached = [self.current(self.links[canonical(k)]) for k in keys if canonical(k) in self.links]
         customer_id = attached[0] if attached else self.customer_of(keys[0])
-        new_links = [k for k in dict.fromkeys(canonical(k) for k in keys)
-                     if k not in self.links and customer_id_for(k) != customer_id]
-        return CustomerInfo(id=customer_id, name=name, identities=keys, verified=True,
-                            tier=self.tiers.get(customer_id)), new_links
+        new_links = [
+            k
+            for k in dict.fromkeys(canonical(k) for k in keys)
+            if k not in self.links and customer_id_for(k) != customer_id
+        ]
+        return CustomerInfo(
+            id=customer_id, name=name, identities=keys, verified=True, tier=self.tiers.get(customer_id)
+        ), new_links
 
     # ------------------------------------------------------------ changing
     def apply(self, change: CustomerChanged) -> None:

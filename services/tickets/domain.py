@@ -6,6 +6,7 @@ and leaves what it added to the conversation — messages, notes, timeline entri
 history: after each change it takes those lists away into an append-only journal entry (see
 `drain`), so the lists hold only what is new. A ticket read back for an agent (services/tickets/
 views.py) is the same class with the whole history in them."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,9 +19,26 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from shared.events import (
-    Attachment, Channel, Direction, EventType, MessageReceived, MessageSummary, TicketAssigned, TicketCreated,
-    TicketMessageAdded, TicketNoteAdded, TicketPriorityChanged, TicketReplied, TicketSnapshot, TicketStatusChanged,
-    TicketDeliveryUpdated, TicketMerged, TicketSplit, TicketTagsChanged, TicketUnassigned, stable_id,
+    Attachment,
+    Channel,
+    Direction,
+    EventType,
+    MessageReceived,
+    MessageSummary,
+    TicketAssigned,
+    TicketCreated,
+    TicketMessageAdded,
+    TicketNoteAdded,
+    TicketPriorityChanged,
+    TicketReplied,
+    TicketSnapshot,
+    TicketStatusChanged,
+    TicketDeliveryUpdated,
+    TicketMerged,
+    TicketSplit,
+    TicketTagsChanged,
+    TicketUnassigned,
+    stable_id,
 )
 
 
@@ -39,19 +57,24 @@ S = Status
 # Which status an agent or admin may set from which. Customer messages and agent replies
 # move tickets by the rules in `receive` and `reply` below.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    S.new:       frozenset({S.open, S.postponed, S.resolved, S.spam, S.deleted}),
-    S.open:      frozenset({S.postponed, S.resolved, S.spam, S.deleted}),
-    S.answered:  frozenset({S.open, S.postponed, S.resolved, S.spam, S.deleted}),
+    S.new: frozenset({S.open, S.postponed, S.resolved, S.spam, S.deleted}),
+    S.open: frozenset({S.postponed, S.resolved, S.spam, S.deleted}),
+    S.answered: frozenset({S.open, S.postponed, S.resolved, S.spam, S.deleted}),
     S.postponed: frozenset({S.open, S.resolved, S.spam, S.deleted}),
-    S.resolved:  frozenset({S.open, S.closed, S.deleted}),
-    S.closed:    frozenset({S.deleted}),
-    S.spam:      frozenset({S.open, S.deleted}),
-    S.deleted:   frozenset({S.open}),  # restore
+    S.resolved: frozenset({S.open, S.closed, S.deleted}),
+    S.closed: frozenset({S.deleted}),
+    S.spam: frozenset({S.open, S.deleted}),
+    S.deleted: frozenset({S.open}),  # restore
 }
 # a customer message moves the ticket to...
 ON_CUSTOMER_MESSAGE: dict[Status, Status] = {
-    S.new: S.new, S.open: S.open, S.answered: S.open, S.postponed: S.open,
-    S.resolved: S.open, S.spam: S.spam, S.deleted: S.deleted,
+    S.new: S.new,
+    S.open: S.open,
+    S.answered: S.open,
+    S.postponed: S.open,
+    S.resolved: S.open,
+    S.spam: S.spam,
+    S.deleted: S.deleted,
 }
 # tickets in these statuses take no more messages: the next one starts a new ticket
 FINISHED = frozenset({S.closed})
@@ -104,6 +127,7 @@ class LifecycleError(Exception):
 class DeliveryState(StrEnum):
     """What became of an outbound message: queued → sent → delivered, or failed; not_sent
     when the channel cannot be reached at all (no address, no provider configured)."""
+
     queued = "queued"
     sent = "sent"
     delivered = "delivered"
@@ -112,8 +136,13 @@ class DeliveryState(StrEnum):
 
 
 # a report never moves a delivery backwards (a late "sent" after "delivered" is ignored)
-DELIVERY_RANK = {DeliveryState.queued: 0, DeliveryState.sent: 1, DeliveryState.delivered: 2,
-                 DeliveryState.failed: 2, DeliveryState.not_sent: 2}
+DELIVERY_RANK = {
+    DeliveryState.queued: 0,
+    DeliveryState.sent: 1,
+    DeliveryState.delivered: 2,
+    DeliveryState.failed: 2,
+    DeliveryState.not_sent: 2,
+}
 
 
 class Delivery(BaseModel):
@@ -219,15 +248,25 @@ class Ticket(BaseModel):
 
     # ------------------------------------------------------------ creation and messages
     @classmethod
-    def open_from(cls, msg: MessageReceived, *, ticket_id: str, customer: CustomerInfo,
-                  now: datetime, follows: str | None = None) -> tuple[Ticket, list[Event]]:
+    def open_from(
+        cls, msg: MessageReceived, *, ticket_id: str, customer: CustomerInfo, now: datetime, follows: str | None = None
+    ) -> tuple[Ticket, list[Event]]:
         # the ticket exists from the moment its first message reached us: SLA clocks count from there
         opened = min(now, msg.received_at)
-        ticket = cls(id=ticket_id, channel=msg.channel, customer=customer, subject=msg.subject,
-                     thread_key=msg.thread_key, language=msg.language, created_at=opened, updated_at=opened,
-                     follows=follows)
-        ticket._log(opened, "created", actor=customer.id, channel=msg.channel.value,
-                    **({"follows": follows} if follows else {}))
+        ticket = cls(
+            id=ticket_id,
+            channel=msg.channel,
+            customer=customer,
+            subject=msg.subject,
+            thread_key=msg.thread_key,
+            language=msg.language,
+            created_at=opened,
+            updated_at=opened,
+            follows=follows,
+        )
+        ticket._log(
+            opened, "created", actor=customer.id, channel=msg.channel.value, **({"follows": follows} if follows else {})
+        )
         message = ticket._append_inbound(msg)
         return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=message))]
 
@@ -243,22 +282,39 @@ class Ticket(BaseModel):
             return []
         message = self._append_inbound(msg)
         self.updated_at = now
-        events: list[Event] = [(EventType.TICKET_MESSAGE_ADDED,
-                                TicketMessageAdded(ticket=self.snapshot(), message=message))]
+        events: list[Event] = [
+            (EventType.TICKET_MESSAGE_ADDED, TicketMessageAdded(ticket=self.snapshot(), message=message))
+        ]
         target = ON_CUSTOMER_MESSAGE.get(self.status, self.status)
         if target != self.status:
             events.append(self._set_status(target, actor=self.customer.id, now=now))
         return events
 
-    def reply(self, *, agent_id: str, text: str, message_id: str, now: datetime, html: str | None = None,
-              attachments: list[Attachment] | None = None) -> list[Event]:
+    def reply(
+        self,
+        *,
+        agent_id: str,
+        text: str,
+        message_id: str,
+        now: datetime,
+        html: str | None = None,
+        attachments: list[Attachment] | None = None,
+    ) -> list[Event]:
         if self.has_message(message_id):
             return []
         if self.status not in REPLYABLE:
             raise LifecycleError(f"a {self.status} ticket cannot be answered")
-        message = Message(message_id=message_id, direction=Direction.outbound, channel=self.channel,
-                          text=text, at=now, author=agent_id, html=html, attachments=attachments or [],
-                          delivery=Delivery(state=DeliveryState.queued, at=now))
+        message = Message(
+            message_id=message_id,
+            direction=Direction.outbound,
+            channel=self.channel,
+            text=text,
+            at=now,
+            author=agent_id,
+            html=html,
+            attachments=attachments or [],
+            delivery=Delivery(state=DeliveryState.queued, at=now),
+        )
         self.messages.append(message)
         self.remember(message_id)
         self.deliveries[message_id] = message.delivery
@@ -268,24 +324,35 @@ class Ticket(BaseModel):
         events: list[Event] = []
         if self.status != S.answered:
             events.append(self._set_status(S.answered, actor=agent_id, now=now))
-        events.insert(0, (EventType.TICKET_REPLIED, TicketReplied(
-            ticket=self.snapshot(), message=summary(message), agent_id=agent_id)))
+        events.insert(
+            0,
+            (
+                EventType.TICKET_REPLIED,
+                TicketReplied(ticket=self.snapshot(), message=summary(message), agent_id=agent_id),
+            ),
+        )
         return events
 
     # ------------------------------------------------------------ assignment and status
-    def assign(self, agent_id: str, *, actor: str, now: datetime, reason: str | None = None,
-               team: str | None = None) -> list[Event]:
+    def assign(
+        self, agent_id: str, *, actor: str, now: datetime, reason: str | None = None, team: str | None = None
+    ) -> list[Event]:
         if self.assignee == agent_id and (team is None or self.team == team):
             return []
         if self.status in (S.closed, S.deleted, S.spam):
             raise LifecycleError(f"a {self.status} ticket cannot be assigned")
         previous, self.assignee = self.assignee, agent_id
         self.team = team or self.team
-        self._log(now, "assigned", actor=actor, agent_id=agent_id, previous=previous,
-                  **({"reason": reason} if reason else {}))
+        self._log(
+            now, "assigned", actor=actor, agent_id=agent_id, previous=previous, **({"reason": reason} if reason else {})
+        )
         self.updated_at = now
-        return [(EventType.TICKET_ASSIGNED,
-                 TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous, actor=actor))]
+        return [
+            (
+                EventType.TICKET_ASSIGNED,
+                TicketAssigned(ticket=self.snapshot(), agent_id=agent_id, previous_agent_id=previous, actor=actor),
+            )
+        ]
 
     def unassign(self, *, actor: str, now: datetime) -> list[Event]:
         if self.assignee is None:
@@ -302,8 +369,12 @@ class Ticket(BaseModel):
         self.remember(note_id)
         self._log(now, "note_added", actor=author, note_id=note_id)
         self.updated_at = now
-        return [(EventType.TICKET_NOTE_ADDED, TicketNoteAdded(ticket=self.snapshot(), note_id=note_id,
-                                                               author=author, text=text, at=now))]
+        return [
+            (
+                EventType.TICKET_NOTE_ADDED,
+                TicketNoteAdded(ticket=self.snapshot(), note_id=note_id, author=author, text=text, at=now),
+            )
+        ]
 
     def set_priority(self, priority: Priority, *, actor: str, now: datetime) -> list[Event]:
         if priority == self.priority:
@@ -311,8 +382,14 @@ class Ticket(BaseModel):
         previous, self.priority = self.priority, priority.value
         self._log(now, "priority_changed", actor=actor, **{"from": previous, "to": priority.value})
         self.updated_at = now
-        return [(EventType.TICKET_PRIORITY_CHANGED, TicketPriorityChanged(
-            ticket=self.snapshot(), from_priority=previous, to_priority=priority.value, actor=actor))]
+        return [
+            (
+                EventType.TICKET_PRIORITY_CHANGED,
+                TicketPriorityChanged(
+                    ticket=self.snapshot(), from_priority=previous, to_priority=priority.value, actor=actor
+                ),
+            )
+        ]
 
     def change_tags(self, *, add: list[str], remove: list[str], actor: str, now: datetime) -> list[Event]:
         added = [t for t in dict.fromkeys(add) if t not in self.tags and t not in remove]
@@ -322,12 +399,24 @@ class Ticket(BaseModel):
         self.tags = [t for t in self.tags if t not in removed] + added
         self._log(now, "tags_changed", actor=actor, added=added, removed=removed)
         self.updated_at = now
-        return [(EventType.TICKET_TAGS_CHANGED, TicketTagsChanged(
-            ticket=self.snapshot(), added=added, removed=removed, actor=actor))]
+        return [
+            (
+                EventType.TICKET_TAGS_CHANGED,
+                TicketTagsChanged(ticket=self.snapshot(), added=added, removed=removed, actor=actor),
+            )
+        ]
 
-    def record_delivery(self, message_id: str, *, state: DeliveryState, detail: str | None,
-                        provider_id: str | None, attempts: int, now: datetime,
-                        next_attempt_at: datetime | None = None) -> list[Event]:
+    def record_delivery(
+        self,
+        message_id: str,
+        *,
+        state: DeliveryState,
+        detail: str | None,
+        provider_id: str | None,
+        attempts: int,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
+    ) -> list[Event]:
         message = next((m for m in self.messages if m.message_id == message_id), None)
         if message is not None and message.direction != Direction.outbound:
             return []
@@ -340,27 +429,66 @@ class Ticket(BaseModel):
             if current.state == state and current.attempts >= attempts:
                 return []  # the same report again
         provider_id = provider_id or (current.provider_id if current else None)
-        delivery = Delivery(state=state, at=now, detail=detail, provider_id=provider_id, attempts=attempts,
-                            next_attempt_at=next_attempt_at)
+        delivery = Delivery(
+            state=state,
+            at=now,
+            detail=detail,
+            provider_id=provider_id,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+        )
         self.deliveries[message_id] = delivery
         self._keep_deliveries()
         if message is not None:
             message.delivery = delivery
             if provider_id and message.external_id is None:
                 message.external_id = provider_id
-        self._log(now, "delivery", actor="delivery", message_id=message_id, state=state.value,
-                  attempts=attempts, **({"detail": detail} if detail else {}))
+        self._log(
+            now,
+            "delivery",
+            actor="delivery",
+            message_id=message_id,
+            state=state.value,
+            attempts=attempts,
+            **({"detail": detail} if detail else {}),
+        )
         self.updated_at = now
-        return [(EventType.TICKET_DELIVERY_UPDATED, TicketDeliveryUpdated(
-            ticket=self.snapshot(), message_id=message_id, state=state.value, detail=detail, provider_id=provider_id,
-            attempts=attempts))]
+        return [
+            (
+                EventType.TICKET_DELIVERY_UPDATED,
+                TicketDeliveryUpdated(
+                    ticket=self.snapshot(),
+                    message_id=message_id,
+                    state=state.value,
+                    detail=detail,
+                    provider_id=provider_id,
+                    attempts=attempts,
+                ),
+            )
+        ]
 
-    def automate(self, *, rules: list[str], priority: str | None, add_tags: list[str], mark_spam: bool,
-                  now: datetime, team: str | None = None, reply: str | None = None,
-                  reply_id: str | None = None, reply_source: str | None = None) -> list[Event]:
+    def automate(
+        self,
+        *,
+        rules: list[str],
+        priority: str | None,
+        add_tags: list[str],
+        mark_spam: bool,
+        now: datetime,
+        team: str | None = None,
+        reply: str | None = None,
+        reply_id: str | None = None,
+        reply_source: str | None = None,
+    ) -> list[Event]:
         """Apply what automation rules decided; each rule that fired is on the timeline."""
-        self._log(now, "automation", actor="automation", rules=list(rules),
-                  **({"team": team} if team else {}), **({"answered_from": reply_source} if reply_source else {}))
+        self._log(
+            now,
+            "automation",
+            actor="automation",
+            rules=list(rules),
+            **({"team": team} if team else {}),
+            **({"answered_from": reply_source} if reply_source else {}),
+        )
         events: list[Event] = []
         if team:
             self.team = team
@@ -385,18 +513,29 @@ class Ticket(BaseModel):
         if self.status not in PURGEABLE:
             raise LifecycleError(f"only deleted or spam tickets can be purged; this one is {self.status}")
 
-    def change_status(self, to: Status, *, actor: str, now: datetime, until: datetime | None = None,
-                      substatus: str | None = None) -> list[Event]:
+    def change_status(
+        self, to: Status, *, actor: str, now: datetime, until: datetime | None = None, substatus: str | None = None
+    ) -> list[Event]:
         if to == self.status and to != S.postponed:
             if substatus == self.substatus:
                 return []
             # a custom status within the same category: agents see it, SLA and analytics need not
             previous, self.substatus = self.substatus, substatus
-            self._log(now, "status_changed", actor=actor, **{"from": self.status.value, "to": to.value},
-                      substatus=substatus, previous_substatus=previous)
+            self._log(
+                now,
+                "status_changed",
+                actor=actor,
+                **{"from": self.status.value, "to": to.value},
+                substatus=substatus,
+                previous_substatus=previous,
+            )
             self.updated_at = now
-            return [(EventType.TICKET_STATUS_CHANGED, TicketStatusChanged(
-                ticket=self.snapshot(), from_status=to.value, to_status=to.value, actor=actor))]
+            return [
+                (
+                    EventType.TICKET_STATUS_CHANGED,
+                    TicketStatusChanged(ticket=self.snapshot(), from_status=to.value, to_status=to.value, actor=actor),
+                )
+            ]
         if to not in TRANSITIONS[self.status] and not (to == S.postponed == self.status):
             raise LifecycleError(f"cannot go from {self.status} to {to}")
         if to == S.postponed and until is None:
@@ -411,16 +550,21 @@ class Ticket(BaseModel):
             return []
         return [self._set_status(S.closed, actor="auto-close", now=now)]
 
-    def record_sla(self, target: str, state: str, *, at: datetime, due_at: datetime | None,
-                   now: datetime) -> bool:
+    def record_sla(self, target: str, state: str, *, at: datetime, due_at: datetime | None, now: datetime) -> bool:
         """An SLA warning, breach or met target, on the timeline (once) when it is heard of,
         with the SLA service's own time in the details; no ticket event, as the SLA service
         has already announced it on `sla.events`."""
         if self.sla.get(target) == state:
             return False
         self.sla[target] = state
-        self._log(max(now, self.last_entry_at) if self.last_entry_at else now, f"sla_{state}", actor="sla",
-                  target=target, happened_at=at.isoformat(), **({"due_at": due_at.isoformat()} if due_at else {}))
+        self._log(
+            max(now, self.last_entry_at) if self.last_entry_at else now,
+            f"sla_{state}",
+            actor="sla",
+            target=target,
+            happened_at=at.isoformat(),
+            **({"due_at": due_at.isoformat()} if due_at else {}),
+        )
         return True
 
     # ------------------------------------------------------------ merge and split
@@ -440,8 +584,12 @@ class Ticket(BaseModel):
         self.inbound_count += other.inbound_count
         self._log(now, "merged", actor=actor, ticket_id=other.id, messages=len(moved))
         self.updated_at = now
-        return [(EventType.TICKET_MERGED, TicketMerged(ticket=self.snapshot(), merged_ticket_id=other.id,
-                                                       moved_message_ids=moved, actor=actor))]
+        return [
+            (
+                EventType.TICKET_MERGED,
+                TicketMerged(ticket=self.snapshot(), merged_ticket_id=other.id, moved_message_ids=moved, actor=actor),
+            )
+        ]
 
     def close_as_merged(self, survivor_id: str, *, actor: str, now: datetime) -> list[Event]:
         if self.merged_into == survivor_id:
@@ -452,8 +600,14 @@ class Ticket(BaseModel):
         self._log(now, "merged_into", actor=actor, ticket_id=survivor_id)
         if self.status == S.closed:
             self.updated_at = now
-            return [(EventType.TICKET_STATUS_CHANGED, TicketStatusChanged(
-                ticket=self.snapshot(), from_status=S.closed.value, to_status=S.closed.value, actor=actor))]
+            return [
+                (
+                    EventType.TICKET_STATUS_CHANGED,
+                    TicketStatusChanged(
+                        ticket=self.snapshot(), from_status=S.closed.value, to_status=S.closed.value, actor=actor
+                    ),
+                )
+            ]
         return [self._set_status(S.closed, actor=actor, now=now, substatus="merged")]
 
     def split_off(self, message: Message, new_ticket_id: str, *, actor: str, now: datetime) -> list[Event]:
@@ -466,53 +620,120 @@ class Ticket(BaseModel):
         self.inbound_count -= 1
         self._log(now, "split", actor=actor, message_id=message.message_id, new_ticket_id=new_ticket_id)
         self.updated_at = now
-        return [(EventType.TICKET_SPLIT, TicketSplit(ticket=self.snapshot(), new_ticket_id=new_ticket_id,
-                                                     message_id=message.message_id, actor=actor))]
+        return [
+            (
+                EventType.TICKET_SPLIT,
+                TicketSplit(
+                    ticket=self.snapshot(), new_ticket_id=new_ticket_id, message_id=message.message_id, actor=actor
+                ),
+            )
+        ]
 
     @classmethod
-    def open_split(cls, original: Ticket, message: Message, *, ticket_id: str, actor: str,
-                   now: datetime) -> tuple[Ticket, list[Event]]:
-        ticket = cls(id=ticket_id, channel=message.channel, customer=original.customer, subject=message.subject
-                     or original.subject, thread_key=f"split:{ticket_id}", language=original.language,
-                     priority=original.priority, tags=list(original.tags), created_at=now, updated_at=now,
-                     split_from=original.id, messages=[message], inbound_count=1, seen=[message.message_id])
-        ticket._log(now, "created", actor=actor, channel=message.channel.value, split_from=original.id,
-                    message_id=message.message_id)
+    def open_split(
+        cls, original: Ticket, message: Message, *, ticket_id: str, actor: str, now: datetime
+    ) -> tuple[Ticket, list[Event]]:
+        ticket = cls(
+            id=ticket_id,
+            channel=message.channel,
+            customer=original.customer,
+            subject=message.subject or original.subject,
+            thread_key=f"split:{ticket_id}",
+            language=original.language,
+            priority=original.priority,
+            tags=list(original.tags),
+            created_at=now,
+            updated_at=now,
+            split_from=original.id,
+            messages=[message],
+            inbound_count=1,
+            seen=[message.message_id],
+        )
+        ticket._log(
+            now,
+            "created",
+            actor=actor,
+            channel=message.channel.value,
+            split_from=original.id,
+            message_id=message.message_id,
+        )
         return ticket, [(EventType.TICKET_CREATED, TicketCreated(ticket=ticket.snapshot(), message=summary(message)))]
 
     # ------------------------------------------------------------ views
     def snapshot(self) -> TicketSnapshot:
-        return TicketSnapshot(id=self.id, status=self.status.value, priority=self.priority,
-                              channel=self.channel, customer_id=self.customer.id, assignee=self.assignee,
-                              tags=list(self.tags), language=self.language, created_at=self.created_at,
-                              version=self.version + 1, team=self.team, customer_tier=self.customer.tier,
-                              substatus=self.substatus)
+        return TicketSnapshot(
+            id=self.id,
+            status=self.status.value,
+            priority=self.priority,
+            channel=self.channel,
+            customer_id=self.customer.id,
+            assignee=self.assignee,
+            tags=list(self.tags),
+            language=self.language,
+            created_at=self.created_at,
+            version=self.version + 1,
+            team=self.team,
+            customer_tier=self.customer.tier,
+            substatus=self.substatus,
+        )
 
     # ------------------------------------------------------------ internals
     def _append_inbound(self, msg: MessageReceived) -> MessageSummary:
-        message = Message(message_id=msg.message_id, direction=Direction.inbound, channel=msg.channel,
-                          text=msg.text, at=msg.sent_at, author=self.customer.id, subject=msg.subject,
-                          html=msg.html, attachments=msg.attachments, external_id=msg.external_id,
-                          raw_ref=msg.raw_ref, sender=msg.customer.identities[0].key)
+        message = Message(
+            message_id=msg.message_id,
+            direction=Direction.inbound,
+            channel=msg.channel,
+            text=msg.text,
+            at=msg.sent_at,
+            author=self.customer.id,
+            subject=msg.subject,
+            html=msg.html,
+            attachments=msg.attachments,
+            external_id=msg.external_id,
+            raw_ref=msg.raw_ref,
+            sender=msg.customer.identities[0].key,
+        )
         self.messages.append(message)
         self.remember(msg.message_id)
         self.inbound_count += 1
-        self._log(msg.received_at, "message_received", actor=self.customer.id,
-                  message_id=msg.message_id, channel=msg.channel.value)
+        self._log(
+            msg.received_at,
+            "message_received",
+            actor=self.customer.id,
+            message_id=msg.message_id,
+            channel=msg.channel.value,
+        )
         return summary(message)
 
-    def _set_status(self, to: Status, *, actor: str | None, now: datetime,
-                    until: datetime | None = None, substatus: str | None = None) -> Event:
+    def _set_status(
+        self,
+        to: Status,
+        *,
+        actor: str | None,
+        now: datetime,
+        until: datetime | None = None,
+        substatus: str | None = None,
+    ) -> Event:
         previous, self.status = self.status, to
         self.postponed_until = until if to == S.postponed else None
         self.substatus = substatus
         if to == S.resolved:
             self.resolved_at = now
-        self._log(now, "status_changed", actor=actor, **{"from": previous.value, "to": to.value},
-                  **({"until": until.isoformat()} if until else {}), **({"substatus": substatus} if substatus else {}))
+        self._log(
+            now,
+            "status_changed",
+            actor=actor,
+            **{"from": previous.value, "to": to.value},
+            **({"until": until.isoformat()} if until else {}),
+            **({"substatus": substatus} if substatus else {}),
+        )
         self.updated_at = now
-        return (status_event_type(previous, to), TicketStatusChanged(
-            ticket=self.snapshot(), from_status=previous.value, to_status=to.value, actor=actor, until=until))
+        return (
+            status_event_type(previous, to),
+            TicketStatusChanged(
+                ticket=self.snapshot(), from_status=previous.value, to_status=to.value, actor=actor, until=until
+            ),
+        )
 
     def _log(self, at: datetime, type_: str, *, actor: str | None, **details: Any) -> None:
         """Add an entry in time order: a message received at ingest before an agent's reply
@@ -563,8 +784,14 @@ def continues(ticket: Ticket, msg: MessageReceived, *, now: datetime, policy: Th
 
 
 def summary(message: Message) -> MessageSummary:
-    return MessageSummary(message_id=message.message_id, direction=message.direction, channel=message.channel,
-                          text=message.text, at=message.at, author=message.author)
+    return MessageSummary(
+        message_id=message.message_id,
+        direction=message.direction,
+        channel=message.channel,
+        text=message.text,
+        at=message.at,
+        author=message.author,
+    )
 
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}

@@ -15,6 +15,7 @@ still names them, so an erasure interrupted and asked for again leaves none behi
 its own files (agents' attachments) and asks ingest, which keeps the customers' files and original
 mails, on `privacy.erasures` (services/ingest/erasure.py): done within moments of the answer, not
 before it."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,20 @@ class Shredder:
         gone = sorted(refs - await self.store.blobs_in_use(sorted(refs), besides=ticket_ids))
         if gone:  # ingest first: it works on it while the rest is removed here
             erase = EraseBlobs(request_id=stable_id("erase-blobs", *gone), blob_refs=gone, reason=reason, at=now)
-            await self.send([event(topics.PRIVACY_ERASURES, None, EventType.ERASE_BLOBS, erase, source=self.source,
-                                   subject=None, id_=erase.request_id, time=now)])
+            await self.send(
+                [
+                    event(
+                        topics.PRIVACY_ERASURES,
+                        None,
+                        EventType.ERASE_BLOBS,
+                        erase,
+                        source=self.source,
+                        subject=None,
+                        id_=erase.request_id,
+                        time=now,
+                    )
+                ]
+            )
             await self.deliveries.drop_blobs([ref.removeprefix("blob:") for ref in gone])
         return gone
 
@@ -80,8 +93,17 @@ class Unfinished(Exception):
 
 
 class Erasure:
-    def __init__(self, *, store: TicketStore, deliveries: DeliveryStore, bus: CommandBus, customers: CustomerBook,
-                 shredder: Shredder, send: Send, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        store: TicketStore,
+        deliveries: DeliveryStore,
+        bus: CommandBus,
+        customers: CustomerBook,
+        shredder: Shredder,
+        send: Send,
+        source: str,
+    ) -> None:
         self.store, self.deliveries, self.bus, self.customers = store, deliveries, bus, customers
         self.shredder, self.send, self.source = shredder, send, source
 
@@ -115,17 +137,30 @@ class Erasure:
         names = [t["customer"]["name"] for t in tickets if t["customer"].get("name")]
         records = await self.deliveries.outcomes_of([t["id"] for t in tickets])
         return {
-            "customer": {"id": held.ids[0], "name": names[-1] if names else None,
-                         "tier": self.customers.tiers.get(held.ids[0]), "merged_ids": held.ids[1:],
-                         "profiles": [{**{k: v for k, v in doc.items() if k != "_id"}, "id": c}
-                                      for c, doc in held.profiles.items()]},
+            "customer": {
+                "id": held.ids[0],
+                "name": names[-1] if names else None,
+                "tier": self.customers.tiers.get(held.ids[0]),
+                "merged_ids": held.ids[1:],
+                "profiles": [
+                    {**{k: v for k, v in doc.items() if k != "_id"}, "id": c} for c, doc in held.profiles.items()
+                ],
+            },
             "identities": held.identities,
             "tickets": tickets,
             "deliveries": [{"message_id": d["_id"], **{k: v for k, v in d.items() if k != "_id"}} for d in records],
-            "attachments": [{"ticket_id": t["id"], "message_id": m["message_id"], **a}
-                            for t in tickets for m in t["messages"] for a in m.get("attachments") or ()],
-            "original_mails": [{"ticket_id": t["id"], "message_id": m["message_id"], "ref": m["raw_ref"]}
-                               for t in tickets for m in t["messages"] if m.get("raw_ref")],
+            "attachments": [
+                {"ticket_id": t["id"], "message_id": m["message_id"], **a}
+                for t in tickets
+                for m in t["messages"]
+                for a in m.get("attachments") or ()
+            ],
+            "original_mails": [
+                {"ticket_id": t["id"], "message_id": m["message_id"], "ref": m["raw_ref"]}
+                for t in tickets
+                for m in t["messages"]
+                if m.get("raw_ref")
+            ],
             "exported_at": utcnow(),
         }
 
@@ -140,15 +175,21 @@ class Erasure:
         ids = held.ids
         ticket_ids = [t["_id"] for t in held.tickets]
         now = utcnow()
-        files = await self.shredder.files(ticket_ids, blob_refs(await self.store.entries_of(ticket_ids)),
-                                          reason="erasure", now=now)
+        files = await self.shredder.files(
+            ticket_ids, blob_refs(await self.store.entries_of(ticket_ids)), reason="erasure", now=now
+        )
         gate = asyncio.Semaphore(AT_ONCE)
 
         async def erase_ticket(ticket_id: str) -> int:
             async with gate:
-                outcome = await self.bus.send(EventType.ERASE_TICKET, EraseTicket(
-                    command_id=stable_id("erase", ids[0], ticket_id, size=24), ticket_id=ticket_id, actor=actor))
+                outcome = await self.bus.send(
+                    EventType.ERASE_TICKET,
+                    EraseTicket(
+                        command_id=stable_id("erase", ids[0], ticket_id, size=24), ticket_id=ticket_id, actor=actor
+                    ),
+                )
                 return outcome.status
+
         try:
             statuses = await asyncio.gather(*(erase_ticket(t) for t in ticket_ids))
         except Exception as exc:  # Unavailable: the owner is away (taking a partition over, say)
@@ -159,10 +200,34 @@ class Erasure:
         await self.shredder.records(ticket_ids)
         linked = await self.store.forget_customers(ids)
         identities = list(dict.fromkeys([*held.identities, *linked, *map(canonical, held.identities)]))
-        erased = CustomerErased(customer_id=ids[0], merged_ids=ids[1:], identities=identities,
-                                ticket_ids=ticket_ids, blob_refs=files, actor=actor, at=now)
+        erased = CustomerErased(
+            customer_id=ids[0],
+            merged_ids=ids[1:],
+            identities=identities,
+            ticket_ids=ticket_ids,
+            blob_refs=files,
+            actor=actor,
+            at=now,
+        )
         self.customers.forget(erased)  # here at once; every other tickets process when it hears the event
-        await self.send([event(topics.TICKETS_EVENTS, ids[0], EventType.CUSTOMER_ERASED, erased, source=self.source,
-                               subject=ids[0], id_=stable_id("erased", ids[0], *ticket_ids, size=24), time=now)])
-        return {"customer_id": ids[0], "merged_ids": ids[1:], "tickets": len(ticket_ids), "files": len(files),
-                "status": "erased"}
+        await self.send(
+            [
+                event(
+                    topics.TICKETS_EVENTS,
+                    ids[0],
+                    EventType.CUSTOMER_ERASED,
+                    erased,
+                    source=self.source,
+                    subject=ids[0],
+                    id_=stable_id("erased", ids[0], *ticket_ids, size=24),
+                    time=now,
+                )
+            ]
+        )
+        return {
+            "customer_id": ids[0],
+            "merged_ids": ids[1:],
+            "tickets": len(ticket_ids),
+            "files": len(files),
+            "status": "erased",
+        }

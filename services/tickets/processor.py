@@ -11,6 +11,7 @@ tickets' values to the changelog (`tickets.state`), with the input offsets they 
 commits the offsets after that. Event ids derive from the input, so a replay after a crash sends
 the same events again, which consumers drop. The list documents (`tickets`) are written apart,
 coalesced (`flush_docs`)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,17 +26,51 @@ from pydantic import BaseModel, ValidationError
 
 from services.tickets.customers import CustomerBook, link_rows
 from services.tickets.domain import (
-    FINISHED, CustomerInfo, DeliveryState, Event, LifecycleError, Message, Priority, Status, ThreadingPolicy, Ticket,
-    continues, query_terms, search_terms, ticket_id_for,
+    FINISHED,
+    CustomerInfo,
+    DeliveryState,
+    Event,
+    LifecycleError,
+    Message,
+    Priority,
+    Status,
+    ThreadingPolicy,
+    Ticket,
+    continues,
+    query_terms,
+    search_terms,
+    ticket_id_for,
 )
 from services.tickets.erasure import Shredder
 from services.tickets.store import TicketStore, blob_refs, list_document, ticket_of_document
 from shared import topics
 from shared.events import (
-    AddTicketNote, ApplyAutomation, AssignTicket, ChangeTicketStatus, ChangeTicketTags, CloseMergedTicket,
-    CommandOutcome, CustomerChanged, DeliveryReported, EraseTicket, EventType, FileMessage, MergeTicket,
-    MessageReceived, PurgeTicket, RecordDelivery, RefreshLists, ReplyToTicket, SetTicketPriority, SlaTargetEvent,
-    SplitTicket, TicketCommand, TicketPurged, UnassignTicket, inbound_message_id, stable_id,
+    AddTicketNote,
+    ApplyAutomation,
+    AssignTicket,
+    ChangeTicketStatus,
+    ChangeTicketTags,
+    CloseMergedTicket,
+    CommandOutcome,
+    CustomerChanged,
+    DeliveryReported,
+    EraseTicket,
+    EventType,
+    FileMessage,
+    MergeTicket,
+    MessageReceived,
+    PurgeTicket,
+    RecordDelivery,
+    RefreshLists,
+    ReplyToTicket,
+    SetTicketPriority,
+    SlaTargetEvent,
+    SplitTicket,
+    TicketCommand,
+    TicketPurged,
+    UnassignTicket,
+    inbound_message_id,
+    stable_id,
 )
 from shared.kafka import Outgoing, Producer, event, partition_of
 from shared.state import ChangelogStore
@@ -59,17 +94,33 @@ class Held:
     stale_since: datetime | None = None
 
     def encode(self) -> dict[str, Any]:
-        return {"t": self.ticket.core(), "dv": self.doc_version, "w": self.words,
-                "ss": self.stale_since.isoformat() if self.stale_since else None}
+        return {
+            "t": self.ticket.core(),
+            "dv": self.doc_version,
+            "w": self.words,
+            "ss": self.stale_since.isoformat() if self.stale_since else None,
+        }
 
     @classmethod
     def decode(cls, value: dict[str, Any]) -> Held:
-        return cls(Ticket.model_validate(value["t"]), value.get("dv", 0), value.get("w", []),
-                   datetime.fromisoformat(value["ss"]) if value.get("ss") else None)
+        return cls(
+            Ticket.model_validate(value["t"]),
+            value.get("dv", 0),
+            value.get("w", []),
+            datetime.fromisoformat(value["ss"]) if value.get("ss") else None,
+        )
 
 
-def due_at(status: Status, *, merged: bool, postponed_until: datetime | None, resolved_at: datetime | None,
-           updated_at: datetime, auto_close_s: float, keep_closed: timedelta) -> datetime | None:
+def due_at(
+    status: Status,
+    *,
+    merged: bool,
+    postponed_until: datetime | None,
+    resolved_at: datetime | None,
+    updated_at: datetime,
+    auto_close_s: float,
+    keep_closed: timedelta,
+) -> datetime | None:
     """When time alone next changes a ticket: a postponed one wakes, a resolved one closes, a finished
     one is let go of from memory (its list document and journal keep it)."""
     if merged or status in LET_GO:
@@ -117,9 +168,19 @@ class DocPolicy:
 
 
 class TicketsProcessor:
-    def __init__(self, *, store: TicketStore, producer: Producer, bootstrap_servers: str, source: str,
-                 threading: ThreadingPolicy | None = None, docs: DocPolicy | None = None, hot: int = 5000,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), shredder: Shredder | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: TicketStore,
+        producer: Producer,
+        bootstrap_servers: str,
+        source: str,
+        threading: ThreadingPolicy | None = None,
+        docs: DocPolicy | None = None,
+        hot: int = 5000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shredder: Shredder | None = None,
+    ) -> None:
         self.store = store
         self.shredder = shredder  # what a purged ticket leaves outside the journal (None: nothing more)
         self.producer = producer
@@ -128,9 +189,15 @@ class TicketsProcessor:
         self.docs = docs or DocPolicy()
         self.clock = clock
         self.partitions = 6  # of the input topics; learnt at start (`learn_partitions`)
-        self.state: ChangelogStore[Any] = ChangelogStore(topics.TICKETS_STATE, producer, bootstrap_servers,
-                                                         encode=encode_value, decode=decode_value, hot=hot,
-                                                         coldable=lambda key: key.startswith(TICKET))
+        self.state: ChangelogStore[Any] = ChangelogStore(
+            topics.TICKETS_STATE,
+            producer,
+            bootstrap_servers,
+            encode=encode_value,
+            decode=decode_value,
+            hot=hot,
+            coldable=lambda key: key.startswith(TICKET),
+        )
         self.customers = CustomerBook()
         self.stale: dict[int, set[str]] = {}  # partition → tickets whose list document is behind
         self.timed: dict[int, dict[str, datetime]] = {}  # partition → ticket → when a clock next changes it
@@ -162,11 +229,20 @@ class TicketsProcessor:
         }
         # what each command does to the ticket, and what its outcome says
         self.decisions: dict[type[BaseModel], Callable[[Ticket, Any, datetime, Unit], list[Event]]] = {
-            AssignTicket: self._assign, ApplyAutomation: self._automate, ReplyToTicket: self._reply,
-            ChangeTicketStatus: self._change_status, AddTicketNote: self._note, SetTicketPriority: self._priority,
-            ChangeTicketTags: self._tags, UnassignTicket: self._unassign, MergeTicket: self._merge,
-            CloseMergedTicket: self._close_merged, SplitTicket: self._split, PurgeTicket: self._purge,
-            EraseTicket: self._erase, RecordDelivery: self._delivery,
+            AssignTicket: self._assign,
+            ApplyAutomation: self._automate,
+            ReplyToTicket: self._reply,
+            ChangeTicketStatus: self._change_status,
+            AddTicketNote: self._note,
+            SetTicketPriority: self._priority,
+            ChangeTicketTags: self._tags,
+            UnassignTicket: self._unassign,
+            MergeTicket: self._merge,
+            CloseMergedTicket: self._close_merged,
+            SplitTicket: self._split,
+            PurgeTicket: self._purge,
+            EraseTicket: self._erase,
+            RecordDelivery: self._delivery,
         }
 
     # ------------------------------------------------------------ ownership (shared/stream.py)
@@ -181,12 +257,25 @@ class TicketsProcessor:
                 if key.startswith(TICKET):
                     value = self.state.raw(p, key)  # a glance, without holding it decoded
                     t = value["t"]
-                    self._track_values(p, t["id"], value.get("dv", 0) < t["version"], due_at(
-                        Status(t["status"]), merged=bool(t.get("merged_into")), postponed_until=_time(t.get("postponed_until")),
-                        resolved_at=_time(t.get("resolved_at")), updated_at=_time(t["updated_at"]),
-                        auto_close_s=self.auto_close_s, keep_closed=self.docs.keep_closed))
-        log.info("holding %d ticket(s) and thread(s) of partitions %s", sum(len(v[0]) for v in loaded.values()),
-                 sorted(partitions))
+                    self._track_values(
+                        p,
+                        t["id"],
+                        value.get("dv", 0) < t["version"],
+                        due_at(
+                            Status(t["status"]),
+                            merged=bool(t.get("merged_into")),
+                            postponed_until=_time(t.get("postponed_until")),
+                            resolved_at=_time(t.get("resolved_at")),
+                            updated_at=_time(t["updated_at"]),
+                            auto_close_s=self.auto_close_s,
+                            keep_closed=self.docs.keep_closed,
+                        ),
+                    )
+        log.info(
+            "holding %d ticket(s) and thread(s) of partitions %s",
+            sum(len(v[0]) for v in loaded.values()),
+            sorted(partitions),
+        )
 
     def revoke(self, partitions: set[int]) -> None:
         self.state.drop(partitions)
@@ -196,9 +285,20 @@ class TicketsProcessor:
 
     def _track(self, p: int, held: Held) -> None:
         t = held.ticket
-        self._track_values(p, t.id, held.doc_version < t.version, due_at(
-            t.status, merged=bool(t.merged_into), postponed_until=t.postponed_until, resolved_at=t.resolved_at,
-            updated_at=t.updated_at, auto_close_s=self.auto_close_s, keep_closed=self.docs.keep_closed))
+        self._track_values(
+            p,
+            t.id,
+            held.doc_version < t.version,
+            due_at(
+                t.status,
+                merged=bool(t.merged_into),
+                postponed_until=t.postponed_until,
+                resolved_at=t.resolved_at,
+                updated_at=t.updated_at,
+                auto_close_s=self.auto_close_s,
+                keep_closed=self.docs.keep_closed,
+            ),
+        )
 
     def _track_values(self, p: int, ticket_id: str, stale: bool, due: datetime | None) -> None:
         """Keep the two short lists the background work reads instead of every ticket held: tickets whose
@@ -250,9 +350,12 @@ class TicketsProcessor:
         for record in batch.records:
             if self.handlers.get(record.type) in (self._command, self._sla_event):
                 ticket_id = (record.data or {}).get("ticket_id")
-                if isinstance(ticket_id, str) and record.partition in self.state.data and \
-                        not self._local(record.partition, ticket_id) and \
-                        partition_of(ticket_id, self.partitions) == record.partition:
+                if (
+                    isinstance(ticket_id, str)
+                    and record.partition in self.state.data
+                    and not self._local(record.partition, ticket_id)
+                    and partition_of(ticket_id, self.partitions) == record.partition
+                ):
                     wanted.add((record.partition, ticket_id))
         for p, ticket_id in wanted:
             doc = await self.store.ticket_doc(ticket_id)
@@ -270,11 +373,18 @@ class TicketsProcessor:
 
     async def _file_forwarded(self, record: Record, unit: Unit) -> None:
         cmd = FileMessage.model_validate(record.data)
-        await self._file(record.partition, cmd.message, unit, now=record.timestamp, input_id=cmd.message.message_id,
-                         into=cmd.ticket_id)
+        await self._file(
+            record.partition,
+            cmd.message,
+            unit,
+            now=record.timestamp,
+            input_id=cmd.message.message_id,
+            into=cmd.ticket_id,
+        )
 
-    async def _file(self, p: int, msg: MessageReceived, unit: Unit, *, now: datetime, input_id: str,
-                    into: str | None = None) -> None:
+    async def _file(
+        self, p: int, msg: MessageReceived, unit: Unit, *, now: datetime, input_id: str, into: str | None = None
+    ) -> None:
         customer, new_links = self.customers.resolve(msg.customer.name, msg.customer.identities)
         if new_links:
             self._link(unit, customer.id, new_links, now)
@@ -307,8 +417,16 @@ class TicketsProcessor:
                 events = ticket.receive(msg, now=now)
                 known = set(held.words)
                 held.words += [w for w in search_terms_of(msg) if w not in known]
-                self._changed(p, held, unit, events, entry_id=msg.message_id, input_id=input_id, now=now,
-                              thread_key=msg.thread_key)
+                self._changed(
+                    p,
+                    held,
+                    unit,
+                    events,
+                    entry_id=msg.message_id,
+                    input_id=input_id,
+                    now=now,
+                    thread_key=msg.thread_key,
+                )
                 return
             else:  # closed, or quiet for too long: the conversation goes on in a new ticket
                 follows = ticket.id
@@ -323,8 +441,17 @@ class TicketsProcessor:
         held = Held(ticket, words=search_terms_of(msg, ticket))
         self.state.put(p, TICKET + new_id, held)
         self.state.put(p, THREAD + msg.thread_key, new_id)
-        self._changed(p, held, unit, events, entry_id=msg.message_id, input_id=input_id, now=now,
-                      thread_key=msg.thread_key, created=True)
+        self._changed(
+            p,
+            held,
+            unit,
+            events,
+            entry_id=msg.message_id,
+            input_id=input_id,
+            now=now,
+            thread_key=msg.thread_key,
+            created=True,
+        )
 
     async def _find(self, p: int, msg: MessageReceived, customer: CustomerInfo) -> str | None:
         """The ticket a message joins: one it quotes (the customer's own), its conversation's, or one
@@ -370,18 +497,26 @@ class TicketsProcessor:
             log.info("a %s report for %s, which we did not send; ignored", report.channel, report.provider_id)
             return
         detail = report.provider_status + (f": {report.error}" if report.error else "")
-        cmd = RecordDelivery(command_id=record.event["id"], ticket_id=ticket_id, provider_id=report.provider_id,
-                             state=report.state, detail=detail)
+        cmd = RecordDelivery(
+            command_id=record.event["id"],
+            ticket_id=ticket_id,
+            provider_id=report.provider_id,
+            state=report.state,
+            detail=detail,
+        )
         unit.records.append(self._command_record(EventType.RECORD_DELIVERY, cmd, ticket_id, record.timestamp))
 
     # ------------------------------------------------------------ commands
     async def _command(self, record: Record, unit: Unit) -> None:
         from shared.events import EVENT_TYPES  # the payload model of each command type
+
         cmd = EVENT_TYPES[record.type].model_validate(record.data)
         p = record.partition
         if not self._local(p, cmd.ticket_id):
             if isinstance(cmd, TicketCommand) and cmd.request_id:
-                self._outcome(unit, cmd, 404, "not_found", f"ticket {cmd.ticket_id} does not exist", now=record.timestamp)
+                self._outcome(
+                    unit, cmd, 404, "not_found", f"ticket {cmd.ticket_id} does not exist", now=record.timestamp
+                )
                 return
             if isinstance(cmd, RecordDelivery):
                 return  # the ticket is gone (purged)
@@ -396,8 +531,9 @@ class TicketsProcessor:
             events = self.decisions[type(cmd)](ticket, cmd, record.timestamp, unit)
         except _Purged:
             if isinstance(cmd, TicketCommand) and cmd.request_id:
-                self._outcome(unit, cmd, 202, result={"ticket_id": cmd.ticket_id, "status": "purged"},
-                              now=record.timestamp)
+                self._outcome(
+                    unit, cmd, 202, result={"ticket_id": cmd.ticket_id, "status": "purged"}, now=record.timestamp
+                )
             return
         except LifecycleError as exc:
             if isinstance(cmd, TicketCommand) and cmd.request_id:
@@ -406,23 +542,44 @@ class TicketsProcessor:
                 log.info("%s of %s skipped: %s", record.type, cmd.ticket_id, exc)
             return
         ticket.remember(cmd.command_id)
-        entry_id = getattr(cmd, "message_id", None) if isinstance(cmd, ReplyToTicket) else f"{cmd.command_id}:{ticket.id}"
+        entry_id = (
+            getattr(cmd, "message_id", None) if isinstance(cmd, ReplyToTicket) else f"{cmd.command_id}:{ticket.id}"
+        )
         self._changed(p, held, unit, events, entry_id=entry_id, input_id=cmd.command_id, now=record.timestamp)
         if isinstance(cmd, TicketCommand) and cmd.request_id:
-            self._outcome(unit, cmd, 201 if isinstance(cmd, ReplyToTicket | AddTicketNote) else 200,
-                          result=self._result(ticket, cmd), now=record.timestamp)
+            self._outcome(
+                unit,
+                cmd,
+                201 if isinstance(cmd, ReplyToTicket | AddTicketNote) else 200,
+                result=self._result(ticket, cmd),
+                now=record.timestamp,
+            )
 
     def _assign(self, t: Ticket, cmd: AssignTicket, now: datetime, unit: Unit) -> list[Event]:
         return t.assign(cmd.agent_id, actor=cmd.actor, now=now, reason=cmd.reason, team=cmd.team)
 
     def _automate(self, t: Ticket, cmd: ApplyAutomation, now: datetime, unit: Unit) -> list[Event]:
-        return t.automate(rules=cmd.rules, priority=cmd.priority, add_tags=cmd.add_tags, mark_spam=cmd.mark_spam,
-                          now=now, team=cmd.team, reply=cmd.reply,
-                          reply_id="out_" + stable_id(cmd.command_id, "reply", size=24), reply_source=cmd.reply_source)
+        return t.automate(
+            rules=cmd.rules,
+            priority=cmd.priority,
+            add_tags=cmd.add_tags,
+            mark_spam=cmd.mark_spam,
+            now=now,
+            team=cmd.team,
+            reply=cmd.reply,
+            reply_id="out_" + stable_id(cmd.command_id, "reply", size=24),
+            reply_source=cmd.reply_source,
+        )
 
     def _reply(self, t: Ticket, cmd: ReplyToTicket, now: datetime, unit: Unit) -> list[Event]:
-        return t.reply(agent_id=cmd.agent_id, text=cmd.text, message_id=cmd.message_id, now=now, html=cmd.html,
-                       attachments=cmd.attachments)
+        return t.reply(
+            agent_id=cmd.agent_id,
+            text=cmd.text,
+            message_id=cmd.message_id,
+            now=now,
+            html=cmd.html,
+            attachments=cmd.attachments,
+        )
 
     def _change_status(self, t: Ticket, cmd: ChangeTicketStatus, now: datetime, unit: Unit) -> list[Event]:
         return t.change_status(Status(cmd.status), actor=cmd.actor, now=now, until=cmd.until, substatus=cmd.substatus)
@@ -440,9 +597,17 @@ class TicketsProcessor:
         return t.unassign(actor=cmd.actor, now=now)
 
     def _merge(self, t: Ticket, cmd: MergeTicket, now: datetime, unit: Unit) -> list[Event]:
-        other = Ticket(id=cmd.other_id, channel=t.channel, customer=t.customer, thread_key="", created_at=now,
-                       updated_at=now, tags=cmd.other_tags, merged_from=cmd.other_merged_from,
-                       inbound_count=cmd.other_inbound)
+        other = Ticket(
+            id=cmd.other_id,
+            channel=t.channel,
+            customer=t.customer,
+            thread_key="",
+            created_at=now,
+            updated_at=now,
+            tags=cmd.other_tags,
+            merged_from=cmd.other_merged_from,
+            inbound_count=cmd.other_inbound,
+        )
         return t.absorb(other, actor=cmd.actor, now=now, moved=cmd.moved_message_ids)
 
     def _close_merged(self, t: Ticket, cmd: CloseMergedTicket, now: datetime, unit: Unit) -> list[Event]:
@@ -454,8 +619,9 @@ class TicketsProcessor:
         """The new ticket is created here too (its id is placed on this partition), in the same unit."""
         message = Message.model_validate(cmd.message)
         p = partition_of(t.id, self.partitions)
-        new_id = ticket_id_for(f"split:{t.id}:{message.message_id}",
-                               placed=lambda i: partition_of(i, self.partitions) == p)
+        new_id = ticket_id_for(
+            f"split:{t.id}:{message.message_id}", placed=lambda i: partition_of(i, self.partitions) == p
+        )
         events = t.split_off(message, new_id, actor=cmd.actor, now=now)
         new, created = Ticket.open_split(t, message, ticket_id=new_id, actor=cmd.actor, now=now)
         new.messages = []  # the message's journal entry moves to the new ticket (below)
@@ -479,8 +645,18 @@ class TicketsProcessor:
     def _drop(self, t: Ticket, cmd: PurgeTicket | EraseTicket, now: datetime, unit: Unit, *, reason: str) -> None:
         p = partition_of(t.id, self.partitions)
         purged = TicketPurged(ticket_id=t.id, customer_id=t.customer.id, actor=cmd.actor, at=now, reason=reason)
-        unit.records.append(event(topics.TICKETS_EVENTS, t.id, EventType.TICKET_PURGED, purged, source=self.source,
-                                  subject=t.id, id_=stable_id(cmd.command_id, "purged", size=24), time=now))
+        unit.records.append(
+            event(
+                topics.TICKETS_EVENTS,
+                t.id,
+                EventType.TICKET_PURGED,
+                purged,
+                source=self.source,
+                subject=t.id,
+                id_=stable_id(cmd.command_id, "purged", size=24),
+                time=now,
+            )
+        )
         # the ticket is forgotten here; its journal and list document go once the event is out
         self.state.delete(p, TICKET + t.id)
         self.stale.get(p, set()).discard(t.id)
@@ -503,17 +679,29 @@ class TicketsProcessor:
 
     def _delivery(self, t: Ticket, cmd: RecordDelivery, now: datetime, unit: Unit) -> list[Event]:
         message_id = cmd.message_id or next(
-            (m for m, d in t.deliveries.items() if d.provider_id and d.provider_id == cmd.provider_id), None)
+            (m for m, d in t.deliveries.items() if d.provider_id and d.provider_id == cmd.provider_id), None
+        )
         if message_id is None:
             return []
         attempts = cmd.attempts or (t.deliveries[message_id].attempts if message_id in t.deliveries else 0)
-        return t.record_delivery(message_id, state=DeliveryState(cmd.state), detail=cmd.detail,
-                                 provider_id=cmd.provider_id, attempts=attempts, now=now,
-                                 next_attempt_at=cmd.next_attempt_at)
+        return t.record_delivery(
+            message_id,
+            state=DeliveryState(cmd.state),
+            detail=cmd.detail,
+            provider_id=cmd.provider_id,
+            attempts=attempts,
+            now=now,
+            next_attempt_at=cmd.next_attempt_at,
+        )
 
     def _result(self, t: Ticket, cmd: Any, duplicate: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = {"ticket_id": t.id, "status": t.status.value, "priority": t.priority,
-                                  "assignee": t.assignee, "tags": list(t.tags)}
+        result: dict[str, Any] = {
+            "ticket_id": t.id,
+            "status": t.status.value,
+            "priority": t.priority,
+            "assignee": t.assignee,
+            "tags": list(t.tags),
+        }
         if isinstance(cmd, ReplyToTicket):
             result["message_id"] = cmd.message_id
         if isinstance(cmd, AddTicketNote):
@@ -521,8 +709,9 @@ class TicketsProcessor:
         if isinstance(cmd, SplitTicket):
             message_id = cmd.message.get("message_id", "")
             p = partition_of(t.id, self.partitions)
-            result["new_ticket_id"] = ticket_id_for(f"split:{t.id}:{message_id}",
-                                                    placed=lambda i: partition_of(i, self.partitions) == p)
+            result["new_ticket_id"] = ticket_id_for(
+                f"split:{t.id}:{message_id}", placed=lambda i: partition_of(i, self.partitions) == p
+            )
         result["duplicate"] = duplicate
         return result
 
@@ -535,11 +724,19 @@ class TicketsProcessor:
         held = self._held(p, sla.ticket_id)
         if record.event["id"] in held.ticket.seen:
             return
-        if held.ticket.record_sla(sla.target.value, SLA_STATES[record.type], at=sla.at, due_at=sla.due_at,
-                                  now=record.timestamp):
+        if held.ticket.record_sla(
+            sla.target.value, SLA_STATES[record.type], at=sla.at, due_at=sla.due_at, now=record.timestamp
+        ):
             held.ticket.remember(record.event["id"])
-            self._changed(p, held, unit, [], entry_id=f"{record.event['id']}:{sla.ticket_id}",
-                          input_id=record.event["id"], now=record.timestamp)
+            self._changed(
+                p,
+                held,
+                unit,
+                [],
+                entry_id=f"{record.event['id']}:{sla.ticket_id}",
+                input_id=record.event["id"],
+                now=record.timestamp,
+            )
 
     # ------------------------------------------------------------ lists
     async def _refresh_lists(self, record: Record, unit: Unit) -> None:
@@ -548,14 +745,35 @@ class TicketsProcessor:
 
         async def write() -> None:
             written = await self.flush_docs({p}, everything=True, flush_state=False)
-            outcome = CommandOutcome(request_id=cmd.request_id or cmd.command_id, ticket_id="", status=200,
-                                     result={"partition": p, "written": written})
-            unit.records.append(event(topics.TICKETS_OUTCOMES, outcome.request_id, EventType.COMMAND_OUTCOME, outcome,
-                                      source=self.source, subject=None, id_=cmd.command_id, time=record.timestamp))
+            outcome = CommandOutcome(
+                request_id=cmd.request_id or cmd.command_id,
+                ticket_id="",
+                status=200,
+                result={"partition": p, "written": written},
+            )
+            unit.records.append(
+                event(
+                    topics.TICKETS_OUTCOMES,
+                    outcome.request_id,
+                    EventType.COMMAND_OUTCOME,
+                    outcome,
+                    source=self.source,
+                    subject=None,
+                    id_=cmd.command_id,
+                    time=record.timestamp,
+                )
+            )
+
         unit.jobs.append(write)
 
-    async def flush_docs(self, partitions: set[int] | None = None, *, everything: bool = False,
-                         flush_state: bool = True, exclusive: Callable[[], Any] | None = None) -> int:
+    async def flush_docs(
+        self,
+        partitions: set[int] | None = None,
+        *,
+        everything: bool = False,
+        flush_state: bool = True,
+        exclusive: Callable[[], Any] | None = None,
+    ) -> int:
         """Write the list documents of tickets that changed (see DocPolicy; `everything`: all of them, a
         list is being read). With `exclusive` (the runner's lock) the documents are chosen and marked
         written under it and written without it, so batches go on meanwhile."""
@@ -576,8 +794,9 @@ class TicketsProcessor:
                         if not everything and now - t.created_at < self.docs.new_delay:
                             continue
                         new.append(list_document(t, list(held.words)))
-                    elif everything or (held.stale_since is not None
-                                        and now - held.stale_since >= self.docs.changed_delay):
+                    elif everything or (
+                        held.stale_since is not None and now - held.stale_since >= self.docs.changed_delay
+                    ):
                         doc = list_document(t, [])
                         doc.pop("_id")
                         doc.pop("search")
@@ -644,9 +863,18 @@ class TicketsProcessor:
         change = CustomerChanged(customer_id=customer_id, identities=keys, at=now)
         self.customers.apply(change)
         unit.links += link_rows(change)
-        unit.records.append(event(topics.TICKETS_EVENTS, customer_id, EventType.CUSTOMER_CHANGED, change,
-                                  source=self.source, subject=customer_id,
-                                  id_=stable_id("linked", customer_id, *keys, size=24), time=now))
+        unit.records.append(
+            event(
+                topics.TICKETS_EVENTS,
+                customer_id,
+                EventType.CUSTOMER_CHANGED,
+                change,
+                source=self.source,
+                subject=customer_id,
+                id_=stable_id("linked", customer_id, *keys, size=24),
+                time=now,
+            )
+        )
 
     # ------------------------------------------------------------ internals
     def _local(self, p: int, ticket_id: str) -> bool:
@@ -657,8 +885,19 @@ class TicketsProcessor:
         assert held is not None
         return held
 
-    def _changed(self, p: int, held: Held, unit: Unit, events: list[Event], *, entry_id: str, input_id: str,
-                 now: datetime, thread_key: str | None = None, created: bool = False) -> None:
+    def _changed(
+        self,
+        p: int,
+        held: Held,
+        unit: Unit,
+        events: list[Event],
+        *,
+        entry_id: str,
+        input_id: str,
+        now: datetime,
+        thread_key: str | None = None,
+        created: bool = False,
+    ) -> None:
         """A change of the ticket decided: its journal entry, its events, its new version."""
         ticket = held.ticket
         messages, notes, timeline = ticket.drain()
@@ -666,19 +905,34 @@ class TicketsProcessor:
             self.state.touch(p, TICKET + ticket.id)  # it remembers the input (`seen`)
             return
         for i, (type_, payload) in enumerate(events):
-            unit.records.append(event(topics.TICKETS_EVENTS, ticket.id, type_, payload, source=self.source,
-                                      subject=ticket.id, id_=stable_id(input_id, ticket.id, type_, str(i), size=32),
-                                      time=now))
+            unit.records.append(
+                event(
+                    topics.TICKETS_EVENTS,
+                    ticket.id,
+                    type_,
+                    payload,
+                    source=self.source,
+                    subject=ticket.id,
+                    id_=stable_id(input_id, ticket.id, type_, str(i), size=32),
+                    time=now,
+                )
+            )
         ticket.version += 1
         if held.stale_since is None:
             held.stale_since = now
         entry: dict[str, Any] = {
-            "_id": entry_id, "ticket_id": ticket.id, "seq": ticket.version, "at": now,
+            "_id": entry_id,
+            "ticket_id": ticket.id,
+            "seq": ticket.version,
+            "at": now,
             "messages": [m.model_dump(mode="json") for m in messages],
             "notes": [n.model_dump(mode="json") for n in notes],
             "timeline": [e.model_dump(mode="json") for e in timeline],
-            "deliveries": {k: d.model_dump(mode="json") for k, d in ticket.deliveries.items()
-                           if any(e.type == "delivery" and e.details.get("message_id") == k for e in timeline)},
+            "deliveries": {
+                k: d.model_dump(mode="json")
+                for k, d in ticket.deliveries.items()
+                if any(e.type == "delivery" and e.details.get("message_id") == k for e in timeline)
+            },
             "state": ticket.model_dump(mode="json", exclude={*Ticket.HISTORY, "seen", "deliveries"}),
         }
         if thread_key is not None and messages:
@@ -689,17 +943,49 @@ class TicketsProcessor:
         self.state.touch(p, TICKET + ticket.id)
         self._track(p, held)
 
-    def _outcome(self, unit: Unit, cmd: TicketCommand, status: int, code: str | None = None, message: str | None = None,
-                 *, result: dict[str, Any] | None = None, now: datetime) -> None:
-        outcome = CommandOutcome(request_id=cmd.request_id or cmd.command_id, ticket_id=cmd.ticket_id, status=status,
-                                 code=code, message=message, result=result or {})
-        unit.records.append(event(topics.TICKETS_OUTCOMES, outcome.request_id, EventType.COMMAND_OUTCOME, outcome,
-                                  source=self.source, subject=cmd.ticket_id,
-                                  id_=stable_id("outcome", cmd.command_id, size=24), time=now))
+    def _outcome(
+        self,
+        unit: Unit,
+        cmd: TicketCommand,
+        status: int,
+        code: str | None = None,
+        message: str | None = None,
+        *,
+        result: dict[str, Any] | None = None,
+        now: datetime,
+    ) -> None:
+        outcome = CommandOutcome(
+            request_id=cmd.request_id or cmd.command_id,
+            ticket_id=cmd.ticket_id,
+            status=status,
+            code=code,
+            message=message,
+            result=result or {},
+        )
+        unit.records.append(
+            event(
+                topics.TICKETS_OUTCOMES,
+                outcome.request_id,
+                EventType.COMMAND_OUTCOME,
+                outcome,
+                source=self.source,
+                subject=cmd.ticket_id,
+                id_=stable_id("outcome", cmd.command_id, size=24),
+                time=now,
+            )
+        )
 
     def _command_record(self, type_: str, cmd: BaseModel, ticket_id: str, now: datetime) -> Outgoing:
-        return event(topics.TICKETS_COMMANDS, ticket_id, type_, cmd, source=self.source, subject=ticket_id,
-                     id_=stable_id(type_, cmd.command_id, size=24), time=now)
+        return event(
+            topics.TICKETS_COMMANDS,
+            ticket_id,
+            type_,
+            cmd,
+            source=self.source,
+            subject=ticket_id,
+            id_=stable_id(type_, cmd.command_id, size=24),
+            time=now,
+        )
 
 
 class _Purged(Exception):

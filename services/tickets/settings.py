@@ -1,4 +1,5 @@
 """Tickets settings."""
+
 from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings, port_field
@@ -40,8 +41,9 @@ class TicketsSettings(ServiceSettings):
     twilio_api_key_sid: str | None = Field(None, validation_alias="TWILIO_API_KEY_SID")
     twilio_api_key_secret: SecretStr | None = Field(None, validation_alias="TWILIO_API_KEY_SECRET")
     twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
-    twilio_from: str | None = Field(None, validation_alias="TWILIO_FROM",
-                                    description="sender number (E.164) or Messaging Service sid (MG...)")
+    twilio_from: str | None = Field(
+        None, validation_alias="TWILIO_FROM", description="sender number (E.164) or Messaging Service sid (MG...)"
+    )
     twilio_status_callback: str | None = Field(None, validation_alias="TWILIO_STATUS_CALLBACK_URL")
     # WhatsApp through the Cloud API
     whatsapp_api_url: str = Field("https://graph.facebook.com/v21.0", validation_alias="WHATSAPP_API_URL")

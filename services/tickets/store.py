@@ -12,6 +12,7 @@
 - `customers`: what an admin sets on a profile (tier, merges); profiles themselves are read from
   the customer's tickets.
 - `ticket_statuses` (custom statuses), `ticket_external_refs` (ids our replies were sent under)."""
+
 from __future__ import annotations
 
 import base64
@@ -25,23 +26,34 @@ from shared.storage import Storage
 
 # how lists can be ordered: (field, direction) — every order ends on _id so cursors are stable
 SORTS: dict[str, tuple[str, int]] = {
-    "-created_at": ("created_at", DESCENDING), "created_at": ("created_at", ASCENDING),
-    "-updated_at": ("updated_at", DESCENDING), "updated_at": ("updated_at", ASCENDING),
-    "priority": ("priority_rank", ASCENDING), "-priority": ("priority_rank", DESCENDING),
+    "-created_at": ("created_at", DESCENDING),
+    "created_at": ("created_at", ASCENDING),
+    "-updated_at": ("updated_at", DESCENDING),
+    "updated_at": ("updated_at", ASCENDING),
+    "priority": ("priority_rank", ASCENDING),
+    "-priority": ("priority_rank", DESCENDING),
 }
 SUMMARY_FIELDS = {"search": 0, "seen": 0, "deliveries": 0}
 # the lists agents open most, as indexes over FerretDB's table (on MongoDB: ensure_indexes)
 TICKET_SQL_INDEXES = [
-    ("created", ["created_at", "_id"]), ("updated", ["updated_at", "_id"]), ("prio", ["priority_rank", "_id"]),
-    ("status_created", ["status", "created_at"]), ("status_updated", ["status", "updated_at"]),
-    ("assignee_updated", ["assignee", "updated_at"]), ("team_created", ["team", "created_at"]),
-    ("customer", ["customer.id", "created_at"]), ("substatus", ["substatus", "created_at"]),
+    ("created", ["created_at", "_id"]),
+    ("updated", ["updated_at", "_id"]),
+    ("prio", ["priority_rank", "_id"]),
+    ("status_created", ["status", "created_at"]),
+    ("status_updated", ["status", "updated_at"]),
+    ("assignee_updated", ["assignee", "updated_at"]),
+    ("team_created", ["team", "created_at"]),
+    ("customer", ["customer.id", "created_at"]),
+    ("substatus", ["substatus", "created_at"]),
     ("thread", ["thread_key", "created_at"]),
 ]
 TICKET_ARRAYS = frozenset({"tags", "sla_states", "search"})
 JOURNAL_KEEP = ("ticket_id", "seq", "at", "thread_key", "customer_id")
-JOURNAL_SQL_INDEXES = [("ticket", ["ticket_id", "seq"]), ("thread", ["thread_key", "at"]),
-                       ("customer", ["customer_id", "at"])]
+JOURNAL_SQL_INDEXES = [
+    ("ticket", ["ticket_id", "seq"]),
+    ("thread", ["thread_key", "at"]),
+    ("customer", ["customer_id", "at"]),
+]
 
 
 class Purged(Exception):
@@ -60,10 +72,18 @@ class TicketStore:
 
     async def ensure_indexes(self) -> None:
         mongo = self.storage.mongo
-        for keys in ([("created_at", DESCENDING), ("_id", DESCENDING)], [("status", 1), ("created_at", DESCENDING)],
-                     [("customer.id", 1)], [("assignee", 1)], [("updated_at", DESCENDING), ("_id", DESCENDING)],
-                     [("priority_rank", 1), ("_id", 1)], [("team", 1), ("created_at", DESCENDING)], [("search", 1)],
-                     [("sla_states", 1), ("created_at", DESCENDING)], [("thread_key", 1)]):
+        for keys in (
+            [("created_at", DESCENDING), ("_id", DESCENDING)],
+            [("status", 1), ("created_at", DESCENDING)],
+            [("customer.id", 1)],
+            [("assignee", 1)],
+            [("updated_at", DESCENDING), ("_id", DESCENDING)],
+            [("priority_rank", 1), ("_id", 1)],
+            [("team", 1), ("created_at", DESCENDING)],
+            [("search", 1)],
+            [("sla_states", 1), ("created_at", DESCENDING)],
+            [("thread_key", 1)],
+        ):
             await mongo.index(self.tickets, keys)
         for keys in ([("ticket_id", 1), ("seq", 1)], [("thread_key", 1), ("at", 1)], [("customer_id", 1)]):
             await mongo.index(self.journal, keys)
@@ -120,12 +140,13 @@ class TicketStore:
         """Which of these files (`blob:<sha256>`) a journal entry of a ticket other than `besides` refers
         to: files another ticket shares are kept when a ticket is purged or erased. A scan of the journal:
         rare admin work."""
-        ids = await self.storage.ids_mentioning(self.journal, refs, ["messages.attachments.content_ref",
-                                                                     "messages.raw_ref"])
+        ids = await self.storage.ids_mentioning(
+            self.journal, refs, ["messages.attachments.content_ref", "messages.raw_ref"]
+        )
         wanted, leaving = set(refs), set(besides)
         used: set[str] = set()
         for start in range(0, len(ids), 200):
-            for doc in await self.storage.read_many(self.journal, ids[start:start + 200]):
+            for doc in await self.storage.read_many(self.journal, ids[start : start + 200]):
                 if doc.get("ticket_id") not in leaving:
                     used |= blob_refs([self.storage.unpack(doc)]) & wanted
         return used
@@ -145,20 +166,23 @@ class TicketStore:
             await self.storage.update_batch(self.tickets, updates, upsert=True)
 
     async def tombstone(self, ticket_id: str, now: datetime) -> None:
-        await self.tickets.replace_one({"_id": ticket_id}, {"_id": ticket_id, "purged": True, "purged_at": now},
-                                       upsert=True)
+        await self.tickets.replace_one(
+            {"_id": ticket_id}, {"_id": ticket_id, "purged": True, "purged_at": now}, upsert=True
+        )
 
     async def ticket_doc(self, ticket_id: str) -> dict[str, Any] | None:
         return await self.tickets.find_one({"_id": ticket_id}, {"search": 0})
 
-    async def list_view(self, *, filters: dict[str, Any], limit: int, cursor: str | None,
-                        sort: str = "-created_at") -> tuple[list[dict[str, Any]], str | None]:
+    async def list_view(
+        self, *, filters: dict[str, Any], limit: int, cursor: str | None, sort: str = "-created_at"
+    ) -> tuple[list[dict[str, Any]], str | None]:
         field, direction = SORTS[sort]
         side = self.storage.sql("tickets")
         if side is not None and side.ready:
             after = decode_cursor(cursor) if cursor else None
-            ids = await side.page(filters, field=field, descending=direction == DESCENDING, limit=limit + 1,
-                                  after=after)
+            ids = await side.page(
+                filters, field=field, descending=direction == DESCENDING, limit=limit + 1, after=after
+            )
             docs = await self.storage.read_many(self.tickets, ids[:limit], SUMMARY_FIELDS)
             more = len(ids) > limit
             next_cursor = encode_cursor(docs[-1].get(field), docs[-1]["_id"]) if more and docs else None
@@ -168,8 +192,12 @@ class TicketStore:
             value, last_id = decode_cursor(cursor)
             beyond = "$lt" if direction == DESCENDING else "$gt"
             query["$or"] = [{field: {beyond: value}}, {field: value, "_id": {beyond: last_id}}]
-        docs = [d async for d in self.tickets.find(query, SUMMARY_FIELDS)
-                .sort([(field, direction), ("_id", direction)]).limit(limit + 1)]
+        docs = [
+            d
+            async for d in self.tickets.find(query, SUMMARY_FIELDS)
+            .sort([(field, direction), ("_id", direction)])
+            .limit(limit + 1)
+        ]
         more = len(docs) > limit
         docs = docs[:limit]
         next_cursor = encode_cursor(docs[-1].get(field), docs[-1]["_id"]) if more and docs else None
@@ -178,15 +206,22 @@ class TicketStore:
     async def tickets_of_customers(self, customer_ids: list[str]) -> list[dict[str, Any]]:
         """Every ticket of these customers: the lists' documents and, for tickets too new to have one
         yet, the state their journal holds."""
-        docs = {d["_id"]: d for d in await self.storage.docs_where(
-            self.tickets, {"customer.id": {"$in": customer_ids}},
-            projection={"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1, "customer": 1})}
+        docs = {
+            d["_id"]: d
+            for d in await self.storage.docs_where(
+                self.tickets,
+                {"customer.id": {"$in": customer_ids}},
+                projection={"_id": 1, "status": 1, "channel": 1, "subject": 1, "created_at": 1, "customer": 1},
+            )
+        }
         created = await self.storage.docs_where(self.journal, {"customer_id": {"$in": customer_ids}})
         for entry in map(self.storage.unpack, created):
             state = entry.get("state") or {}
             if state.get("id") == entry["ticket_id"] and entry["ticket_id"] not in docs:
-                docs[entry["ticket_id"]] = {"_id": entry["ticket_id"], **{
-                    k: state.get(k) for k in ("status", "channel", "subject", "created_at", "customer")}}
+                docs[entry["ticket_id"]] = {
+                    "_id": entry["ticket_id"],
+                    **{k: state.get(k) for k in ("status", "channel", "subject", "created_at", "customer")},
+                }
         return sorted(docs.values(), key=lambda d: str(d.get("created_at")), reverse=True)
 
     # ------------------------------------------------------------ who is who
@@ -232,8 +267,11 @@ class TicketStore:
     async def index_external(self, channel: str, external_id: str, ticket_id: str) -> None:
         """Remember the ticket a reply was sent for under the provider's or our own id, so an answer
         quoting it (mail In-Reply-To, a delivery report) finds the ticket."""
-        await self.external_refs.replace_one({"_id": f"{channel}:{external_id}"},
-                                             {"_id": f"{channel}:{external_id}", "ticket_id": ticket_id}, upsert=True)
+        await self.external_refs.replace_one(
+            {"_id": f"{channel}:{external_id}"},
+            {"_id": f"{channel}:{external_id}", "ticket_id": ticket_id},
+            upsert=True,
+        )
 
     async def ticket_of_external(self, channel: str, external_id: str) -> str | None:
         doc = await self.external_refs.find_one({"_id": f"{channel}:{external_id}"})
@@ -246,16 +284,19 @@ class TicketStore:
 
     # ------------------------------------------------------------ custom statuses
     async def put_status(self, status: CustomStatus) -> None:
-        await self.statuses.replace_one({"_id": status.name}, {"_id": status.name, **status.model_dump(
-            mode="json", exclude={"name"})}, upsert=True)
+        await self.statuses.replace_one(
+            {"_id": status.name}, {"_id": status.name, **status.model_dump(mode="json", exclude={"name"})}, upsert=True
+        )
 
     async def custom_status(self, name: str) -> CustomStatus | None:
         doc = await self.statuses.find_one({"_id": name})
         return CustomStatus(name=doc["_id"], category=doc["category"], label=doc["label"]) if doc else None
 
     async def custom_statuses(self) -> list[CustomStatus]:
-        return [CustomStatus(name=d["_id"], category=d["category"], label=d["label"])
-                async for d in self.statuses.find({}).sort([("_id", ASCENDING)])]
+        return [
+            CustomStatus(name=d["_id"], category=d["category"], label=d["label"])
+            async for d in self.statuses.find({}).sort([("_id", ASCENDING)])
+        ]
 
     async def delete_status(self, name: str) -> bool:
         return (await self.statuses.delete_one({"_id": name})).deleted_count > 0

@@ -3,6 +3,7 @@ the journal (and the list document, for tickets whose oldest entries are long go
 
 Read from the database on any tickets process, so a change the owning process acknowledged is seen
 wherever the next request lands: its journal entry was written before the acknowledgement."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -68,7 +69,9 @@ def assemble(state: dict[str, Any], entries: list[dict[str, Any]], others: list[
     body = {k: v for k, v in state.items() if k not in Ticket.HISTORY}
     ticket = Ticket.model_validate({**body, "messages": [], "notes": [], "timeline": []})
     # in the order they were filed (a mail's own date may be anything)
-    ticket.messages = [m for _, m in sorted(messages.values(), key=lambda fm: fm[0].replace(tzinfo=fm[0].tzinfo or UTC))]
+    ticket.messages = [
+        m for _, m in sorted(messages.values(), key=lambda fm: fm[0].replace(tzinfo=fm[0].tzinfo or UTC))
+    ]
     ticket.notes = sorted(notes, key=lambda n: n.at)
     ticket.timeline = sorted(timeline, key=lambda e: e.at)
     if ticket.timeline:

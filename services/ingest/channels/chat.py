@@ -1,4 +1,5 @@
 """Web chat (`POST /v1/inbound/chat`): one message of a chat session."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -24,8 +25,12 @@ class ChatInbound(BaseModel):
     customer: ChatCustomer
     text: str = Field(min_length=1, max_length=MAX_TEXT)
     sent_at: AwareDatetime
-    chat_token: str | None = Field(None, max_length=1000, description="the token the session's first message was "
-                                   "answered with; required on every later message of the session")
+    chat_token: str | None = Field(
+        None,
+        max_length=1000,
+        description="the token the session's first message was "
+        "answered with; required on every later message of the session",
+    )
 
 
 def normalise_chat(payload: ChatInbound, *, received_at: datetime) -> MessageReceived:

@@ -1,4 +1,5 @@
 """Email (`POST /v1/inbound/email`): one raw RFC 5322 message, read with the standard library's parser."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,12 +11,30 @@ from email.message import Message
 from email.parser import BytesParser
 
 from services.ingest.channels.mailheaders import (
-    MAX_PARSED_HEADER, addresses, date_of, decode_words, first_id, headers_of, message_ids, repaired, sender_of,
-    unescape)
+    MAX_PARSED_HEADER,
+    addresses,
+    date_of,
+    decode_words,
+    first_id,
+    headers_of,
+    message_ids,
+    repaired,
+    sender_of,
+    unescape,
+)
 from services.ingest.channels.mailtext import read_html, visible_text
 from services.ingest.domain import (
-    Blob, Normalised, Rejected, cap_name, cap_text, claim_for, file_name, media_placeholder, media_type_of,
-    message_id_for)
+    Blob,
+    Normalised,
+    Rejected,
+    cap_name,
+    cap_text,
+    claim_for,
+    file_name,
+    media_placeholder,
+    media_type_of,
+    message_id_for,
+)
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -35,8 +54,9 @@ UNKNOWN_SENDER = "unknown sender"  # the customer of a mail without any address:
 UNKNOWN_KIND = "unknown"  # the identity kind that marks such a customer, for agents and filters
 
 
-def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int,
-                    envelope_from: str | None = None) -> Normalised:
+def normalise_email(
+    raw: bytes, *, received_at: datetime, max_blob_bytes: int, envelope_from: str | None = None
+) -> Normalised:
     """`envelope_from`: the SMTP envelope's sender, when the mail came through a door that has one."""
     if not raw.strip():
         raise Rejected("empty_message", "the body is empty: expected one raw RFC 5322 message")
@@ -59,7 +79,7 @@ def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int,
     own_id = given_id or f"derived-{digest}@deskstream.invalid"
     references = message_ids(headers.get("references"))
     if len(references) > MAX_REFERENCES:  # the root (first) and the latest ones matter for threading
-        references = references[:1] + references[-(MAX_REFERENCES - 1):]
+        references = references[:1] + references[-(MAX_REFERENCES - 1) :]
     in_reply_to = first_id(headers.get("in-reply-to"))
 
     plain, html, attachments, blobs = _read_parts(msg, max_blob_bytes)
@@ -100,6 +120,7 @@ def normalise_email(raw: bytes, *, received_at: datetime, max_blob_bytes: int,
 
 # ------------------------------------------------------------------ limits and sender
 
+
 def _within_limits(raw: bytes) -> None:
     """Refuses what no mail program writes but would make the parser crawl (its time grows
     with the square of a MIME header's parameters, and with the number of parts)."""
@@ -109,7 +130,7 @@ def _within_limits(raw: bytes) -> None:
     if (1 + len(_MULTIPART.findall(raw))) * raw.count(b"\n") > MAX_PARSE_WORK:
         raise Rejected("too_complex", "the mail nests too many multipart sections for its number of lines")
     end = re.search(rb"\r?\n\r?\n", raw)
-    if (raw[:end.start()] if end else raw).count(b"\n") > MAX_HEADER_LINES:
+    if (raw[: end.start()] if end else raw).count(b"\n") > MAX_HEADER_LINES:
         raise Rejected("too_complex", f"the mail has more than {MAX_HEADER_LINES} header lines")
     for match in _MIME_HEADER.finditer(raw):
         if len(match.group()) > MAX_PARSED_HEADER:
@@ -124,11 +145,12 @@ def _content_digest(headers: dict[str, str], raw: bytes) -> str:
     digest = hashlib.sha256()
     for name in ("from", "to", "date", "subject"):
         digest.update(headers.get(name, "").encode() + b"\x1f")
-    digest.update((raw[split.end():] if split else b"").replace(b"\r\n", b"\n"))
+    digest.update((raw[split.end() :] if split else b"").replace(b"\r\n", b"\n"))
     return digest.hexdigest()[:32]
 
 
 # ------------------------------------------------------------------ body and attachments
+
 
 def _leaves(root: Message) -> Iterator[Message]:
     stack = [root]  # iterative: a deeply nested mail must not exhaust the call stack
@@ -166,8 +188,11 @@ def _text(part: Message) -> str:
 def _filename(part: Message) -> str | None:
     # read from the raw headers: the parser turns a header with 8-bit bytes (a UTF-8 file name,
     # as many mailers send it) into a Header object whose text has lost them
-    fields = [(name, value) for name, value in part.raw_items() if isinstance(value, str)
-              and name.lower() in ("content-disposition", "content-type")]
+    fields = [
+        (name, value)
+        for name, value in part.raw_items()
+        if isinstance(value, str) and name.lower() in ("content-disposition", "content-type")
+    ]
     if not any("name" in value.lower() for _, value in fields):  # most parts: no file name at all
         return None
     holder = Message()
@@ -198,8 +223,11 @@ def _read_parts(msg: Message, max_blob_bytes: int) -> tuple[str, str, list[Attac
             html.append(_text(part))
             continue
         # a multipart without a usable boundary is read as its text, not kept as a file
-        if (media_type == "text/plain" or part.get_content_maintype() == "multipart") and not filename \
-                and disposition != "attachment":
+        if (
+            (media_type == "text/plain" or part.get_content_maintype() == "multipart")
+            and not filename
+            and disposition != "attachment"
+        ):
             plain.append(_text(part))
             continue
         if len(attachments) >= MAX_ATTACHMENTS:
@@ -208,9 +236,15 @@ def _read_parts(msg: Message, max_blob_bytes: int) -> tuple[str, str, list[Attac
         kept = len(blob.data) <= max_blob_bytes
         if kept:
             blobs.append(blob)
-        attachments.append(Attachment(
-            filename=filename, media_type=media_type_of(media_type), size=len(blob.data), sha256=blob.sha256,
-            content_ref=blob.ref if kept else None,
-            inline=disposition == "inline" or (disposition is None and part.get("content-id") is not None),
-            content_id=(first_id(str(part.get("content-id"))) or None) if part.get("content-id") else None))
+        attachments.append(
+            Attachment(
+                filename=filename,
+                media_type=media_type_of(media_type),
+                size=len(blob.data),
+                sha256=blob.sha256,
+                content_ref=blob.ref if kept else None,
+                inline=disposition == "inline" or (disposition is None and part.get("content-id") is not None),
+                content_id=(first_id(str(part.get("content-id"))) or None) if part.get("content-id") else None,
+            )
+        )
     return "\n".join(plain), "\n".join(html), attachments, blobs

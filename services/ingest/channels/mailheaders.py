@@ -1,4 +1,5 @@
 """Reading a mail's headers robustly: decoded words, addresses, message ids and dates, each bounded in cost."""
+
 from __future__ import annotations
 
 import re
@@ -63,8 +64,11 @@ def addresses(value: str | None) -> list[tuple[str | None, str]]:
         found = utils.getaddresses([(value or "")[:MAX_PARSED_HEADER]])
     except Exception:  # nested comments exhaust its recursion
         return []
-    return [(decode_words(name) or None if name else None, unescape(address).strip().lower())
-            for name, address in found if len(address.strip()) <= MAX_ADDRESS and _ADDRESS.fullmatch(address.strip())]
+    return [
+        (decode_words(name) or None if name else None, unescape(address).strip().lower())
+        for name, address in found
+        if len(address.strip()) <= MAX_ADDRESS and _ADDRESS.fullmatch(address.strip())
+    ]
 
 
 def message_ids(value: str | None) -> list[str]:
@@ -113,9 +117,9 @@ def repaired(raw: bytes) -> tuple[bytes, str | None]:
     if mbox:
         found = _LOOSE_ADDRESS.search(mbox.group().decode("latin-1"))
         envelope = found.group().lower() if found else None
-        raw = raw[mbox.end():]
+        raw = raw[mbox.end() :]
     end = re.search(rb"\r?\n\r?\n", raw)
-    block = raw[:end.start()] if end else raw
+    block = raw[: end.start()] if end else raw
     lines = block.split(b"\n")
     if all(_STRICT_FIELD.match(line) or line[:1] in (b" ", b"\t") for line in lines):
         return raw, envelope  # nearly always: nothing to repair
@@ -123,15 +127,15 @@ def repaired(raw: bytes) -> tuple[bytes, str | None]:
     for i, line in enumerate(lines):
         field = _FIELD.match(line)
         if field:
-            fixed.append(field.group(1) + b":" + line[field.end():])
+            fixed.append(field.group(1) + b":" + line[field.end() :])
         elif line[:1] in (b" ", b"\t") and fixed:
             fixed.append(line)
         elif fixed and (i + 1 == len(lines) or _FIELD.match(lines[i + 1]) or lines[i + 1][:1] in (b" ", b"\t")):
             fixed.append(b" " + line)  # one unindented continuation line
         else:  # not a header block any more: the body starts here
-            rest = b"\n".join(lines[i:]) + (raw[end.start():] if end else b"")
+            rest = b"\n".join(lines[i:]) + (raw[end.start() :] if end else b"")
             return b"\n".join(fixed) + b"\n\n" + rest, envelope
-    return b"\n".join(fixed) + (raw[end.start():] if end else b"\n\n"), envelope
+    return b"\n".join(fixed) + (raw[end.start() :] if end else b"\n\n"), envelope
 
 
 def loose_address(value: str | None) -> tuple[str | None, str] | None:
@@ -141,7 +145,7 @@ def loose_address(value: str | None) -> tuple[str | None, str] | None:
     found = _LOOSE_ADDRESS.search(text)
     if not found or len(found.group()) > MAX_ADDRESS:
         return None
-    name = decode_words(text[:found.start()].strip(" \t<>\"'(),;")) or None
+    name = decode_words(text[: found.start()].strip(" \t<>\"'(),;")) or None
     return name, found.group().strip(".").lower()
 
 

@@ -1,4 +1,5 @@
 """Mail bodies for agents: HTML sanitised or turned into text, and quoted history and signatures left out."""
+
 from __future__ import annotations
 
 import re
@@ -17,22 +18,59 @@ MAX_HTML = 1_000_000  # characters; more would not fit a Kafka record anyway
 MAX_DEPTH, MAX_ATTRIBUTES = 500, 1000
 _TAG = re.compile(r"<(/?)([A-Za-z][^\s/<>]*)([^<>]*)>?")  # up to the next "<": linear on any input
 _NO_END_NEEDED = {  # void elements and those whose end tag may be left out: they do not nest
-    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr",
-    "p", "li", "td", "th", "tr", "dt", "dd", "option", "optgroup", "tbody", "thead", "tfoot", "colgroup",
-    "html", "head", "body", "caption", "rb", "rt", "rp"}
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+    "p",
+    "li",
+    "td",
+    "th",
+    "tr",
+    "dt",
+    "dd",
+    "option",
+    "optgroup",
+    "tbody",
+    "thead",
+    "tfoot",
+    "colgroup",
+    "html",
+    "head",
+    "body",
+    "caption",
+    "rb",
+    "rt",
+    "rp",
+}
 _PIECE = re.compile(r'<(/?)([A-Za-z][A-Za-z0-9]*)(?:[^>"]|"[^"]*")*>|([^<]+)')  # a tag, or text
 _LINES = {"div", "li", "tr", "table", "ul", "ol", "hr", "section", "article", "header", "footer", "dt", "dd"}
 _PARAGRAPHS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre"}
 _BR, _LINE, _PARAGRAPH, _QUOTE, _UNQUOTE = range(5)  # layout tokens between the text pieces
-_MARKS = {"blockquote": (_QUOTE, _UNQUOTE), **{t: (_LINE, _LINE) for t in _LINES},
-          **{t: (_PARAGRAPH, _PARAGRAPH) for t in _PARAGRAPHS}}
+_MARKS = {
+    "blockquote": (_QUOTE, _UNQUOTE),
+    **{t: (_LINE, _LINE) for t in _LINES},
+    **{t: (_PARAGRAPH, _PARAGRAPH) for t in _PARAGRAPHS},
+}
 
 # where a reply's quoted history starts: everything from here on is the earlier mail
 _HISTORY = re.compile(
     r"^-{2,}\s*(original message|message d'origine|ursprüngliche nachricht|mensaje original|"
-    r"messaggio originale|الرسالة الأصلية)\s*-{2,}$", re.IGNORECASE)
+    r"messaggio originale|الرسالة الأصلية)\s*-{2,}$",
+    re.IGNORECASE,
+)
 _ATTRIBUTION = re.compile(
-    r"^(on\b.+\bwrote|le\b.+\ba écrit|am\b.+\bschrieb|el\b.+\bescribió|في\b.+كتب)\s*:$", re.IGNORECASE)
+    r"^(on\b.+\bwrote|le\b.+\ba écrit|am\b.+\bschrieb|el\b.+\bescribió|في\b.+كتب)\s*:$", re.IGNORECASE
+)
 _OUTLOOK_FROM = re.compile(r"^\*?(from|de|von|من)\s*:\*?\s+\S", re.IGNORECASE)
 _OUTLOOK_NEXT = re.compile(r"^\*?(sent|date|envoyé|gesendet|enviado|to|التاريخ|أرسل)\s*:", re.IGNORECASE)
 _MOBILE_SIGNATURE = re.compile(r"^(sent from my \w+|get outlook for \w+|envoyé de mon \w+)", re.IGNORECASE)
@@ -116,13 +154,18 @@ def visible_text(text: str) -> str:
         bare = lines[i].strip()
         if lines[i] == "--" or _MOBILE_SIGNATURE.match(bare) or _HISTORY.match(bare):
             break
-        if _OUTLOOK_FROM.match(bare) and any(_OUTLOOK_NEXT.match(n.strip()) for n in lines[i + 1:i + 4]):
+        if _OUTLOOK_FROM.match(bare) and any(_OUTLOOK_NEXT.match(n.strip()) for n in lines[i + 1 : i + 4]):
             break
         # clients wrap a long attribution: "On Mon, 23 Nov 2026, Ana <ana@example.com>" / "wrote:"
-        span = 1 if _ATTRIBUTION.match(bare) else 2 if _ATTRIBUTION.match(
-            bare + " " + (lines[i + 1].strip() if i + 1 < len(lines) else "")) else 0
+        span = (
+            1
+            if _ATTRIBUTION.match(bare)
+            else 2
+            if _ATTRIBUTION.match(bare + " " + (lines[i + 1].strip() if i + 1 < len(lines) else ""))
+            else 0
+        )
         if span:
-            rest = [n for n in lines[i + span:] if n.strip()]
+            rest = [n for n in lines[i + span :] if n.strip()]
             if rest and not rest[0].lstrip().startswith(">"):
                 break  # history quoted without `>`: everything below is the earlier mail
             i += span  # `>` quoting: drop the attribution; answers between quotes stay

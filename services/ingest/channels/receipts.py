@@ -2,6 +2,7 @@
 status callback (`POST /v1/inbound/sms/status`) and the `statuses` of a WhatsApp Cloud API
 webhook. Each becomes a `deskstream.message.delivery_reported` record for the tickets
 service, which finds the reply by the provider's id."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -12,8 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.events import Channel, DeliveryReported
 
 # the provider's word → ours; words not listed (queued, accepted, sending…) say nothing new
-TWILIO_STATES = {"sent": "sent", "delivered": "delivered", "read": "delivered",
-                 "undelivered": "failed", "failed": "failed", "canceled": "failed"}
+TWILIO_STATES = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "failed",
+    "failed": "failed",
+    "canceled": "failed",
+}
 WHATSAPP_STATES = {"sent": "sent", "delivered": "delivered", "read": "delivered", "failed": "failed"}
 
 
@@ -32,8 +39,14 @@ def twilio_report(form: dict[str, str], *, received_at: datetime) -> DeliveryRep
         return None
     code, text = form.get("ErrorCode"), form.get("ErrorMessage")
     error = " ".join(p for p in (f"code {code}" if code else None, text) if p) or None
-    return DeliveryReported(channel=Channel.sms, provider_id=sid[:300], state=TWILIO_STATES[status],
-                            provider_status=status[:50], error=error[:500] if error else None, at=received_at)
+    return DeliveryReported(
+        channel=Channel.sms,
+        provider_id=sid[:300],
+        state=TWILIO_STATES[status],
+        provider_status=status[:50],
+        error=error[:500] if error else None,
+        at=received_at,
+    )
 
 
 def whatsapp_reports(statuses: list[WaStatus], *, received_at: datetime) -> list[DeliveryReported]:
@@ -43,10 +56,26 @@ def whatsapp_reports(statuses: list[WaStatus], *, received_at: datetime) -> list
         if state is None:
             continue
         first = s.errors[0] if s.errors else {}
-        error = " ".join(str(p) for p in (f"code {first.get('code')}" if first.get("code") else None,
-                                           first.get("title") or first.get("message")) if p) or None
+        error = (
+            " ".join(
+                str(p)
+                for p in (
+                    f"code {first.get('code')}" if first.get("code") else None,
+                    first.get("title") or first.get("message"),
+                )
+                if p
+            )
+            or None
+        )
         at = datetime.fromtimestamp(s.timestamp, UTC) if s.timestamp else received_at
-        reports.append(DeliveryReported(channel=Channel.whatsapp, provider_id=s.id, state=state,
-                                        provider_status=s.status.lower()[:50],
-                                        error=error[:500] if error else None, at=at))
+        reports.append(
+            DeliveryReported(
+                channel=Channel.whatsapp,
+                provider_id=s.id,
+                state=state,
+                provider_status=s.status.lower()[:50],
+                error=error[:500] if error else None,
+                at=at,
+            )
+        )
     return reports

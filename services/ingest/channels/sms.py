@@ -1,10 +1,19 @@
 """SMS (`POST /v1/inbound/sms`): Twilio's Messaging webhook, form-encoded."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 from services.ingest.domain import (
-    Rejected, cap_name, cap_text, e164, e164_or_raw, media_placeholder, media_type_of, message_id_for)
+    Rejected,
+    cap_name,
+    cap_text,
+    e164,
+    e164_or_raw,
+    media_placeholder,
+    media_type_of,
+    message_id_for,
+)
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
 
@@ -23,9 +32,11 @@ def normalise_sms(form: dict[str, str], *, received_at: datetime) -> MessageRece
         count = min(int(form.get("NumMedia") or 0), MAX_MEDIA)
     except ValueError:
         raise Rejected("invalid_request", f"NumMedia: {form.get('NumMedia')!r} is not a number") from None
-    media = [Attachment(media_type=media_type_of(form.get(f"MediaContentType{i}")),
-                        content_ref=form[f"MediaUrl{i}"])
-             for i in range(count) if form.get(f"MediaUrl{i}")]
+    media = [
+        Attachment(media_type=media_type_of(form.get(f"MediaContentType{i}")), content_ref=form[f"MediaUrl{i}"])
+        for i in range(count)
+        if form.get(f"MediaUrl{i}")
+    ]
     body = form.get("Body", "").strip()
     identities = [Identity(kind="phone", value=phone)]
     if via_whatsapp:

@@ -1,4 +1,5 @@
 """Social media (`POST /v1/inbound/social`): a post or direct message relayed from a network."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -51,8 +52,9 @@ def normalise_social(payload: SocialInbound, *, received_at: datetime) -> Messag
         channel=Channel.social,
         external_id=payload.message_id,
         thread_key=f"social:{payload.network}:{handle}",
-        customer=CustomerRef(name=payload.author.name or None,
-                             identities=[Identity(kind=payload.network, value=handle)]),
+        customer=CustomerRef(
+            name=payload.author.name or None, identities=[Identity(kind=payload.network, value=handle)]
+        ),
         text=payload.text,
         language=detect_language(payload.text),
         in_reply_to=payload.in_reply_to,

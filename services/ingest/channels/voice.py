@@ -1,4 +1,5 @@
 """Phone calls (`POST /v1/inbound/voice`): a finished call, with its transcript or recording when there is one."""
+
 from __future__ import annotations
 
 import mimetypes
@@ -34,8 +35,13 @@ def normalise_voice(payload: VoiceInbound, *, received_at: datetime) -> MessageR
     if payload.recording_url:
         url = str(payload.recording_url)
         guessed = mimetypes.guess_type(urlsplit(url).path)[0] or ""
-        recording = [Attachment(filename=urlsplit(url).path.rsplit("/", 1)[-1] or None, content_ref=url,
-                                media_type=guessed if guessed.startswith("audio/") else "audio/*")]
+        recording = [
+            Attachment(
+                filename=urlsplit(url).path.rsplit("/", 1)[-1] or None,
+                content_ref=url,
+                media_type=guessed if guessed.startswith("audio/") else "audio/*",
+            )
+        ]
     return MessageReceived(
         message_id=message_id_for(Channel.voice, payload.call_id),
         channel=Channel.voice,

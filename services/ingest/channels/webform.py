@@ -1,4 +1,5 @@
 """Web forms (`POST /v1/inbound/webform`): one submission, its own conversation, as JSON or a form."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,8 +23,9 @@ class WebformInbound(BaseModel):
     message: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
-def normalise_webform(payload: WebformInbound, *, received_at: datetime, files: Sequence[Blob] = (),
-                      max_blob_bytes: int = 0) -> Normalised:
+def normalise_webform(
+    payload: WebformInbound, *, received_at: datetime, files: Sequence[Blob] = (), max_blob_bytes: int = 0
+) -> Normalised:
     """Uploaded files (multipart forms) become attachments; those over `max_blob_bytes` are
     listed with their size and hash but not kept."""
     email = payload.email.lower()
@@ -31,20 +33,35 @@ def normalise_webform(payload: WebformInbound, *, received_at: datetime, files: 
     # a form has no id of its own: the same submission sent twice is the same message
     digest = stable_id(email, payload.subject or "", payload.message, size=24)
     message_id = message_id_for(Channel.webform, digest)
-    attachments = [Attachment(filename=f.filename, media_type=f.media_type, size=len(f.data), sha256=f.sha256,
-                              content_ref=f.ref if len(f.data) <= max_blob_bytes else None) for f in files]
-    return Normalised(MessageReceived(
-        message_id=message_id,
-        channel=Channel.webform,
-        external_id=digest,
-        thread_key=f"webform:{message_id}",
-        customer=CustomerRef(name=(payload.name or "").strip() or None, identities=[
-            Identity(kind="email", value=email),
-            *([Identity(kind="phone", value=e164(payload.phone, field_name="phone"))] if payload.phone else [])]),
-        subject=(payload.subject or "").strip() or None,
-        text=payload.message,
-        attachments=attachments,
-        language=detect_language(payload.message),
-        sent_at=received_at,
-        received_at=received_at,
-    ), tuple(kept))
+    attachments = [
+        Attachment(
+            filename=f.filename,
+            media_type=f.media_type,
+            size=len(f.data),
+            sha256=f.sha256,
+            content_ref=f.ref if len(f.data) <= max_blob_bytes else None,
+        )
+        for f in files
+    ]
+    return Normalised(
+        MessageReceived(
+            message_id=message_id,
+            channel=Channel.webform,
+            external_id=digest,
+            thread_key=f"webform:{message_id}",
+            customer=CustomerRef(
+                name=(payload.name or "").strip() or None,
+                identities=[
+                    Identity(kind="email", value=email),
+                    *([Identity(kind="phone", value=e164(payload.phone, field_name="phone"))] if payload.phone else []),
+                ],
+            ),
+            subject=(payload.subject or "").strip() or None,
+            text=payload.message,
+            attachments=attachments,
+            language=detect_language(payload.message),
+            sent_at=received_at,
+            received_at=received_at,
+        ),
+        tuple(kept),
+    )

@@ -1,4 +1,5 @@
 """WhatsApp (`POST /v1/inbound/whatsapp`): a Cloud API webhook, which may carry several messages or only statuses."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -7,7 +8,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.domain import (
-    Rejected, cap_name, cap_text, e164, e164_or_raw, file_name, media_type_of, message_id_for)
+    Rejected,
+    cap_name,
+    cap_text,
+    e164,
+    e164_or_raw,
+    file_name,
+    media_type_of,
+    message_id_for,
+)
 from services.ingest.channels.receipts import WaStatus, whatsapp_reports
 from services.ingest.language import detect_language
 from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
@@ -62,9 +71,13 @@ def _content(msg: WaMessage) -> tuple[str, list[Attachment]]:
     if msg.type == "text":
         return _s(body.get("body")) or "", []
     if msg.type in _MEDIA:
-        media = [Attachment(filename=file_name(_s(body.get("filename"))),
-                            content_ref=f"whatsapp-media:{_s(body.get('id'))}",
-                            media_type=media_type_of(_s(body.get("mime_type"))))]
+        media = [
+            Attachment(
+                filename=file_name(_s(body.get("filename"))),
+                content_ref=f"whatsapp-media:{_s(body.get('id'))}",
+                media_type=media_type_of(_s(body.get("mime_type"))),
+            )
+        ]
         return _s(body.get("caption")) or f"[{msg.type}]", media if body.get("id") else []
     if msg.type == "location":
         place = "; ".join(_s(body.get(k)) for k in ("name", "address") if _s(body.get(k)))
@@ -91,26 +104,32 @@ def normalise_whatsapp(payload: WhatsAppWebhook, *, received_at: datetime) -> li
             wa_id = phone.removeprefix("+")
             text, media = _content(msg)
             context = (msg.model_extra or {}).get("context")
-            found.setdefault(msg.id, MessageReceived(
-                message_id=message_id_for(Channel.whatsapp, msg.id),
-                channel=Channel.whatsapp,
-                external_id=msg.id,
-                thread_key=f"whatsapp:{wa_id}",
-                # the same phone on SMS and WhatsApp is one customer
-                customer=CustomerRef(name=cap_name(_s(names.get(msg.sender))), identities=[
-                    Identity(kind="whatsapp", value=wa_id), Identity(kind="phone", value=phone)]),
-                text=cap_text(text.strip() or f"[{msg.type}]"),
-                attachments=media,
-                language=detect_language(text),
-                in_reply_to=_s(context.get("id")) if isinstance(context, dict) else None,
-                recipient=e164_or_raw("+" + str(business).lstrip("+")) if business else None,
-                sent_at=datetime.fromtimestamp(msg.timestamp, UTC),
-                received_at=received_at,
-            ))
+            found.setdefault(
+                msg.id,
+                MessageReceived(
+                    message_id=message_id_for(Channel.whatsapp, msg.id),
+                    channel=Channel.whatsapp,
+                    external_id=msg.id,
+                    thread_key=f"whatsapp:{wa_id}",
+                    # the same phone on SMS and WhatsApp is one customer
+                    customer=CustomerRef(
+                        name=cap_name(_s(names.get(msg.sender))),
+                        identities=[Identity(kind="whatsapp", value=wa_id), Identity(kind="phone", value=phone)],
+                    ),
+                    text=cap_text(text.strip() or f"[{msg.type}]"),
+                    attachments=media,
+                    language=detect_language(text),
+                    in_reply_to=_s(context.get("id")) if isinstance(context, dict) else None,
+                    recipient=e164_or_raw("+" + str(business).lstrip("+")) if business else None,
+                    sent_at=datetime.fromtimestamp(msg.timestamp, UTC),
+                    received_at=received_at,
+                ),
+            )
     return list(found.values())
 
 
 def reports_of(payload: WhatsAppWebhook, *, received_at: datetime):
     """The delivery statuses a webhook carries, for messages we sent."""
-    return whatsapp_reports([s for e in payload.entry for c in e.changes for s in c.value.statuses],
-                            received_at=received_at)
+    return whatsapp_reports(
+        [s for e in payload.entry for c in e.changes for s in c.value.statuses], received_at=received_at
+    )

@@ -1,4 +1,5 @@
 """`PUT/GET/DELETE /v1/mailboxes/{mailbox_id}` (admin): the mailboxes ingest polls, passwords never shown."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,25 +28,50 @@ def build_router(store: MailboxStore, vault: Vault, auth: Auth) -> APIRouter:
     async def shown(mailbox_id: str, config: dict[str, Any]) -> dict[str, Any]:
         state = await store.state(mailbox_id)
         address = address_of(config["url_shown"])
-        return {"mailbox_id": mailbox_id, "url": address.shown(), "poll_s": config["poll_s"],
-                "after": config["after"], "trusted_authserv_ids": config.get("trusted_authserv_ids", []),
-                "filed": state.filed, "refused": state.refused,
-                "last_poll": state.last_poll.isoformat() if state.last_poll else None,
-                "last_error": state.last_error, "last_uid": state.last_uid, "uidvalidity": state.uidvalidity,
-                "polled_by": await store.holder(mailbox_id)}
+        return {
+            "mailbox_id": mailbox_id,
+            "url": address.shown(),
+            "poll_s": config["poll_s"],
+            "after": config["after"],
+            "trusted_authserv_ids": config.get("trusted_authserv_ids", []),
+            "filed": state.filed,
+            "refused": state.refused,
+            "last_poll": state.last_poll.isoformat() if state.last_poll else None,
+            "last_error": state.last_error,
+            "last_uid": state.last_uid,
+            "uidvalidity": state.uidvalidity,
+            "polled_by": await store.holder(mailbox_id),
+        }
 
-    @router.put("/{mailbox_id}", summary="Configure a mailbox to poll (IMAP or IMAPS); the password is stored "
-                                         "encrypted with DESKSTREAM_SECRET_KEY and never shown",
-                openapi_extra={"requestBody": {"required": True, "content": {
-                    "application/json": {"schema": MailboxPut.model_json_schema()}}}})
+    @router.put(
+        "/{mailbox_id}",
+        summary="Configure a mailbox to poll (IMAP or IMAPS); the password is stored "
+        "encrypted with DESKSTREAM_SECRET_KEY and never shown",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": MailboxPut.model_json_schema()}},
+            }
+        },
+    )
     async def put_mailbox(mailbox_id: str, request: Request) -> JSONResponse:
         _checked(mailbox_id)
         body = parse_json(await read_body(request, MAX_BODY), MailboxPut)
         address = address_of(body.url)
-        config = {"address": {"tls": address.tls, "host": address.host, "port": address.port,
-                              "user": address.user, "folder": address.folder},
-                  "url_shown": address.shown(), "password": vault.seal(address.password),
-                  "poll_s": body.poll_s, "after": body.after, "trusted_authserv_ids": body.trusted_authserv_ids}
+        config = {
+            "address": {
+                "tls": address.tls,
+                "host": address.host,
+                "port": address.port,
+                "user": address.user,
+                "folder": address.folder,
+            },
+            "url_shown": address.shown(),
+            "password": vault.seal(address.password),
+            "poll_s": body.poll_s,
+            "after": body.after,
+            "trusted_authserv_ids": body.trusted_authserv_ids,
+        }
         await store.put(mailbox_id, config)
         return JSONResponse(await shown(mailbox_id, config))
 

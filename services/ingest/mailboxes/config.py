@@ -1,4 +1,5 @@
 """A mailbox as an admin configures it: the URL read into its parts, the password kept encrypted."""
+
 from __future__ import annotations
 
 import re
@@ -17,14 +18,17 @@ _AFTER = re.compile(r"seen|delete|move:.{1,200}")
 class MailboxPut(BaseModel):
     """`PUT /v1/mailboxes/{mailbox_id}`."""
 
-    url: str = Field(description='imap://user:pass@host:port/INBOX or imaps://… (user and password URL-encoded)',
-                     max_length=2000)
+    url: str = Field(
+        description="imap://user:pass@host:port/INBOX or imaps://… (user and password URL-encoded)", max_length=2000
+    )
     poll_s: float = Field(30, ge=1, le=3600, description="seconds between polls when the server has no IDLE")
     after: str = Field("seen", description='what becomes of a filed mail: "seen", "move:<folder>" or "delete"')
     trusted_authserv_ids: list[str] = Field(
-        default_factory=list, max_length=20,
+        default_factory=list,
+        max_length=20,
         description="authserv-ids whose Authentication-Results headers this mailbox's mail may prove its "
-                    "sender with (the retailer's own MX); none: every sender is a claim")
+        "sender with (the retailer's own MX); none: every sender is a claim",
+    )
 
     @field_validator("after")
     @classmethod
@@ -68,12 +72,17 @@ def address_of(url: str) -> Address:
     except ValueError:
         raise ValueError("url: the port is not a number from 1 to 65535") from None
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    return Address(tls=parts.scheme == "imaps", host=parts.hostname, port=port, user=unquote(parts.username),
-                   password=unquote(parts.password or ""), folder=folder)
+    return Address(
+        tls=parts.scheme == "imaps",
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username),
+        password=unquote(parts.password or ""),
+        folder=folder,
+    )
 
 
 def mailbox_vault(settings: Any) -> Vault:
     """Mailbox passwords sealed under DESKSTREAM_SECRET_KEY (shared/credentials.py), so a copy of the
     database alone does not open the retailer's mailbox."""
     return Vault(sealing_secret(settings), "deskstream mailbox passwords")
-

@@ -3,6 +3,7 @@
 Every command goes by UID (stable within a UIDVALIDITY), never by sequence number, and mails are
 fetched with BODY.PEEK[] so that fetching alone marks nothing: a mail is marked only after Kafka
 acknowledged it (see poller.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,9 @@ class ImapSession:
     async def __aenter__(self) -> ImapSession:
         a = self.address
         if a.tls:
-            self.client = aioimaplib.IMAP4_SSL(a.host, a.port, timeout=TIMEOUT_S,
-                                               ssl_context=self.tls_context or ssl.create_default_context())
+            self.client = aioimaplib.IMAP4_SSL(
+                a.host, a.port, timeout=TIMEOUT_S, ssl_context=self.tls_context or ssl.create_default_context()
+            )
         else:
             self.client = aioimaplib.IMAP4(a.host, a.port, timeout=TIMEOUT_S)
         try:
@@ -83,8 +85,7 @@ class ImapSession:
     async def uids_after(self, last_uid: int, *, unseen_only: bool) -> list[int]:
         criteria = [f"UID {last_uid + 1}:*"] + (["UNSEEN"] if unseen_only else [])
         response = _ok(await self.imap.uid_search(*criteria), "search")
-        found = [int(u) for line in response.lines if isinstance(line, bytes)
-                 for u in line.split() if u.isdigit()]
+        found = [int(u) for line in response.lines if isinstance(line, bytes) for u in line.split() if u.isdigit()]
         return sorted(u for u in set(found) if u > last_uid)  # `n:*` names the last UID even below n
 
     async def fetch(self, uid: int) -> bytes | None:

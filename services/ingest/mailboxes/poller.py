@@ -7,6 +7,7 @@ deleted) and only then records the batch's last UID. A crash anywhere in between
 mails again: their message ids follow from their content and Message-ID, so the second filing is a
 duplicate downstream, not a second message. A new UIDVALIDITY voids the UIDs known, and the folder is
 read again from the start, with the same effect."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,9 @@ def owner_name(instance: str) -> str:
 class MailboxPoller:
     """Runs one task per configured mailbox; each task polls only while its instance holds the lease."""
 
-    def __init__(self, *, store: MailboxStore, service: IngestService, vault: Vault, owner: str,
-                 max_blob_bytes: int) -> None:
+    def __init__(
+        self, *, store: MailboxStore, service: IngestService, vault: Vault, owner: str, max_blob_bytes: int
+    ) -> None:
         self.store, self.service, self.vault, self.owner = store, service, vault, owner
         self.max_blob_bytes = max_blob_bytes
         self.tasks: dict[str, tuple[Any, asyncio.Task[None]]] = {}  # mailbox id -> (config version, task)
@@ -131,7 +133,7 @@ class MailboxPoller:
             for start in range(0, len(uids), BATCH):
                 if start and not await self._hold(mailbox_id):  # a long backlog: the lease renewed as it goes
                     break
-                batch = uids[start:start + BATCH]
+                batch = uids[start : start + BATCH]
                 done = [uid for uid in batch if await self._file(mailbox_id, config, session, uid, state)]
                 await session.mark(done, after)
                 state.last_uid = batch[-1]
@@ -143,16 +145,18 @@ class MailboxPoller:
             await self.store.save(mailbox_id, state)
         return filed
 
-    async def _file(self, mailbox_id: str, config: dict[str, Any], session: ImapSession, uid: int,
-                    state: MailboxState) -> bool:
+    async def _file(
+        self, mailbox_id: str, config: dict[str, Any], session: ImapSession, uid: int, state: MailboxState
+    ) -> bool:
         """True once Kafka holds the mail; False for one that is gone or is not a mail (left where it
         is, for a person to look at); raises when it could not be made durable (the cycle stops)."""
         raw = await session.fetch(uid)
         if raw is None:
             return False
         try:
-            item = await asyncio.to_thread(normalise_email, raw, received_at=utcnow(),
-                                           max_blob_bytes=self.max_blob_bytes)
+            item = await asyncio.to_thread(
+                normalise_email, raw, received_at=utcnow(), max_blob_bytes=self.max_blob_bytes
+            )
             item = self._with_mailbox(item, mailbox_id, raw, config)
             await self.service.accept(item.message, item.blobs, item.claim)
         except Rejected as exc:

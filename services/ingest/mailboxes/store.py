@@ -6,6 +6,7 @@ the mailbox for that period. FerretDB makes no guarded update atomic, but it doe
 a unique `_id` atomic, so exactly one instance polls a mailbox in any period. The holder claims the
 next period while it holds the current one, so it keeps the mailbox while it lives (and, its owner
 name being stable, across its own restart); another instance takes over a period after it stopped."""
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,9 @@ class MailboxStore:
 
     # ------------------------------------------------------------ configuration (admin API)
     async def put(self, mailbox_id: str, config: dict[str, Any]) -> None:
-        await self.configs.replace_one({"_id": mailbox_id}, {"_id": mailbox_id, **config, "updated_at": utcnow()},
-                                       upsert=True)
+        await self.configs.replace_one(
+            {"_id": mailbox_id}, {"_id": mailbox_id, **config, "updated_at": utcnow()}, upsert=True
+        )
 
     async def get(self, mailbox_id: str) -> dict[str, Any] | None:
         return await self.configs.find_one({"_id": mailbox_id})

@@ -1,6 +1,7 @@
 """The ways out: one small adapter per channel behind one interface. Each sends one
 outbound message and says what happened — sent (with the provider's id), try later
 (a transient failure), or undeliverable (a permanent one)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -50,13 +51,15 @@ BlobReader = Callable[[str], Awaitable[bytes | None]]
 
 
 # ---------------------------------------------------------------- email
-def compose_email(ticket: Ticket, message: Message, to: str, *, support_email: str,
-                  attachments: list[tuple[str, str, bytes]] = ()) -> EmailMessage:
+def compose_email(
+    ticket: Ticket, message: Message, to: str, *, support_email: str, attachments: list[tuple[str, str, bytes]] = ()
+) -> EmailMessage:
     """The reply as a mail threaded to the customer's last message, with the ticket
     reference in the subject so any answer finds its way back; text and HTML parts."""
     inbound = [m for m in ticket.messages if m.direction == Direction.inbound and _threadable(m.external_id)]
-    thread = [m.external_id for m in ticket.messages
-              if _threadable(m.external_id) and m.message_id != message.message_id]
+    thread = [
+        m.external_id for m in ticket.messages if _threadable(m.external_id) and m.message_id != message.message_id
+    ]
     # one line each: text a customer sent (or an older ingest kept) may hold line breaks
     subject = one_line(ticket.subject or "").strip() or "Your request"
     if not subject.lower().startswith("re:"):
@@ -77,8 +80,12 @@ def compose_email(ticket: Ticket, message: Message, to: str, *, support_email: s
         mail.add_alternative(message.html, subtype="html")
     for filename, media_type, data in attachments:
         maintype, _, subtype = media_type.partition("/")
-        mail.add_attachment(data, maintype=maintype or "application", subtype=subtype or "octet-stream",
-                            filename=one_line(filename) or "attachment")
+        mail.add_attachment(
+            data,
+            maintype=maintype or "application",
+            subtype=subtype or "octet-stream",
+            filename=one_line(filename) or "attachment",
+        )
     return mail
 
 
@@ -114,14 +121,20 @@ class SmtpMail:
                 raise Undeliverable(f"attachment {a.filename or a.content_ref} is no longer stored")
             files.append((a.filename or "attachment", a.media_type, data))
         try:
-            mail = compose_email(out.ticket, out.message, out.to, support_email=self.support_email,
-                                 attachments=files)
+            mail = compose_email(out.ticket, out.message, out.to, support_email=self.support_email, attachments=files)
         except ValueError as exc:  # what the mail policy refuses now it refuses on every attempt
             raise Undeliverable(f"the reply cannot be written as a mail: {exc}"[:500]) from exc
         try:
-            await aiosmtplib.send(mail, hostname=self.host, port=self.port, use_tls=self.tls,
-                                  username=self.username, password=self.password, timeout=self.timeout_s,
-                                  start_tls=False if not self.tls else None)
+            await aiosmtplib.send(
+                mail,
+                hostname=self.host,
+                port=self.port,
+                use_tls=self.tls,
+                username=self.username,
+                password=self.password,
+                timeout=self.timeout_s,
+                start_tls=False if not self.tls else None,
+            )
         except aiosmtplib.SMTPResponseException as exc:
             detail = f"SMTP {exc.code}: {exc.message}"[:500]
             raise (Undeliverable if 500 <= exc.code < 600 else TryLater)(detail) from exc
@@ -154,8 +167,16 @@ def _error_of(response: httpx.Response) -> dict:
 class TwilioSms:
     """SMS through Twilio's Messages API (`POST /2010-04-01/Accounts/{sid}/Messages.json`)."""
 
-    def __init__(self, client: httpx.AsyncClient, *, base_url: str, account_sid: str, auth: tuple[str, str],
-                 sender: str, status_callback: str | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth: tuple[str, str],
+        sender: str,
+        status_callback: str | None = None,
+    ) -> None:
         self.client = client
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.auth = auth  # (API key sid, secret) or (account sid, auth token)
@@ -188,8 +209,13 @@ class WhatsAppCloud:
         self.headers = {"Authorization": f"Bearer {access_token}"}
 
     async def send(self, out: Outgoing) -> Sent:
-        payload = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": out.to,
-                   "type": "text", "text": {"preview_url": False, "body": out.message.text[:4096]}}
+        payload = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": out.to,
+            "type": "text",
+            "text": {"preview_url": False, "body": out.message.text[:4096]},
+        }
         response = await _post(self.client, self.url, json=payload, headers=self.headers)
         body = _error_of(response)
         if response.status_code == 200 and body.get("messages"):
@@ -211,11 +237,18 @@ class WebhookOut:
         self.secret = secret
 
     async def send(self, out: Outgoing) -> Sent:
-        body = json.dumps({
-            "ticket_id": out.ticket.id, "message_id": out.message.message_id, "channel": out.ticket.channel.value,
-            "to": out.to, "text": out.message.text, "html": out.message.html, "author": out.message.author,
-            "at": out.message.at.isoformat(),
-        }).encode()
+        body = json.dumps(
+            {
+                "ticket_id": out.ticket.id,
+                "message_id": out.message.message_id,
+                "channel": out.ticket.channel.value,
+                "to": out.to,
+                "text": out.message.text,
+                "html": out.message.html,
+                "author": out.message.author,
+                "at": out.message.at.isoformat(),
+            }
+        ).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": out.idempotency_key}
         if self.secret:
             digest = hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()

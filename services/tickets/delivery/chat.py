@@ -8,6 +8,7 @@ A widget reads its session with the chat token its first message was answered wi
 (`Authorization: Bearer <chat_token>`, or `?token=` where EventSource cannot send headers): the
 token names the visitor who opened the session (shared/credentials.py). No token or a wrong one
 → 403; a session whose conversation is not filed (yet) → 404."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,13 +65,19 @@ class ChatHub:
 
 
 def chat_item(message: Message | MessageSummary) -> dict[str, Any]:
-    return {"message_id": message.message_id, "direction": message.direction.value, "text": message.text,
-            "html": getattr(message, "html", None), "author": message.author, "at": message.at.isoformat()}
+    return {
+        "message_id": message.message_id,
+        "direction": message.direction.value,
+        "text": message.text,
+        "html": getattr(message, "html", None),
+        "author": message.author,
+        "at": message.at.isoformat(),
+    }
 
 
 def _after(messages: list[Message], last_seen: str | None) -> list[Message]:
     ids = [m.message_id for m in messages]
-    return messages[ids.index(last_seen) + 1:] if last_seen in ids else messages
+    return messages[ids.index(last_seen) + 1 :] if last_seen in ids else messages
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -83,8 +90,9 @@ def background(work) -> None:
     task.add_done_callback(_background.discard)
 
 
-def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryService, tokens: ChatTokens, *,
-                      ping_s: float = 15.0) -> APIRouter:
+def build_chat_router(
+    hub: ChatHub, store: TicketStore, delivery: DeliveryService, tokens: ChatTokens, *, ping_s: float = 15.0
+) -> APIRouter:
     router = APIRouter(prefix="/v1/chat", tags=["chat"])
 
     def visitor(request: Request, session_id: str, token: str | None, visitor_id: str | None) -> str:
@@ -109,32 +117,50 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
 
     async def delivered(ticket_id: str, messages: list[Message], how: str) -> None:
         for m in messages:
-            if m.direction == Direction.outbound and (m.delivery is None or m.delivery.state != DeliveryState.delivered):
+            if m.direction == Direction.outbound and (
+                m.delivery is None or m.delivery.state != DeliveryState.delivered
+            ):
                 try:
                     await delivery.mark_delivered(ticket_id, m.message_id, how)
                 except Exception:  # the customer has it; recording that can wait for the next look
                     log.exception("could not record chat delivery of %s", m.message_id)
 
     @router.get("/sessions/{session_id}/messages", summary="The session's conversation (poll fallback)")
-    async def poll(request: Request, session_id: str,
-                   token: str | None = Query(None, max_length=1000, description="the chat token (or Authorization)"),
-                   visitor_id: str | None = Query(None, max_length=200, description="optional; must match the token's"),
-                   after: str | None = Query(None, max_length=200, description="the last message id the widget has")
-                   ) -> dict[str, Any]:
+    async def poll(
+        request: Request,
+        session_id: str,
+        token: str | None = Query(None, max_length=1000, description="the chat token (or Authorization)"),
+        visitor_id: str | None = Query(None, max_length=200, description="optional; must match the token's"),
+        after: str | None = Query(None, max_length=200, description="the last message id the widget has"),
+    ) -> dict[str, Any]:
         ticket = await session_ticket(session_id, visitor(request, session_id, token, visitor_id))
         fresh = _after(ticket.messages, after)
         await delivered(ticket.id, fresh, "fetched by the chat widget")
-        return {"session_id": session_id, "ticket_id": ticket.id, "status": ticket.status,
-                "items": [chat_item(m) for m in fresh]}
+        return {
+            "session_id": session_id,
+            "ticket_id": ticket.id,
+            "status": ticket.status,
+            "items": [chat_item(m) for m in fresh],
+        }
 
-    @router.get("/sessions/{session_id}/stream", summary="Agents' replies as server-sent events",
-                response_class=EventSourceResponse,
-                responses={200: {"content": {"text/event-stream": {}},
-                                 "description": "`event: message`, `id:` the message id, `data:` the message as JSON"}})
-    async def stream(request: Request, session_id: str,
-                     token: str | None = Query(None, max_length=1000, description="the chat token (EventSource)"),
-                     visitor_id: str | None = Query(None, max_length=200, description="optional; must match"),
-                     last_event_id: str | None = Header(None, max_length=200)) -> EventSourceResponse:
+    @router.get(
+        "/sessions/{session_id}/stream",
+        summary="Agents' replies as server-sent events",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`event: message`, `id:` the message id, `data:` the message as JSON",
+            }
+        },
+    )
+    async def stream(
+        request: Request,
+        session_id: str,
+        token: str | None = Query(None, max_length=1000, description="the chat token (EventSource)"),
+        visitor_id: str | None = Query(None, max_length=200, description="optional; must match"),
+        last_event_id: str | None = Header(None, max_length=200),
+    ) -> EventSourceResponse:
         ticket = await session_ticket(session_id, visitor(request, session_id, token, visitor_id))
 
         async def events() -> AsyncIterator[dict[str, Any]]:
@@ -153,8 +179,13 @@ def build_chat_router(hub: ChatHub, store: TicketStore, delivery: DeliveryServic
                     if item["message_id"] in seen:
                         continue
                     seen.add(item["message_id"])
-                    background(delivered(ticket.id, [Message.model_validate({**item, "channel": ticket.channel})],
-                                         "pushed to the chat widget"))
+                    background(
+                        delivered(
+                            ticket.id,
+                            [Message.model_validate({**item, "channel": ticket.channel})],
+                            "pushed to the chat widget",
+                        )
+                    )
                     yield {"event": "message", "id": item["message_id"], "data": item}
 
         async def encoded() -> AsyncIterator[dict[str, Any]]:

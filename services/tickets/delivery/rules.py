@@ -1,4 +1,5 @@
 """Where a reply goes and when to try again. Pure rules: no I/O, no framework."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -9,12 +10,19 @@ from shared.events import Channel
 
 # the way out for each channel a ticket can be on (a web form is answered by mail)
 ADAPTER_OF: dict[Channel, str] = {
-    Channel.email: "email", Channel.webform: "email", Channel.chat: "chat",
-    Channel.sms: "sms", Channel.whatsapp: "whatsapp", Channel.social: "webhook", Channel.voice: "webhook",
+    Channel.email: "email",
+    Channel.webform: "email",
+    Channel.chat: "chat",
+    Channel.sms: "sms",
+    Channel.whatsapp: "whatsapp",
+    Channel.social: "webhook",
+    Channel.voice: "webhook",
 }
 # which of the customer's identities each way out can reach, best first
 REACHES: dict[str, tuple[str, ...]] = {
-    "email": ("email",), "sms": ("phone",), "whatsapp": ("whatsapp", "phone"),
+    "email": ("email",),
+    "sms": ("phone",),
+    "whatsapp": ("whatsapp", "phone"),
 }
 
 
@@ -28,14 +36,19 @@ def route(ticket: Ticket) -> Route:
     kind this channel reaches, else the conversation's own address, else any identity."""
     adapter = ADAPTER_OF[ticket.channel]
     if adapter == "chat":  # the chat session the conversation lives in
-        return Route(adapter, ticket.thread_key.removeprefix("chat:").split("#", 1)[0])  # (a thread of its own: #customer)
+        return Route(
+            adapter, ticket.thread_key.removeprefix("chat:").split("#", 1)[0]
+        )  # (a thread of its own: #customer)
     if adapter == "webhook":  # social handle or phone number: the receiving system decides
         return Route(adapter, ticket.thread_key)
     kinds = REACHES[adapter]
     senders = [m.sender for m in reversed(ticket.messages) if m.direction == Direction.inbound and m.sender]
     thread_kind, _, thread_value = ticket.thread_key.partition(":")
-    candidates = [*senders, *([f"{thread_kind}:{thread_value}"] if thread_kind in kinds else []),
-                  *ticket.customer.identities]
+    candidates = [
+        *senders,
+        *([f"{thread_kind}:{thread_value}"] if thread_kind in kinds else []),
+        *ticket.customer.identities,
+    ]
     for kind in kinds:
         for key in candidates:
             if key.startswith(kind + ":"):

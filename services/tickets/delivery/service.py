@@ -9,6 +9,7 @@ before the ticket hears of it, so a redelivered event or a restart never sends t
 The one window left: a worker that dies after the provider accepted a message but before
 storing the outcome. The next attempt (after `lease_s`) sends it again — with the same
 Message-ID for mail and the same Idempotency-Key for webhooks, so receivers can drop it."""
+
 from __future__ import annotations
 
 import logging
@@ -30,9 +31,17 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryService:
-    def __init__(self, *, store: DeliveryStore, record: Record, ticket_store: TicketStore,
-                 adapters: dict[str, ChannelAdapter], retry: RetryPolicy | None = None,
-                 lease_s: float = 60.0, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        record: Record,
+        ticket_store: TicketStore,
+        adapters: dict[str, ChannelAdapter],
+        retry: RetryPolicy | None = None,
+        lease_s: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.store = store
         self.record = record
         self.ticket_store = ticket_store
@@ -60,8 +69,14 @@ class DeliveryService:
         if item is None:
             return False
         if (done := await self.store.outcome(message_id)) is not None:  # finished, but the entry outlived a crash
-            await self._tell_ticket(done["ticket_id"], message_id, done["state"], done.get("detail"),
-                                    done.get("provider_id"), done.get("attempts", 0))
+            await self._tell_ticket(
+                done["ticket_id"],
+                message_id,
+                done["state"],
+                done.get("detail"),
+                done.get("provider_id"),
+                done.get("attempts", 0),
+            )
             await self.store.forget(message_id)
             return False
         now = self.clock()
@@ -71,8 +86,9 @@ class DeliveryService:
         if await self.store.claim(message_id, number, now) is None:
             claim = await self.store.claim_of(message_id, number)
             if claim and now - claim["at"] > self.lease:  # that worker died mid-attempt: move past it
-                await self.store.schedule(message_id, attempts=number, next_at=now,
-                                          error="an earlier attempt was interrupted")
+                await self.store.schedule(
+                    message_id, attempts=number, next_at=now, error="an earlier attempt was interrupted"
+                )
             return False
         # until this attempt reports back, the entry is not due for anyone else
         await self.store.schedule(message_id, attempts=number, next_at=now + self.lease)
@@ -83,17 +99,26 @@ class DeliveryService:
             ticket = None
         message = next((m for m in ticket.messages if m.message_id == message_id), None) if ticket else None
         if ticket is None or message is None:
-            await self._finish(ticket_id, message_id, DeliveryState.not_sent, "the ticket no longer exists", None, number)
+            await self._finish(
+                ticket_id, message_id, DeliveryState.not_sent, "the ticket no longer exists", None, number
+            )
             return True
         way = route(ticket)
         adapter = self.adapters.get(way.adapter)
         if adapter is None:
-            await self._finish(ticket_id, message_id, DeliveryState.not_sent,
-                               f"no {way.adapter} provider is configured", None, number)
+            await self._finish(
+                ticket_id, message_id, DeliveryState.not_sent, f"no {way.adapter} provider is configured", None, number
+            )
             return True
         if way.to is None:
-            await self._finish(ticket_id, message_id, DeliveryState.not_sent,
-                               f"the customer has no address {way.adapter} can reach", None, number)
+            await self._finish(
+                ticket_id,
+                message_id,
+                DeliveryState.not_sent,
+                f"the customer has no address {way.adapter} can reach",
+                None,
+                number,
+            )
             return True
         out = Outgoing(ticket=ticket, message=message, to=way.to, idempotency_key=message_id)
         if (planned := getattr(adapter, "planned_id", None)) is not None:
@@ -119,29 +144,61 @@ class DeliveryService:
         """The customer's device has it (a chat widget took it, a provider reported it)."""
         await self._tell_ticket(ticket_id, message_id, DeliveryState.delivered, detail, None, 1)
 
-    async def _failed_attempt(self, ticket_id: str, message_id: str, number: int, first_at: datetime,
-                              detail: str) -> None:
+    async def _failed_attempt(
+        self, ticket_id: str, message_id: str, number: int, first_at: datetime, detail: str
+    ) -> None:
         now = self.clock()
         next_at = self.retry.next_attempt(number, now, first_at)
         if next_at is None:
-            await self._finish(ticket_id, message_id, DeliveryState.failed,
-                               f"gave up after {number} attempts: {detail}", None, number)
+            await self._finish(
+                ticket_id, message_id, DeliveryState.failed, f"gave up after {number} attempts: {detail}", None, number
+            )
             return
         log.warning("delivery of %s failed (attempt %d), next at %s: %s", message_id, number, next_at, detail)
         await self.store.schedule(message_id, attempts=number, next_at=next_at, error=detail)
         await self._tell_ticket(ticket_id, message_id, DeliveryState.queued, detail, None, number, next_at)
 
-    async def _finish(self, ticket_id: str, message_id: str, state: DeliveryState, detail: str | None,
-                      provider_id: str | None, attempts: int) -> None:
-        await self.store.record_outcome(message_id, ticket_id=ticket_id, state=state.value, detail=detail,
-                                        provider_id=provider_id, attempts=attempts, now=self.clock())
+    async def _finish(
+        self,
+        ticket_id: str,
+        message_id: str,
+        state: DeliveryState,
+        detail: str | None,
+        provider_id: str | None,
+        attempts: int,
+    ) -> None:
+        await self.store.record_outcome(
+            message_id,
+            ticket_id=ticket_id,
+            state=state.value,
+            detail=detail,
+            provider_id=provider_id,
+            attempts=attempts,
+            now=self.clock(),
+        )
         await self._tell_ticket(ticket_id, message_id, state, detail, provider_id, attempts)
         await self.store.forget(message_id)
 
-    async def _tell_ticket(self, ticket_id: str, message_id: str, state: DeliveryState | str, detail: str | None,
-                           provider_id: str | None, attempts: int, next_at: datetime | None = None) -> None:
+    async def _tell_ticket(
+        self,
+        ticket_id: str,
+        message_id: str,
+        state: DeliveryState | str,
+        detail: str | None,
+        provider_id: str | None,
+        attempts: int,
+        next_at: datetime | None = None,
+    ) -> None:
         state = DeliveryState(state)
-        await self.record(RecordDelivery(
-            command_id=stable_id("delivery", message_id, state.value, str(attempts), size=24), ticket_id=ticket_id,
-            message_id=message_id, state=state.value, detail=detail, provider_id=provider_id, attempts=attempts,
-            next_attempt_at=next_at))
+        await self.record(
+            RecordDelivery(
+                command_id=stable_id("delivery", message_id, state.value, str(attempts), size=24),
+                ticket_id=ticket_id,
+                message_id=message_id,
+                state=state.value,
+                detail=detail,
+                provider_id=provider_id,
+                attempts=attempts,
+                next_attempt_at=next_at,
+            )
+        )

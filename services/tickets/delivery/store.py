@@ -8,6 +8,7 @@
 - `ticket_deliveries`: the final outcome per message; a redelivered event finds it and
   sends nothing again, also after a restart.
 - `ticket_blobs`: the bytes of files agents attach to replies, keyed by sha256."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,11 @@ class DeliveryStore:
         self.blobs = mongo.collection("ticket_blobs")
 
     async def enqueue(self, message_id: str, ticket_id: str, now: datetime) -> None:
-        await upsert(self.queue, {"_id": message_id}, {"$setOnInsert": {
-            "ticket_id": ticket_id, "attempts": 0, "first_at": now, "next_at": now}})
+        await upsert(
+            self.queue,
+            {"_id": message_id},
+            {"$setOnInsert": {"ticket_id": ticket_id, "attempts": 0, "first_at": now, "next_at": now}},
+        )
 
     async def pending(self, message_id: str) -> dict[str, Any] | None:
         return await self.queue.find_one({"_id": message_id})
@@ -46,19 +50,41 @@ class DeliveryStore:
         return await self.claims.find_one({"_id": f"{message_id}#{attempt}"})
 
     async def schedule(self, message_id: str, *, attempts: int, next_at: datetime, error: str | None = None) -> None:
-        await self.queue.update_one({"_id": message_id}, {"$set": {
-            "attempts": attempts, "next_at": next_at, **({"last_error": error} if error else {})}})
+        await self.queue.update_one(
+            {"_id": message_id},
+            {"$set": {"attempts": attempts, "next_at": next_at, **({"last_error": error} if error else {})}},
+        )
 
     async def outcome(self, message_id: str) -> dict[str, Any] | None:
         return await self.outcomes.find_one({"_id": message_id})
 
-    async def record_outcome(self, message_id: str, *, ticket_id: str, state: str, detail: str | None,
-                             provider_id: str | None, attempts: int, now: datetime) -> None:
+    async def record_outcome(
+        self,
+        message_id: str,
+        *,
+        ticket_id: str,
+        state: str,
+        detail: str | None,
+        provider_id: str | None,
+        attempts: int,
+        now: datetime,
+    ) -> None:
         """Stored before the queue entry goes: a crash in between leaves an entry whose
         outcome is known, and the next look at it only tidies up."""
-        await upsert(self.outcomes, {"_id": message_id}, {"$set": {
-            "ticket_id": ticket_id, "state": state, "detail": detail, "provider_id": provider_id,
-            "attempts": attempts, "at": now}})
+        await upsert(
+            self.outcomes,
+            {"_id": message_id},
+            {
+                "$set": {
+                    "ticket_id": ticket_id,
+                    "state": state,
+                    "detail": detail,
+                    "provider_id": provider_id,
+                    "attempts": attempts,
+                    "at": now,
+                }
+            },
+        )
 
     async def forget(self, message_id: str) -> None:
         await self.queue.delete_one({"_id": message_id})
@@ -67,8 +93,10 @@ class DeliveryStore:
     async def outcomes_of(self, ticket_ids: list[str]) -> list[dict[str, Any]]:
         """Every delivery record of these tickets (an export): outcomes, and entries still pending."""
         query = {"ticket_id": {"$in": list(ticket_ids)}}
-        return [*[{**d, "pending": False} async for d in self.outcomes.find(query)],
-                *[{**d, "pending": True} async for d in self.queue.find(query)]]
+        return [
+            *[{**d, "pending": False} async for d in self.outcomes.find(query)],
+            *[{**d, "pending": True} async for d in self.queue.find(query)],
+        ]
 
     async def forget_tickets(self, ticket_ids: list[str]) -> None:
         """Delivery records of purged or erased tickets go: their outcomes (a provider's answer may name
@@ -92,8 +120,19 @@ class DeliveryStore:
     # ------------------------------------------------------------ attachments of replies
     async def put_blob(self, data: bytes, media_type: str, filename: str | None, now: datetime) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        await upsert(self.blobs, {"_id": sha}, {"$setOnInsert": {
-            "data": data, "size": len(data), "media_type": media_type, "filename": filename, "stored_at": now}})
+        await upsert(
+            self.blobs,
+            {"_id": sha},
+            {
+                "$setOnInsert": {
+                    "data": data,
+                    "size": len(data),
+                    "media_type": media_type,
+                    "filename": filename,
+                    "stored_at": now,
+                }
+            },
+        )
         return sha
 
     async def get_blob(self, ref: str) -> bytes | None:

@@ -2,6 +2,7 @@
 which targets may be called, when to try again, and which queued delivery goes next.
 
 No I/O here (the address check is handed the resolved addresses), so every rule is unit-tested."""
+
 from __future__ import annotations
 
 import base64
@@ -35,6 +36,7 @@ def wanted_types(pattern_lists: Iterable[Iterable[str]], known: Iterable[str]) -
 
 # ------------------------------------------------------------------ secrets and signatures
 
+
 def new_secret() -> str:
     """24 random bytes, as Standard Webhooks libraries expect them: `whsec_<base64>`."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -45,7 +47,7 @@ def secret_key(secret: str) -> bytes:
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError(f"a secret starts with {SECRET_PREFIX}")
     try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("a secret is whsec_ followed by base64") from exc
     if not 16 <= len(key) <= 64:
@@ -61,11 +63,16 @@ def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 def signed_headers(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The headers of one attempt; the timestamp is the attempt's own (receivers refuse stale ones)."""
-    return {"content-type": "application/cloudevents+json", "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp), "webhook-signature": signature(secret, msg_id, timestamp, body)}
+    return {
+        "content-type": "application/cloudevents+json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(secret, msg_id, timestamp, body),
+    }
 
 
 # ------------------------------------------------------------------ targets
+
 
 class Refused(ValueError):
     """A target deskstream will not call."""
@@ -92,12 +99,19 @@ def check_addresses(addresses: Iterable[str], *, allow_private: bool) -> None:
         address = ipaddress.ip_address(text.split("%", 1)[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
-        if (address.is_private or address.is_loopback or address.is_link_local or address.is_multicast
-                or address.is_reserved or address.is_unspecified):
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_reserved
+            or address.is_unspecified
+        ):
             raise Refused(f"{text} is a private, loopback or link-local address")
 
 
 # ------------------------------------------------------------------ retries
+
 
 class RetryPolicy(NamedTuple):
     """Exponential back-off with full jitter, capped, for up to `give_up_after_s` after the first try.
@@ -109,8 +123,9 @@ class RetryPolicy(NamedTuple):
     cap_s: float = 1800.0
     give_up_after_s: float = 24 * 3600.0
 
-    def next_attempt(self, attempts: int, now: datetime, first_at: datetime,
-                     rand: random.Random | None = None) -> datetime | None:
+    def next_attempt(
+        self, attempts: int, now: datetime, first_at: datetime, rand: random.Random | None = None
+    ) -> datetime | None:
         """When to try again after `attempts` failed tries; None: give up (the delivery has failed)."""
         if (now - first_at).total_seconds() >= self.give_up_after_s:
             return None
@@ -125,6 +140,7 @@ def is_success(status: int | None) -> bool:
 
 # ------------------------------------------------------------------ order per ticket
 
+
 class Queued(NamedTuple):
     """The head of a lane: the oldest undelivered event of one ticket for one subscriber."""
 
@@ -132,8 +148,14 @@ class Queued(NamedTuple):
     next_at: datetime
 
 
-def ready(heads: Iterable[Queued], *, now: datetime, busy: set[tuple[str, str]], in_flight: dict[str, int],
-          limit_per_webhook: int) -> list[tuple[str, str]]:
+def ready(
+    heads: Iterable[Queued],
+    *,
+    now: datetime,
+    busy: set[tuple[str, str]],
+    in_flight: dict[str, int],
+    limit_per_webhook: int,
+) -> list[tuple[str, str]]:
     """The lanes to send now: only a lane's head is ever sent (a ticket's next event waits while its
     earlier one is retrying), no lane twice at once, and at most `limit_per_webhook` requests in flight
     per subscriber — so a slow or dead one takes only its own share and never holds up another."""

@@ -13,6 +13,7 @@ is retried with back-off while the other lanes go on; each subscriber has a boun
 requests in flight, so a dead one uses only its own share. Attempts are appended to the log in
 batches; a finished delivery leaves the queue in a batch too. Redelivery after a crash is the
 at-least-once part: receivers de-duplicate on `webhook-id` (the CloudEvent id)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +32,16 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.tickets.webhooks.rules import (
-    SECRET_PREFIX, Queued, Refused, RetryPolicy, check_addresses, check_url, is_success, ready, signed_headers, wants,
+    SECRET_PREFIX,
+    Queued,
+    Refused,
+    RetryPolicy,
+    check_addresses,
+    check_url,
+    is_success,
+    ready,
+    signed_headers,
+    wants,
 )
 from services.tickets.webhooks.store import WebhookStore
 from shared import topics
@@ -46,8 +56,10 @@ Lane = tuple[str, str]
 
 def seq_of(queued_at: datetime, topic: str, partition: int, offset: int) -> str:
     """The order deliveries were queued in, sortable as text: the batch's time, then the record's place."""
-    return f"{int(queued_at.timestamp() * 1000):014d}:{SOURCES.index(topic) if topic in SOURCES else 9}:" \
-           f"{partition:04d}:{offset:014d}"
+    return (
+        f"{int(queued_at.timestamp() * 1000):014d}:{SOURCES.index(topic) if topic in SOURCES else 9}:"
+        f"{partition:04d}:{offset:014d}"
+    )
 
 
 @dataclass(slots=True)
@@ -68,25 +80,56 @@ class Entry:
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Entry:
-        return cls(id=doc["_id"], webhook_id=doc["webhook_id"], event_id=doc["event_id"], ticket=doc["ticket"],
-                   partition=doc["partition"], seq=doc["seq"], type=doc["type"], body=doc["body"].encode(),
-                   first_at=doc["queued_at"], next_at=doc["queued_at"])
+        return cls(
+            id=doc["_id"],
+            webhook_id=doc["webhook_id"],
+            event_id=doc["event_id"],
+            ticket=doc["ticket"],
+            partition=doc["partition"],
+            seq=doc["seq"],
+            type=doc["type"],
+            body=doc["body"].encode(),
+            first_at=doc["queued_at"],
+            next_at=doc["queued_at"],
+        )
 
 
-def queue_doc(webhook_id: str, record_event: dict[str, Any], body: bytes, *, ticket: str, topic: str,
-              partition: int, offset: int, queued_at: datetime, replay_id: str | None = None) -> dict[str, Any]:
+def queue_doc(
+    webhook_id: str,
+    record_event: dict[str, Any],
+    body: bytes,
+    *,
+    ticket: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    queued_at: datetime,
+    replay_id: str | None = None,
+) -> dict[str, Any]:
     event_id = record_event["id"]
-    return {"_id": f"{webhook_id}|{event_id}" + (f"|{replay_id}" if replay_id else ""), "webhook_id": webhook_id,
-            "event_id": event_id, "type": record_event["type"], "ticket": ticket, "partition": partition,
-            "seq": seq_of(queued_at, topic, partition, offset), "body": body.decode(), "queued_at": queued_at}
+    return {
+        "_id": f"{webhook_id}|{event_id}" + (f"|{replay_id}" if replay_id else ""),
+        "webhook_id": webhook_id,
+        "event_id": event_id,
+        "type": record_event["type"],
+        "ticket": ticket,
+        "partition": partition,
+        "seq": seq_of(queued_at, topic, partition, offset),
+        "body": body.decode(),
+        "queued_at": queued_at,
+    }
 
 
 class Subscriptions:
     """Every subscription, held in memory and read again at most every `max_age_s` (or at once after
     any process announced a change): one read per batch at most, never per event."""
 
-    def __init__(self, store: WebhookStore, max_age_s: float = 1.0,
-                 on_read: Callable[[dict[str, dict[str, Any]]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: WebhookStore,
+        max_age_s: float = 1.0,
+        on_read: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+    ) -> None:
         self.store = store
         self.max_age_s = max_age_s
         self.on_read = on_read  # told what was read (the consumer narrows the types it parses)
@@ -108,10 +151,20 @@ class Subscriptions:
 class Dispatcher:
     """The lanes of the partitions this process owns, and the requests that work them off."""
 
-    def __init__(self, *, store: WebhookStore, subscriptions: Subscriptions, client: httpx.AsyncClient,
-                 retry: RetryPolicy, allow_private: bool, per_webhook: int = 8, timeout_s: float = 10.0,
-                 disabled: Callable[[WebhookDisabled], Awaitable[None]] | None = None,
-                 clock: Callable[[], datetime] = utcnow, vault: Vault | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: WebhookStore,
+        subscriptions: Subscriptions,
+        client: httpx.AsyncClient,
+        retry: RetryPolicy,
+        allow_private: bool,
+        per_webhook: int = 8,
+        timeout_s: float = 10.0,
+        disabled: Callable[[WebhookDisabled], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        vault: Vault | None = None,
+    ) -> None:
         self.store, self.subscriptions, self.client, self.retry = store, subscriptions, client, retry
         self.vault = vault  # opens the sealed signing secrets (one kept in clear, from before, is used as it is)
         self.allow_private, self.per_webhook, self.timeout_s = allow_private, per_webhook, timeout_s
@@ -191,10 +244,12 @@ class Dispatcher:
             for key in [k for k in self.lanes if k[0] not in subs]:  # the subscription was deleted
                 for entry in self.lanes.pop(key):
                     self.known.discard(entry.id)
-            heads = [Queued(key, q[0].next_at) for key, q in self.lanes.items()
-                     if q and subs[key[0]].get("active", True)]
-            for key in ready(heads, now=now, busy=self.busy, in_flight=self.in_flight,
-                             limit_per_webhook=self.per_webhook):
+            heads = [
+                Queued(key, q[0].next_at) for key, q in self.lanes.items() if q and subs[key[0]].get("active", True)
+            ]
+            for key in ready(
+                heads, now=now, busy=self.busy, in_flight=self.in_flight, limit_per_webhook=self.per_webhook
+            ):
                 self.busy.add(key)
                 self.in_flight[key[0]] = self.in_flight.get(key[0], 0) + 1
                 task = asyncio.create_task(self._attempt(key, self.lanes[key][0], subs[key[0]]))
@@ -243,11 +298,24 @@ class Dispatcher:
             else:
                 next_at = self.retry.next_attempt(entry.attempts, now, entry.first_at)
                 outcome = "retrying" if next_at else "failed"
-            self.attempts.append({
-                "_id": f"{entry.id}#{uuid.uuid4().hex[:12]}", "webhook_id": entry.webhook_id, "delivery_id": entry.id,
-                "event_id": entry.event_id, "type": entry.type, "ticket": entry.ticket, "attempt": entry.attempts,
-                "at": now, "status_code": status, "latency_ms": latency_ms, "error": error, "outcome": outcome,
-                "next_attempt_at": next_at, "final": next_at is None})
+            self.attempts.append(
+                {
+                    "_id": f"{entry.id}#{uuid.uuid4().hex[:12]}",
+                    "webhook_id": entry.webhook_id,
+                    "delivery_id": entry.id,
+                    "event_id": entry.event_id,
+                    "type": entry.type,
+                    "ticket": entry.ticket,
+                    "attempt": entry.attempts,
+                    "at": now,
+                    "status_code": status,
+                    "latency_ms": latency_ms,
+                    "error": error,
+                    "outcome": outcome,
+                    "next_attempt_at": next_at,
+                    "final": next_at is None,
+                }
+            )
             lane = self.lanes.get(key)
             if next_at is not None:
                 entry.next_at = next_at
@@ -307,8 +375,14 @@ class Dispatcher:
 class WebhookProcessor:
     """The stream processor of `tickets-webhooks`: matches a batch, queues it durably, hands it on."""
 
-    def __init__(self, *, store: WebhookStore, subscriptions: Subscriptions, dispatcher: Dispatcher,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        store: WebhookStore,
+        subscriptions: Subscriptions,
+        dispatcher: Dispatcher,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.store, self.subscriptions, self.dispatcher, self.clock = store, subscriptions, dispatcher, clock
 
     async def load(self, partitions: set[int]) -> list[dict[str, Any]]:
@@ -331,10 +405,21 @@ class WebhookProcessor:
         if not subs:
             return
         now = self.clock()
-        docs = [queue_doc(sub["_id"], r.event, without_identities(r), ticket=r.key or r.event.get("subject") or "",
-                          topic=r.topic, partition=r.partition, offset=r.offset, queued_at=now)
-                for r in batch.records for sub in subs if wants(sub.get("events") or ["*"], r.type)
-                and not (r.key in erased and r.type != EventType.TICKET_PURGED)]
+        docs = [
+            queue_doc(
+                sub["_id"],
+                r.event,
+                without_identities(r),
+                ticket=r.key or r.event.get("subject") or "",
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                queued_at=now,
+            )
+            for r in batch.records
+            for sub in subs
+            if wants(sub.get("events") or ["*"], r.type) and not (r.key in erased and r.type != EventType.TICKET_PURGED)
+        ]
         await self.store.enqueue(docs)
         self.dispatcher.add(docs)
 
@@ -344,8 +429,11 @@ ALWAYS_READ = frozenset({EventType.TICKET_PURGED})
 
 
 def erased_tickets(records: list[Any]) -> set[str]:
-    return {r.key for r in records if r.type == EventType.TICKET_PURGED and r.key
-            and ((r.event.get("data") or {}).get("reason") == "erasure")}
+    return {
+        r.key
+        for r in records
+        if r.type == EventType.TICKET_PURGED and r.key and ((r.event.get("data") or {}).get("reason") == "erasure")
+    }
 
 
 def without_identities(record: Any) -> bytes:
@@ -361,8 +449,13 @@ def without_identities(record: Any) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def matching_since(bootstrap_servers: str, partitions: Callable[[str], Awaitable[int]], patterns: list[str],
-                         since: datetime, limit: int = 100_000) -> list[tuple[str, int, int, str | None, bytes, dict[str, Any]]]:
+async def matching_since(
+    bootstrap_servers: str,
+    partitions: Callable[[str], Awaitable[int]],
+    patterns: list[str],
+    since: datetime,
+    limit: int = 100_000,
+) -> list[tuple[str, int, int, str | None, bytes, dict[str, Any]]]:
     """The records of `tickets.events` and `sla.events` from `since` up to their ends as of now whose
     type the patterns want: (topic, partition, offset, key, body, event). Kafka is the log replays read."""
     from shared.kafka import decode
@@ -391,8 +484,12 @@ async def matching_since(bootstrap_servers: str, partitions: Callable[[str], Awa
                         event = decode(raw.value)
                     except (ValueError, TypeError):
                         continue
-                    if isinstance(event, dict) and isinstance(event.get("type"), str) and event.get("id") \
-                            and wants(patterns, event["type"]):
+                    if (
+                        isinstance(event, dict)
+                        and isinstance(event.get("type"), str)
+                        and event.get("id")
+                        and wants(patterns, event["type"])
+                    ):
                         key = raw.key.decode(errors="replace") if raw.key else event.get("subject")
                         found.append((tp.topic, tp.partition, raw.offset, key, raw.value, event))
             for tp in list(todo):

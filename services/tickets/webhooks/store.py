@@ -10,6 +10,7 @@
   finished (`final`) should a crash leave its queue document behind. Pruned by age.
 
 Nothing here is updated per event: FerretDB charges ~0.4 ms per inserted document, 2.5–4 ms per update."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -45,7 +46,9 @@ class WebhookStore:
 
     # ------------------------------------------------------------ subscriptions
     async def put(self, webhook_id: str, fields: dict[str, Any], *, created_at: datetime) -> dict[str, Any]:
-        await upsert(self.subscriptions, {"_id": webhook_id}, {"$set": fields, "$setOnInsert": {"created_at": created_at}})
+        await upsert(
+            self.subscriptions, {"_id": webhook_id}, {"$set": fields, "$setOnInsert": {"created_at": created_at}}
+        )
         return await self.get(webhook_id) or {"_id": webhook_id, **fields, "created_at": created_at}
 
     async def get(self, webhook_id: str) -> dict[str, Any] | None:
@@ -58,8 +61,9 @@ class WebhookStore:
         return (await self.subscriptions.delete_one({"_id": webhook_id})).deleted_count > 0
 
     async def disable(self, webhook_id: str, *, reason: str, at: datetime) -> None:
-        await self.subscriptions.update_one({"_id": webhook_id}, {"$set": {
-            "active": False, "disabled_reason": reason, "disabled_at": at}})
+        await self.subscriptions.update_one(
+            {"_id": webhook_id}, {"$set": {"active": False, "disabled_reason": reason, "disabled_at": at}}
+        )
 
     # ------------------------------------------------------------ the queue
     async def enqueue(self, docs: list[dict[str, Any]]) -> None:
@@ -72,8 +76,10 @@ class WebhookStore:
         if not queued:
             return []
         ids = [d["_id"] for d in queued]
-        finished = {d["delivery_id"] async for d in self.attempts.find(
-            {"final": True, "delivery_id": {"$in": ids}}, {"delivery_id": 1})}
+        finished = {
+            d["delivery_id"]
+            async for d in self.attempts.find({"final": True, "delivery_id": {"$in": ids}}, {"delivery_id": 1})
+        }
         if finished:
             await self.forget(sorted(finished))  # a crash between the final attempt and its removal
         return sorted((d for d in queued if d["_id"] not in finished), key=lambda d: d["seq"])
