@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.ingest import api
-from services.ingest.chat_sessions import ChatSessions, MemoryClaims, MongoClaims
+from services.ingest.chat_sessions import ChatSessions, MemoryClaims, StoredClaims
 from services.ingest.erasure import follow_erasures
 from services.ingest.front import DirectRoutes
 from services.ingest.mailboxes import api as mailbox_api
@@ -34,6 +34,7 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
     )
     rt.on_start.append(UnsignedDoorsWarning(settings))
     service_given = service is not None
+    claims: StoredClaims | MemoryClaims = MemoryClaims()
     if service is None:
         records = KafkaRecords(
             settings.kafka_bootstrap_servers,
@@ -49,6 +50,7 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
         )
         rt.on_start.append(records.start)
         rt.on_stop.append(records.stop)
+        claims = StoredClaims(batcher or blobs)
         service = IngestService(
             publisher=records,
             source=rt.source,
@@ -68,7 +70,6 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
             max_blob_bytes=settings.max_blob_bytes,
         )
         rt.loops.append(poller.run)
-    claims = MongoClaims(rt.mongo) if service_given is False else MemoryClaims()
     router = api.build_router(service, settings, ChatSessions(ChatTokens(chat_key(settings)), claims))
     app = create_http_app(
         rt,

@@ -1,7 +1,7 @@
 """Chat sessions belong to the visitor who opened them (CONTRACT v2, "Chat").
 
-The first accepted message of a session claims it for its visitor (`ingest_chat_sessions`: one insert
-per new session) and is answered with a chat token (shared/credentials.py: an HMAC over the session and
+The first accepted message of a session claims it for its visitor (`ingest_blobs`, sharing the group
+commit of mails and files) and is answered with a chat token (shared/credentials.py: an HMAC over the session and
 the visitor). Every later message carries that token and is checked without a database read. A message
 without a token for a session someone already claimed is refused (403) — unless it is the claiming
 message itself delivered again (same visitor and message id), which gets the same token back."""
@@ -9,11 +9,9 @@ message itself delivered again (same visitor and message id), which gets the sam
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pymongo.errors import DuplicateKeyError
-
+from services.ingest.domain import Blob
 from shared.credentials import ChatTokens
 
 
@@ -26,17 +24,23 @@ class Claims(Protocol):
         """Claim the session for `owner`; returns None when claimed now, else the existing owner."""
 
 
-class MongoClaims:
-    def __init__(self, mongo: Any) -> None:
-        self.collection = mongo.collection("ingest_chat_sessions")
+class StoredClaims:
+    """Claims kept beside the files and mails ingest stores (`ingest_blobs`, key `chat-session:<id>`),
+    through the same group commit: a new session's claim shares an `insert_many` with whatever else
+    arrives at the same time instead of costing FerretDB an insert of its own (issue 15). A claim
+    found kept already costs one read."""
+
+    PREFIX = "chat-session:"
+
+    def __init__(self, blobs: Any) -> None:
+        self.blobs = blobs  # a BlobStore, or the BlobBatcher in front of it
 
     async def claim(self, session_id: str, owner: str) -> str | None:
-        try:
-            await self.collection.insert_one({"_id": session_id, "owner": owner, "at": datetime.now(UTC)})
+        blob = Blob(data=owner.encode(), media_type="application/vnd.deskstream.claim", key=self.PREFIX + session_id)
+        if blob.id not in await self.blobs.put_many([blob]):
             return None
-        except DuplicateKeyError:
-            doc = await self.collection.find_one({"_id": session_id})
-            return doc["owner"] if doc else owner
+        existing = await self.blobs.get(blob.id)
+        return existing.decode() if existing is not None else owner
 
 
 class MemoryClaims:

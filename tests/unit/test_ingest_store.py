@@ -163,3 +163,57 @@ async def test_a_request_that_goes_away_does_not_cancel_the_insert_others_wait_f
     gone.cancel()
     await stays
     assert sorted(collection.batches[0][0]) == sorted(b.sha256 for b in [*blobs(1, "gone"), *blobs(1, "stays")])
+
+
+# ------------------------------------------------------------------ chat session claims beside the blobs
+
+from services.ingest.chat_sessions import ChatSessions, Forbidden, StoredClaims  # noqa: E402
+from shared.credentials import ChatTokens  # noqa: E402
+
+
+class KeptCollection(SlowCollection):
+    """Keeps what it is given, refusing an `_id` it holds already as the server does (11000)."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.005)
+        self.docs: dict[str, dict] = {}
+
+    async def insert_many(self, docs, ordered):
+        await super().insert_many(docs, ordered)
+        errors = []
+        for i, doc in enumerate(docs):
+            if doc["_id"] in self.docs:
+                errors.append({"index": i, "code": 11000, "errmsg": "E11000 duplicate key"})
+            else:
+                self.docs[doc["_id"]] = doc
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
+
+    async def find_one(self, query, projection=None):
+        return self.docs.get(query["_id"])
+
+
+async def test_new_chat_sessions_share_the_group_commit_of_the_blobs():
+    collection = KeptCollection()
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.005)
+    sessions = ChatSessions(ChatTokens(b"k" * 32), StoredClaims(batcher))
+    tokens = await asyncio.gather(
+        *(sessions.admit(f"s{i}", f"visitor{i}", f"m{i}", None) for i in range(20)), batcher.put_many(blobs(3))
+    )
+    assert len(collection.batches) == 1 and len(collection.batches[0][0]) == 23
+    assert all(isinstance(t, str) and t for t in tokens[:20])
+
+
+async def test_a_stored_claim_refuses_another_visitor_and_recognises_its_own_redelivery():
+    collection = KeptCollection()
+    batcher = BlobBatcher(BlobStore(Mongo(collection)), linger_s=0.001)
+    sessions = ChatSessions(ChatTokens(b"k" * 32), StoredClaims(batcher))
+    first = await sessions.admit("s1", "alice", "m1", None)
+    assert await sessions.admit("s1", "alice", "m1", None) == first  # the opening message again
+    with pytest.raises(Forbidden):
+        await sessions.admit("s1", "mallory", "m9", None)
+    # two visitors opening one session in the same batch: exactly one of them gets it
+    outcomes = await asyncio.gather(
+        sessions.admit("s2", "bob", "m2", None), sessions.admit("s2", "eve", "m3", None), return_exceptions=True
+    )
+    assert sum(isinstance(o, Forbidden) for o in outcomes) == 1
