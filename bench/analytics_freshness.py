@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deploy.local import stack as stackctl  # noqa: E402
 from services.analytics import freshness  # noqa: E402
-from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "bench-freshness"
 PORTS = {"kafka_port": 24092, "controller_port": 24093, "mongo_port": 24017}
@@ -31,7 +31,7 @@ def main() -> int:
     args = parser.parse_args()
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "DESKSTREAM_API_TOKEN"):
         os.environ.pop(name, None)
-    ctl = load_stackctl()
+    ctl = stackctl
     stack = ctl.up(state_dir=STATE, port_offset=OFFSET, quiet=True, **PORTS)
     try:
         return freshness.main(["--ingest", stack.service_urls["ingest"], "--analytics", stack.service_urls["analytics"],

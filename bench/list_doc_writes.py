@@ -107,9 +107,8 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=500)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-list-doc-writes.json")
     args = parser.parse_args()
-    from tests.conftest import load_stackctl
+    from deploy.local import stack as ctl
 
-    ctl = load_stackctl()
     os.environ.pop("MONGODB_URL", None)
     ctl.clean(state_dir=STATE, quiet=True)
     try:

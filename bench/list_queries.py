@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
+from deploy.local import stack as stackctl  # noqa: E402
 from services.tickets.domain import PRIORITY_RANK, CustomerInfo, Status, Ticket, search_terms  # noqa: E402
 from shared.events import Channel, CustomerRef, Identity, MessageReceived  # noqa: E402
-from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "bench-lists"
 PORTS = {"kafka_port": 25092, "controller_port": 25093, "mongo_port": 25017}
@@ -187,7 +187,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-lists.json")
     args = parser.parse_args()
 
-    ctl = load_stackctl()
+    ctl = stackctl
     os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "MONGODB_DATABASE": DATABASE})
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"):
         os.environ.pop(name, None)

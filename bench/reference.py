@@ -701,9 +701,8 @@ def run_cli(argv: list[str]) -> int:
     args.rates = args.rates or (QUICK_RATES if args.quick else DEFAULT_RATES)
     args.step = args.step or (12 if args.quick else 25)
     args.latency = args.latency or (15 if args.quick else 30)
-    from tests.conftest import load_stackctl
+    from deploy.local import stack as ctl
 
-    ctl = load_stackctl()
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"):
         os.environ.pop(name, None)  # a stack of our own, never someone else's servers
     state = args.state_dir.resolve()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import platform
@@ -55,13 +54,6 @@ RULES = {
                 "then": {"require_skills": ["billing"], "add_tags": ["billing"]}},
     "vip": {"name": "VIP", "when": {"customer": ["nobody-in-particular"]}, "then": {"priority": "high"}},
 }
-
-
-def load_stackctl():
-    spec = importlib.util.spec_from_file_location("stackctl", ROOT / "deploy" / "local" / "stackctl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def percentiles(values: list[float]) -> dict[str, float | int | None]:
@@ -208,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results-routing.json"))
     args = p.parse_args(argv)
 
-    stackctl = load_stackctl()
+    from deploy.local import stack as stackctl
+
     runs = []
     try:
         for rate in (float(r) for r in args.rates.split(",")):

@@ -47,8 +47,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import ingest_alone, loadgen, reference  # noqa: E402
+from deploy.local import stack as stackctl  # noqa: E402
 from tests.chaos.run import CHAT_SECRET, Load, online_agents  # noqa: E402  (the realistic five-channel request mix)
-from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "bench"
 PORTS = {"kafka_port": 23092, "controller_port": 23093, "mongo_port": 23017}
@@ -106,7 +106,7 @@ def processes(ctl: Any) -> dict[str, int]:
     paths = ctl.StatePaths.of(STATE)
     out: dict[str, int] = {}
     for name in ("kafka", "ferretdb", *(ctl.instance_name(s, n) for s in SERVICES for n in range(1, INSTANCES + 1))):
-        pid = ctl._running_pid(paths, name)  # noqa: SLF001
+        pid = ctl.running_pid(paths, name)
         if pid is not None:
             out[name] = pid
     return out
@@ -512,7 +512,7 @@ def main() -> int:
     args.kafka_records, args.mongo_docs, args.many_docs, args.hop_messages = (
         (50_000, 500, 10_000, 1000) if q else (200_000, 2000, 30_000, 5000))
 
-    ctl = load_stackctl()
+    ctl = stackctl
     os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "DESKSTREAM_CHAT_SECRET": CHAT_SECRET, "MONGODB_DATABASE": "bench",
                        "INGEST_RATE_LIMIT_PER_MIN": "0",  # the generator reuses senders; measure the pipeline
                        "ROUTING_OFFLINE_GRACE_S": "3600"})

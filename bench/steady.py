@@ -23,6 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import run as B  # noqa: E402
+from deploy.local import stack as stackctl  # noqa: E402
 from tests.chaos.run import online_agents  # noqa: E402
 
 BATCHES = re.compile(r'^deskstream_stream_batch_records_(count|sum)\{processor="([^"]+)"\} (\S+)$', re.M)
@@ -87,7 +88,7 @@ def main() -> int:
                         help="a webhook subscription to every event whose receiver is down (issue 18's check)")
     args = parser.parse_args()
     B.INSTANCES = args.instances
-    ctl = B.load_stackctl()
+    ctl = stackctl
     os.environ.update({"DESKSTREAM_API_TOKEN": B.TOKEN, "DESKSTREAM_CHAT_SECRET": B.CHAT_SECRET,
                        "MONGODB_DATABASE": "bench", "INGEST_RATE_LIMIT_PER_MIN": "0",
                        "ROUTING_OFFLINE_GRACE_S": "3600", "WEBHOOKS_ALLOW_PRIVATE": "1"})

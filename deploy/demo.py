@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import email.utils
-import importlib.util
 import os
 import signal
 import smtplib
@@ -109,13 +108,6 @@ CONVERSATIONS = (
     Conversation("social", "Amira Nasser", ("Driver left my parcel in the rain, the headphones box is soaked.",),
                  ("headphones", "damaged"), "resolved", "We're sending a new pair today, sorry Amira!"),
 )
-
-
-def load_stackctl():
-    spec = importlib.util.spec_from_file_location("stackctl", ROOT / "deploy" / "local" / "stackctl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def default_urls() -> dict[str, str]:
@@ -390,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-wait", action="store_true", help="play the traffic against a running stack and exit")
     args = parser.parse_args(argv)
-    stackctl = load_stackctl()
+    from deploy.local import stack as stackctl
+
     if not args.no_wait:
         print("== Starting Kafka, FerretDB and the five services (first run downloads and builds them)")
         try:

@@ -7,12 +7,13 @@ ports, so it can run beside a `make run` stack."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import uuid
 from pathlib import Path
 
 import pytest
+
+from deploy.local import stack as stackctl
 
 ROOT = Path(__file__).resolve().parent.parent
 # DESKSTREAM_TEST_SLOT=n (1..5) runs the suite on a test stack of its own beside slot 0's (two people or
@@ -21,13 +22,6 @@ SLOT = int(os.environ.get("DESKSTREAM_TEST_SLOT") or 0)
 TEST_STATE = ROOT / ".state" / ("test" if not SLOT else f"test-{SLOT}")
 TEST_PORTS = {"kafka_port": 19092 + 10 * SLOT, "controller_port": 19093 + 10 * SLOT, "mongo_port": 27019 + 10 * SLOT}
 SERVICE_PORT_OFFSET = 10000 - 1000 * SLOT  # services on 18001..18005 (slot 1: 17001..17005)
-
-
-def load_stackctl():
-    spec = importlib.util.spec_from_file_location("stackctl", ROOT / "deploy" / "local" / "stackctl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +59,7 @@ def infra() -> Infra:
             pytest.exit("DESKSTREAM_INFRA=containers but no Docker engine answers", returncode=2)
         os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["MONGODB_URL"] = found.kafka_bootstrap, found.mongodb_url
         return found
-    stack = load_stackctl().infra_up(state_dir=TEST_STATE, quiet=True, **TEST_PORTS)
+    stack = stackctl.infra_up(state_dir=TEST_STATE, quiet=True, **TEST_PORTS)
     return Infra(stack.kafka_bootstrap, stack.mongodb_url, "local")
 
 

@@ -34,8 +34,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from deploy.local import stack as stackctl  # noqa: E402
 from shared.credentials import ChatTokens  # noqa: E402
-from tests.conftest import load_stackctl  # noqa: E402
 
 STATE = ROOT / ".state" / "chaos"
 PORTS = {"kafka_port": 21092, "controller_port": 21093, "mongo_port": 21017}
@@ -178,7 +178,7 @@ async def until(check, timeout: float, interval: float = 0.5) -> float | None:
 
 class Chaos:
     def __init__(self, rate: float, steady_s: float, faults: tuple[str, ...] = ()) -> None:
-        self.ctl = load_stackctl()
+        self.ctl = stackctl
         self.rate = rate
         self.steady_s = steady_s
         self.faults = faults or FAULTS

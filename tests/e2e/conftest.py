@@ -8,13 +8,14 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import SERVICE_PORT_OFFSET, SLOT, TEST_PORTS, TEST_STATE, load_stackctl
+from deploy.local import stack as stackctl
+from tests.conftest import SERVICE_PORT_OFFSET, SLOT, TEST_PORTS, TEST_STATE
 from tests.standins import ProviderServer
 
 SERVICES = ("ingest", "tickets", "routing", "sla", "analytics")
 TOKEN = "e2e-" + uuid.uuid4().hex
 SMTP_PORT = 18025 - 1000 * SLOT
-SMTP_DOOR_PORT = load_stackctl().smtp_port(SERVICE_PORT_OFFSET)  # ingest's SMTP door on the test stack
+SMTP_DOOR_PORT = stackctl.smtp_port(SERVICE_PORT_OFFSET)  # ingest's SMTP door on the test stack
 
 
 @dataclasses.dataclass
@@ -29,11 +30,11 @@ class Stack:
         return httpx.Client(base_url=self.urls[service], headers=headers, timeout=10)
 
     def restart(self, *names: str) -> None:
-        load_stackctl().up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, only=list(names) or None,
-                           quiet=True, **TEST_PORTS)
+        stackctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, only=list(names) or None,
+                    quiet=True, **TEST_PORTS)
 
     def kill(self, name: str) -> None:
-        load_stackctl().kill(name, state_dir=TEST_STATE, quiet=True)
+        stackctl.kill(name, state_dir=TEST_STATE, quiet=True)
 
 
 class Mailbox:
@@ -95,12 +96,11 @@ def stack(infra, mailbox, providers):
                        "DELIVERY_RETRY_BASE_S": "0.5", "DELIVERY_RETRY_MAX_S": "2",
                        # the webhook receivers of the tests listen on loopback
                        "WEBHOOKS_ALLOW_PRIVATE": "1"})
-    ctl = load_stackctl()
-    ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)  # services of an earlier run
-    started = ctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, quiet=True, **TEST_PORTS)
+    stackctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)  # services of an earlier run
+    started = stackctl.up(state_dir=TEST_STATE, port_offset=SERVICE_PORT_OFFSET, quiet=True, **TEST_PORTS)
     yield Stack(kafka_bootstrap=infra.kafka_bootstrap, database=database,
                 urls={name: started.service_urls[name] for name in SERVICES}, token=TOKEN)
-    ctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)
+    stackctl.down(state_dir=TEST_STATE, services_only=True, quiet=True)
 
 
 

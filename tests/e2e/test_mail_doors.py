@@ -10,7 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from tests.conftest import TEST_PORTS, TEST_STATE, load_stackctl
+from deploy.local import stack as stackctl
+from tests.conftest import TEST_PORTS, TEST_STATE
 from tests.e2e.conftest import SMTP_DOOR_PORT
 from tests.e2e.helpers import poll
 
@@ -89,7 +90,7 @@ def start_kafka_again(monkeypatch) -> None:
     """The stack's own Kafka, started again (the services were told its address as if external)."""
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
     monkeypatch.delenv("MONGODB_URL")
-    load_stackctl().infra_up(state_dir=TEST_STATE, quiet=True, **TEST_PORTS)
+    stackctl.infra_up(state_dir=TEST_STATE, quiet=True, **TEST_PORTS)
 
 
 @pytest.mark.runs_last(order=5)

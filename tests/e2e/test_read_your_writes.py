@@ -8,12 +8,13 @@ import uuid
 
 import httpx
 
-from tests.conftest import SERVICE_PORT_OFFSET, load_stackctl
+from deploy.local import stack as stackctl
+from tests.conftest import SERVICE_PORT_OFFSET
 from tests.e2e.helpers import chat_message, file_chat, poll
 
 
 def instance(stack, n: int) -> httpx.Client:
-    port = load_stackctl().instance_port("tickets", n, SERVICE_PORT_OFFSET)
+    port = stackctl.instance_port("tickets", n, SERVICE_PORT_OFFSET)
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {stack.token}"},
                         timeout=10)
 
@@ -40,7 +41,7 @@ def test_a_reply_answered_by_one_tickets_process_is_read_at_once_from_the_other(
 
 
 def routing_instance(stack, n: int) -> httpx.Client:
-    port = load_stackctl().instance_port("routing", n, SERVICE_PORT_OFFSET)
+    port = stackctl.instance_port("routing", n, SERVICE_PORT_OFFSET)
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {stack.token}"},
                         timeout=10)
 
