@@ -22,8 +22,7 @@ from faststream.kafka import KafkaBroker
 from shared import topics
 from shared.credentials import problems
 from shared.events import DeadLetterRecord, EventType, SettingsChanged, SettingsChangedRecord, utcnow
-from shared.kafka import event
-from shared.kafka import Outgoing, Producer, ensure_topics
+from shared.kafka import Outgoing, Producer, ensure_topics, event
 from shared.mongo import Mongo
 from shared.settings import ServiceSettings
 from shared.storage import Storage
@@ -82,7 +81,7 @@ class Runtime:
         return Publisher(self.producer, topic)
 
     def _describe_input(self, topic: str, group: str | None, schema: Any, description: str, name: str) -> None:
-        async def handler(event):  # documentation only: the processor does the work
+        async def handler(event: Any) -> None:  # documentation only: the processor does the work
             return None
 
         handler.__annotations__ = {"event": schema, "return": None}  # the record's model, for the document
@@ -118,6 +117,7 @@ class Runtime:
             retry_backoff_s=self.settings.retry_backoff_s,
             batch_wait_ms=batch_wait_ms,
             types=frozenset(types) if types is not None else None,
+            group_instance_id=f"{group_id}-{self.settings.instance}" if self.settings.names_instance else None,
         )
         for topic, schema in inputs.items():
             self._describe_input(topic, group_id, schema, description, name)
@@ -125,8 +125,18 @@ class Runtime:
         self.loops.append(runner.run)
         return runner
 
-    def replica(self, *, name: str, inputs: dict[str, Any], processor: Any, description: str) -> Replica:
-        """Every partition of `inputs`, read whole by every instance into a read model of its own."""
+    def replica(
+        self,
+        *,
+        name: str,
+        inputs: dict[str, Any],
+        processor: Any,
+        description: str,
+        types: Iterable[str] | None = None,
+        commit_group: str | None = None,
+    ) -> Replica:
+        """Every partition of `inputs`, read whole by every instance into a read model of its own
+        (`types`: the CloudEvent types it reads, the others skipped by their header)."""
         reader = Replica(
             name=f"{self.service}-{name}",
             service=self.service,
@@ -135,7 +145,8 @@ class Runtime:
             processor=processor,
             producer=self.producer,
             metrics=self.stream_metrics,
-            commit_group=f"{self.service}-{self.settings.instance}",
+            commit_group=commit_group or f"{self.service}-{self.settings.instance}",
+            types=frozenset(types) if types is not None else None,
         )
         for topic, schema in inputs.items():
             self._describe_input(topic, None, schema, description, name)
@@ -325,4 +336,4 @@ class Publisher:
 
 def _name(loop: Hook) -> str:
     owner = getattr(loop, "__self__", None)
-    return getattr(owner, "name", None) or getattr(loop, "__qualname__", repr(loop))
+    return str(getattr(owner, "name", None) or getattr(loop, "__qualname__", repr(loop)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -30,11 +32,13 @@ class ServiceSettings(BaseSettings):
     secret_key: SecretStr | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_SECRET_KEY", "secret_key"))
     http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("DESKSTREAM_HTTP_HOST", "http_host"))
     http_port: int = 8000
-    # which of several processes of one service this is (`make up` starts two of each): for logs, and
-    # for what each instance keeps of its own (analytics' snapshots)
+    # which of several processes of one service this is (`make up` starts two of each): for logs, for
+    # what each instance keeps of its own (analytics' snapshots) and, when set explicitly (unique per
+    # service), as its static membership in its consumer groups (`names_instance`)
     instance: str = Field(
         "1", validation_alias=AliasChoices("DESKSTREAM_INSTANCE", "instance"), pattern=r"^[\w.-]{1,40}$"
     )
+
     # a port of this process alone, beside the service's port it shares with the other instances
     instance_port: int | None = Field(None, validation_alias=AliasChoices("DESKSTREAM_INSTANCE_PORT", "instance_port"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("DESKSTREAM_LOG_LEVEL", "log_level"))
@@ -42,8 +46,15 @@ class ServiceSettings(BaseSettings):
     # setting: decoding failures go to `deadletter` at once, infrastructure errors retry.
     retry_backoff_s: float = 1.0
 
+    @property
+    def names_instance(self) -> bool:
+        """DESKSTREAM_INSTANCE was given: the process joins its groups as a static member named by it,
+        so a restart takes its partitions back without a rebalance (replicas that all share one name
+        must leave it unset)."""
+        return "instance" in self.model_fields_set
 
-def port_field(service: str, default: int):
+
+def port_field(service: str, default: int) -> Any:  # (a FieldInfo, typed Any as pydantic's Field is)
     """`<SERVICE>_HTTP_PORT`, e.g. TICKETS_HTTP_PORT; the defaults are CONTRACT.md's ports."""
     env = f"{service.upper()}_HTTP_PORT"
     return Field(default, validation_alias=AliasChoices(env, "http_port"))

@@ -228,8 +228,12 @@ class StreamRunner:
         retry_backoff_s: float = 1.0,
         max_attempts: int = 5,
         types: frozenset[str] | None = None,
+        group_instance_id: str | None = None,
     ) -> None:
         self.name, self.service, self.inputs, self.group_id = name, service, inputs, group_id
+        # a static member (KIP-345): restarted under the same name, it gets its partitions back at
+        # once; without one, the group waits for the dead member's session to expire, then rebalances
+        self.group_instance_id = group_instance_id
         self.types = types  # the CloudEvent types the processor acts on (None: every one)
         self.processor = processor
         self.bootstrap_servers = bootstrap_servers
@@ -254,6 +258,12 @@ class StreamRunner:
         async with self._lock:
             yield
 
+    def _live(self) -> AIOKafkaConsumer:
+        """The consumer of the running loop (batches, rewinds and loads happen only while it runs)."""
+        if self.consumer is None:
+            raise IllegalStateError(f"{self.name}: the consumer is not running")
+        return self.consumer
+
     # ------------------------------------------------------------ the loop
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -268,6 +278,7 @@ class StreamRunner:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,
+            group_instance_id=self.group_instance_id,
         )
         consumer.subscribe(list(self.inputs), listener=_Listener(self))
         self.consumer = consumer  # the listener may be called as soon as it starts
@@ -291,8 +302,8 @@ class StreamRunner:
             # a partition not (or no longer) ours, or being loaded: fetched before it was paused; it is
             # read again from here once it is ours
             for tp in [tp for tp in fetched if tp.partition not in self.owned]:
-                if fetched[tp] and tp in self.consumer.assignment():
-                    self.consumer.seek(tp, fetched[tp][0].offset)
+                if fetched[tp] and tp in self._live().assignment():
+                    self._live().seek(tp, fetched[tp][0].offset)
                 del fetched[tp]
             # records before the last commit: fetched before a rewind, processed already
             fetched = {tp: [r for r in raws if r.offset >= self._committed.get(tp, 0)] for tp, raws in fetched.items()}
@@ -335,7 +346,7 @@ class StreamRunner:
                     await self.producer.send_many(
                         [dead_letter(self.service, raw, reason) for raw, reason in batch.rejected]
                     )
-                await self.consumer.commit(offsets)
+                await self._live().commit(offsets)
             except CommitFailedError as exc:
                 # the group moved on (a rebalance): the partitions' new owner takes over from the last commit
                 log.warning("%s: commit refused (%s); the new owner replays from the last commit", self.name, exc)
@@ -376,14 +387,14 @@ class StreamRunner:
         self.processor.revoke(partitions)
         self.owned -= partitions
         for tp in fetched:
-            self.consumer.seek(tp, self._committed.get(tp, fetched[tp][0].offset))
+            self._live().seek(tp, self._committed.get(tp, fetched[tp][0].offset))
         self._restore(partitions)
 
     # ------------------------------------------------------------ ownership
     def _restore(self, partitions: set[int]) -> None:
         """Pause the partitions, load their state in the background, then process them again."""
         tps = [TopicPartition(t, p) for t in self.inputs for p in partitions]
-        self.consumer.pause(*tps)
+        self._live().pause(*tps)
         for p in partitions:
             if (old := self._restoring.pop(p, None)) is not None:
                 old.cancel()
@@ -414,10 +425,10 @@ class StreamRunner:
                         if tp not in self._committed:
                             if tp not in assigned:
                                 raise IllegalStateError(f"{tp} is not assigned (a rebalance is on its way)")
-                            self._committed[tp] = await self.consumer.position(tp)
+                            self._committed[tp] = await self._live().position(tp)
                     self.processor.install(partitions, loaded)
                     self.owned |= partitions
-                    self.consumer.resume(*tps)
+                    self._live().resume(*tps)
                 break
             except asyncio.CancelledError:
                 raise
