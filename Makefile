@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) deploy/local/stackctl.py
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv provision up down status run demo redrive test test-unit docs chaos bench clean
+.PHONY: help venv provision up down status run demo redrive test test-unit lint docs chaos bench clean
 
 help:
 	@echo "make run      start Kafka, FerretDB and the five services, load a demo retailer, play traffic (Ctrl-C stops)"
@@ -22,6 +22,7 @@ help:
 	@echo "make provision  download and build Kafka and FerretDB into the cache, nothing started"
 	@echo "make venv     create .venv with the project and its test tools"
 	@echo "make test-unit  the unit tests alone (seconds; no Kafka or FerretDB)"
+	@echo "make lint     ruff (format check and lint) and mypy on services/ and shared/ (pyproject.toml configures them)"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) is not installed (Python >= 3.11 is needed)"; exit 1; }
@@ -71,6 +72,14 @@ bench: $(STAMP)
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest tests/unit -q
+
+# every check runs, so one run reports all that is wrong; fails if any did
+lint: $(STAMP)
+	@rc=0; \
+	$(VENV)/bin/ruff format --check services shared || rc=$$?; \
+	$(VENV)/bin/ruff check services shared || rc=$$?; \
+	$(VENV)/bin/mypy services shared || rc=$$?; \
+	exit $$rc
 
 # the whole suite against real Kafka and FerretDB (or KAFKA_BOOTSTRAP_SERVERS / MONGODB_URL,
 # or testcontainers with DESKSTREAM_INFRA=containers); the test stack is stopped afterwards

@@ -16,14 +16,14 @@ from starlette.concurrency import run_in_threadpool
 
 from services.ingest.bodies import body_schema, form_pairs, multipart_form, parse_json, read_body, validate
 from services.ingest.channels.chat import ChatInbound, normalise_chat
-from services.ingest.chat_sessions import ChatSessions, Forbidden
 from services.ingest.channels.mail import normalise_email
+from services.ingest.channels.receipts import twilio_report
 from services.ingest.channels.sms import normalise_sms
 from services.ingest.channels.social import SocialInbound, normalise_social
 from services.ingest.channels.voice import VoiceInbound, normalise_voice
 from services.ingest.channels.webform import WebformInbound, normalise_webform
-from services.ingest.channels.receipts import twilio_report
 from services.ingest.channels.whatsapp import WhatsAppWebhook, normalise_whatsapp, reports_of
+from services.ingest.chat_sessions import ChatSessions, Forbidden
 from services.ingest.domain import Blob, Normalised, Rejected
 from services.ingest.ratelimit import RateLimited, RateLimiter, retry_after
 from services.ingest.service import IngestService, NotDurable
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # would wait as long. Larger mails still go to a thread, which at least takes turns.
 INLINE_MAIL_BYTES = 16 * 1024
 
-ACCEPTED = {
+ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"description": 'accepted: {"message_id": "msg_..."}'},
     413: {"description": "the body is larger than this endpoint takes"},
     422: {"description": "the payload cannot become a message; the error names the problem"},

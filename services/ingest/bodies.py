@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -71,7 +71,7 @@ def form_pairs(raw: bytes) -> list[tuple[str, str]]:
 async def multipart_form(request: Request, raw: bytes) -> tuple[dict[str, str], list[Blob]]:
     """The text fields of a multipart form, and its uploaded files."""
 
-    async def once() -> AsyncIterator[bytes]:
+    async def once() -> AsyncGenerator[bytes, None]:
         yield raw
 
     try:

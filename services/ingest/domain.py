@@ -1,4 +1,5 @@
-"""What the channel normalisers (`services/ingest/channels/`) share: ids, rejections, kept bytes, phones, record size."""
+"""What the channel normalisers (`services/ingest/channels/`) share: ids, rejections, kept bytes, phones,
+record size."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from shared.bodylimit import body_limit
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-Handler = Callable[[Request, Exception], Awaitable[Response]]
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]  # as Starlette keeps them: sync or async
 Gate = Callable[[Scope], None]  # raises to refuse a request before anything reads it
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class DirectRoutes:
             if not _takes_only_the_request(route):
                 # it would get none of the parameters FastAPI resolves for it
                 raise ValueError(f"{route.path} takes parameters besides the request: serve it through FastAPI")
-            for method in route.methods:
+            for method in route.methods or ():
                 self.endpoints[(method, route.path)] = route.endpoint
             # each reads its own body with its own limit (bodies.read_body), also when FastAPI serves
             # it (a root_path): the agent/admin API's default limit (shared/bodylimit.py) is not theirs
@@ -101,5 +101,6 @@ class DirectRoutes:
             await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
             raise exc
         scope["app"] = self.fastapi
-        response = await handler(Request(scope, receive, send), exc)
+        result = handler(Request(scope, receive, send), exc)
+        response = result if isinstance(result, Response) else await result
         await response(scope, receive, send)

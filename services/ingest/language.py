@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Self
 
-from py3langid.langid import MODEL_FILE, LanguageIdentifier  # type: ignore[import-untyped]
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
 SAMPLE_CHARS = 600
 MIN_LETTERS = 3

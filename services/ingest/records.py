@@ -64,7 +64,7 @@ class KeyPartitioner(DefaultPartitioner):
     remembering each key's hash: aiokafka computes it in pure Python, ~7 µs a record, and a
     conversation's records share their key."""
 
-    def __call__(self, key, all_partitions, available):
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return super().__call__(key, all_partitions, available)
         return all_partitions[(_key_hash(key) & 0x7FFFFFFF) % len(all_partitions)]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from services.ingest.domain import Blob, encoded_for_kafka, headers_on_one_line, reused_id_variant
 from services.ingest.records import CONTENT_TYPE, RecordSink, encode_event
@@ -14,8 +15,18 @@ class NotDurable(Exception):
     """The store or Kafka did not take the message; the sender must retry (HTTP 503)."""
 
 
+class Blobs(Protocol):
+    """Where attachments and original mails are kept (store.BlobStore, or its batcher)."""
+
+    async def put_many(self, blobs: Iterable[Blob]) -> set[str]: ...
+
+    async def get(self, sha256: str) -> bytes | None: ...
+
+
 class IngestService:
-    def __init__(self, *, publisher: RecordSink, source: str, is_connected, blobs=None) -> None:
+    def __init__(
+        self, *, publisher: RecordSink, source: str, is_connected: Callable[[], bool], blobs: Blobs | None = None
+    ) -> None:
         self.publisher = publisher  # takes encoded records; returns once Kafka acknowledged them
         self.source = source
         self.is_connected = is_connected
@@ -58,6 +69,8 @@ class IngestService:
         message, data = encoded_for_kafka(message)  # raises Rejected: a message too large for any record
         blobs = list(blobs) + ([claim] if claim is not None and self.blobs is not None else [])
         if blobs:
+            if self.blobs is None:  # (tests without a store)
+                raise NotDurable("the attachment store did not take the message: there is none")
             try:
                 kept = await self.blobs.put_many(blobs) or set()
                 # a read only when the claim was there before: a redelivery, or a reused id

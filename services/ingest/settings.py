@@ -1,13 +1,13 @@
 """Ingest settings: webhook secrets, the public URL signatures are computed over, size and rate limits."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import AliasChoices, Field, SecretStr
 
 from shared.settings import ServiceSettings, port_field
 
 
-def _env(name: str, default=None):
+def _env(name: str, default: Any = None) -> Any:  # (a FieldInfo, typed Any as pydantic's Field is)
     return Field(default, validation_alias=AliasChoices(name, name.lower()))
 
 

@@ -92,7 +92,8 @@ class _Waiter:
     __slots__ = ("future", "remaining", "kept")
 
     def __init__(self, future: asyncio.Future[set[str]], remaining: int) -> None:
-        self.future, self.remaining, self.kept = future, remaining, set()
+        self.future, self.remaining = future, remaining
+        self.kept: set[str] = set()
 
     def stored(self, doc_id: str, kept: bool) -> None:
         self.remaining -= 1
@@ -158,7 +159,8 @@ class BlobBatcher:
         return await asyncio.shield(waiter.future)
 
     def _take(self) -> list[tuple[dict[str, Any], list[_Waiter]]]:
-        batch, size = [], 0
+        batch: list[tuple[dict[str, Any], list[_Waiter]]] = []
+        size = 0
         for key in list(self._pending):
             doc = self._pending[key][0]
             if batch and (len(batch) >= self.max_docs or size + doc["size"] > self.max_bytes):

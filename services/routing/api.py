@@ -3,13 +3,12 @@ rules, the knowledge base and SLA escalations."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
-
-import asyncio
-import uuid
 
 from services.routing.domain import Agent, AgentProfile, Presence
 from services.routing.escalation import Escalation
@@ -17,9 +16,9 @@ from services.routing.kb import Article, search
 from services.routing.rules import Rule
 from services.routing.store import RoutingStore
 from shared import topics
-from shared.events import AgentUpdated, EventType, PublishRoutingView, utcnow
 from shared.credentials import Principal
-from shared.http import ApiError, acting, check_id, principal
+from shared.events import AgentUpdated, EventType, PublishRoutingView, utcnow
+from shared.http import ApiError, Auth, acting, check_id, principal
 from shared.kafka import event
 from shared.runtime import Runtime
 
@@ -34,10 +33,10 @@ def agent_view(agent: Agent) -> dict[str, Any]:
     return data
 
 
-def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
+def build_router(store: RoutingStore, rt: Runtime, auth: Auth) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["agents"], dependencies=[auth.agent])
 
-    async def tell_dispatcher(type_: str, request) -> None:
+    async def tell_dispatcher(type_: str, request: AgentUpdated | PublishRoutingView) -> None:
         await rt.send(
             [
                 event(
@@ -62,10 +61,13 @@ def build_router(store: RoutingStore, rt: Runtime, auth) -> APIRouter:
                 return
             await asyncio.sleep(0.02)
 
-    async def agent_now(agent_id: str) -> Agent | None:
+    async def agent_now(agent_id: str) -> Agent:
         await fresh_view()
         agents, _ = await store.agents_with_load()
-        return next((a for a in agents if a.id == agent_id), None)
+        agent = next((a for a in agents if a.id == agent_id), None)
+        if agent is None:  # deleted meanwhile
+            raise ApiError(404, "not_found", f"agent {agent_id} does not exist")
+        return agent
 
     @router.put("/agents/{agent_id}", dependencies=[auth.admin], summary="Create or update an agent")
     async def put_agent(agent_id: str, profile: AgentProfile) -> dict[str, Any]:

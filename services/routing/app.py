@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 
 from services.routing import api
@@ -68,7 +70,7 @@ def create_app(settings: RoutingSettings | None = None) -> FastAPI:
             await dispatcher.publish_view()
 
     for what in store.SETTINGS:
-        rt.on_settings_changed(what, lambda what=what: store.drop(what))
+        rt.on_settings_changed(what, partial(store.drop, what))
     rt.every(1.0, tick, "ticket(s) assigned from the queue or moved off offline agents")
     rt.every(0.1, publish_view, "")  # writes only when asked for, or changed and due
     return create_http_app(

@@ -456,10 +456,9 @@ class Dispatcher:
         self.view_dirty = True
 
     def _drop_from_agent(self, held: Held) -> None:
-        if held.agent and (agent := self.agents.get(held.agent)) is not None:
-            if held.snap["id"] in agent.tickets:
-                agent.tickets.remove(held.snap["id"])
-                self.roster.changed(agent)
+        if held.agent and (agent := self.agents.get(held.agent)) is not None and held.snap["id"] in agent.tickets:
+            agent.tickets.remove(held.snap["id"])
+            self.roster.changed(agent)
         held.agent = None
         self.view_dirty = True
 
@@ -497,6 +496,7 @@ class Dispatcher:
             id_=command.command_id,
             time=self.clock(),
         )
+        assert record.value is not None  # an event, never a tombstone
         held.pending.append(
             {
                 "topic": record.topic,

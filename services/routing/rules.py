@@ -104,7 +104,7 @@ def holds(when: Conditions, facts: Facts) -> bool:
 
 def evaluate(rules: dict[str, Rule], facts: Facts) -> Outcome:
     outcome = Outcome()
-    for _, rule_id, rule in sorted((r.order, rid, r) for rid, r in rules.items()):
+    for _, _rule_id, rule in sorted((r.order, rid, r) for rid, r in rules.items()):
         if not rule.enabled or not holds(rule.when, facts):
             continue
         outcome.fired.append(rule.name)

@@ -12,7 +12,7 @@ from services.sla.calendar import HORIZON_DAYS, Calendar, CalendarError, add_bus
 from services.sla.domain import Policy
 from services.sla.service import SlaService
 from services.sla.store import SlaStore
-from shared.http import ApiError, check_id
+from shared.http import ApiError, Auth, check_id
 
 START_EXAMPLE = "2026-03-27T16:00:00+03:00"
 
@@ -40,7 +40,7 @@ async def _nobody(what: str) -> None:
 
 
 def build_router(
-    service: SlaService, store: SlaStore, auth, announce: Callable[[str], Awaitable[None]] = _nobody
+    service: SlaService, store: SlaStore, auth: Auth, announce: Callable[[str], Awaitable[None]] = _nobody
 ) -> APIRouter:
     """`announce(what)` tells the other SLA processes that settings changed (Runtime.announce_settings)."""
     router = APIRouter(prefix="/v1", tags=["sla"], dependencies=[auth.agent])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 from prometheus_client import Gauge, Histogram
 
@@ -66,7 +68,7 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
         service.partitions = await rt.producer.partitions_for(topics.TICKETS_EVENTS)
 
     for what in store.SETTINGS:
-        rt.on_settings_changed(what, lambda what=what: store.drop(what))
+        rt.on_settings_changed(what, partial(store.drop, what))
     rt.on_start.append(service.install_default_policy)
     rt.on_connected.append(learn)
     rt.loops.append(lambda: service.run_scheduler(clocks.exclusive))

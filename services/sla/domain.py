@@ -184,7 +184,7 @@ class Clock(BaseModel):
         if self.state != ClockState.paused:
             return False
         self.state, self.running_since, self.paused_at = ClockState.running, at, None
-        self._schedule(calendar)
+        self._schedule(at, calendar)
         return True
 
     def remaining(self, now: datetime, calendar: Calendar | None) -> float | None:
@@ -196,15 +196,16 @@ class Clock(BaseModel):
             return self.used_s + max(0.0, elapsed(self.running_since, now, calendar))
         return self.used_s
 
-    def _schedule(self, calendar: Calendar | None) -> None:
-        remaining = max(0, int(round(self.budget_s - self.used_s)))
-        self.due_at = due_after(self.running_since, remaining, calendar)
+    def _schedule(self, since: datetime, calendar: Calendar | None) -> None:
+        """Set the due and warning times of a clock running since `since`."""
+        remaining = max(0, round(self.budget_s - self.used_s))
+        self.due_at = due_after(since, remaining, calendar)
         self.warn_at = None
         if self.warn_before_s and not self.warned:
             # warn when `warn_before_s` of the policy's own time is left, so on a calendar that is
             # business time: "warn 30 minutes before" then leaves the team 30 working minutes
             # (Friday 16:40 for a Monday 09:10 deadline), not Monday 08:40 before anyone is in
-            self.warn_at = due_after(self.running_since, max(0, remaining - self.warn_before_s), calendar)
+            self.warn_at = due_after(since, max(0, remaining - self.warn_before_s), calendar)
 
 
 def elapsed(a: datetime, b: datetime, calendar: Calendar | None) -> float:
@@ -234,7 +235,7 @@ def start_clock(
         started_at=at,
         running_since=at,
     )
-    clock._schedule(calendar)
+    clock._schedule(at, calendar)  # noqa: SLF001 - the factory of Clock, in Clock's own module
     return clock
 
 

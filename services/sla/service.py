@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -90,9 +91,8 @@ class SlaService:
         self.wake = asyncio.Event()
         self.unsent: list[dict[str, Any]] = []  # decisions found unsent on takeover: sent by the next unit
         self.observe_lag: Callable[[float], None] = lambda seconds: None  # due time -> event sent
-        self.handlers = {
-            t: self._ticket_event
-            for t in (
+        self.handlers = dict.fromkeys(
+            (
                 EventType.TICKET_CREATED,
                 EventType.TICKET_REPLIED,
                 EventType.TICKET_MESSAGE_ADDED,
@@ -100,8 +100,9 @@ class SlaService:
                 EventType.TICKET_REOPENED,
                 EventType.TICKET_DELETED,
                 EventType.TICKET_RESTORED,
-            )
-        }
+            ),
+            self._ticket_event,
+        )
         self.handlers[EventType.TICKET_PURGED] = self._ticket_purged
 
     async def install_default_policy(self) -> None:
@@ -333,7 +334,7 @@ class SlaService:
             raise
         return fired
 
-    async def run_scheduler(self, exclusive) -> None:
+    async def run_scheduler(self, exclusive: Callable[[], AbstractAsyncContextManager[None]]) -> None:
         """Sleep until the nearest due time (bounded), or until a change brings one nearer."""
         while True:
             try:

@@ -94,8 +94,8 @@ class ClockBook:
     def get(self, key: str) -> Clock | None:
         clock = self.clocks.get(key)
         if clock is None or self.hot is None:
-            return clock  # type: ignore[return-value]
-        if type(clock) is bytes:
+            return clock  # type: ignore[return-value]  # without `hot` none is held encoded
+        if isinstance(clock, bytes):
             clock = self.clocks[key] = Clock.model_validate_json(clock)
         self._recent.pop(key, None)
         self._recent[key] = None
@@ -122,7 +122,7 @@ class ClockBook:
             key = next(iter(self._recent))
             del self._recent[key]
             clock = self.clocks.get(key)
-            if clock is not None and type(clock) is not bytes:
+            if clock is not None and not isinstance(clock, bytes):
                 self.clocks[key] = clock.model_dump_json(exclude_defaults=True).encode()
 
     def forget_ticket(self, ticket_id: str) -> list[str]:

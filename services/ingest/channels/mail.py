@@ -9,6 +9,7 @@ from datetime import datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
+from typing import cast
 
 from services.ingest.channels.mailheaders import (
     MAX_PARSED_HEADER,
@@ -159,7 +160,7 @@ def _leaves(root: Message) -> Iterator[Message]:
         # is_multipart() looks at the parsed parts; get_payload() would first decode a leaf with
         # its declared charset, which raises for codecs like idna
         if part.get_content_maintype() == "multipart" and part.is_multipart():
-            stack.extend(reversed(part.get_payload()))
+            stack.extend(reversed(cast(list[Message], part.get_payload())))  # a multipart's payload: its parts
         else:
             yield part
 
@@ -168,7 +169,7 @@ def _bytes(part: Message) -> bytes:
     try:
         if part.get_content_type() == "message/rfc822":  # a mail attached whole (forwarded)
             inner = part.get_payload()
-            return inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+            return inner[0].as_bytes() if isinstance(inner, list) and inner and isinstance(inner[0], Message) else b""
         data = part.get_payload(decode=True)
     except Exception:
         return b""
@@ -199,12 +200,12 @@ def _filename(part: Message) -> str | None:
     for name, value in fields:
         holder[name] = unescape(value)
     try:
-        name = holder.get_filename()
+        found = holder.get_filename()
     except Exception:
         return None
-    if not name:
+    if not found:
         return None
-    name = unescape(str(name))[:1000]
+    name = unescape(str(found))[:1000]
     if "=?" in name:  # RFC 2047 encoded words, as many mailers send them, though not allowed here
         name = decode_words(name)
     return file_name(name)

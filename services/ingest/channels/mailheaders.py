@@ -20,7 +20,8 @@ _NOT_IN_ID = r"<>\s\x00-\x1f\x7f-\x9f\u2028\u2029"
 _ID = re.compile(rf"<([^{_NOT_IN_ID}]+)>")
 _BARE_ID = re.compile(rf"[^{_NOT_IN_ID}]+")
 # the registry builds a new header class on every lookup; one is enough
-_UNSTRUCTURED = policy.default.header_factory["subject"]
+# (typeshed calls header_factory a plain callable; it is a HeaderRegistry, which is indexable)
+_UNSTRUCTURED = policy.default.header_factory["subject"]  # type: ignore[index]
 _ADDRESS = re.compile(rf"[^@\"{_NOT_IN_ID}]+@[^@\"{_NOT_IN_ID}]+")
 
 

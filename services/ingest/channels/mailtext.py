@@ -58,8 +58,8 @@ _PARAGRAPHS = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre"}
 _BR, _LINE, _PARAGRAPH, _QUOTE, _UNQUOTE = range(5)  # layout tokens between the text pieces
 _MARKS = {
     "blockquote": (_QUOTE, _UNQUOTE),
-    **{t: (_LINE, _LINE) for t in _LINES},
-    **{t: (_PARAGRAPH, _PARAGRAPH) for t in _PARAGRAPHS},
+    **dict.fromkeys(_LINES, (_LINE, _LINE)),
+    **dict.fromkeys(_PARAGRAPHS, (_PARAGRAPH, _PARAGRAPH)),
 }
 
 # where a reply's quoted history starts: everything from here on is the earlier mail

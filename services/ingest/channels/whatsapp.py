@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.ingest.channels.receipts import WaStatus, whatsapp_reports
 from services.ingest.domain import (
     Rejected,
     cap_name,
@@ -17,9 +18,8 @@ from services.ingest.domain import (
     media_type_of,
     message_id_for,
 )
-from services.ingest.channels.receipts import WaStatus, whatsapp_reports
 from services.ingest.language import detect_language
-from shared.events import Attachment, Channel, CustomerRef, Identity, MessageReceived
+from shared.events import Attachment, Channel, CustomerRef, DeliveryReported, Identity, MessageReceived
 
 _MEDIA = ("image", "video", "audio", "document", "sticker")
 
@@ -80,7 +80,7 @@ def _content(msg: WaMessage) -> tuple[str, list[Attachment]]:
         ]
         return _s(body.get("caption")) or f"[{msg.type}]", media if body.get("id") else []
     if msg.type == "location":
-        place = "; ".join(_s(body.get(k)) for k in ("name", "address") if _s(body.get(k)))
+        place = "; ".join(text for k in ("name", "address") if (text := _s(body.get(k))))
         return f"[location: {body.get('latitude')}, {body.get('longitude')}{'; ' + place if place else ''}]", []
     if msg.type == "interactive":  # a tapped reply button or list row: its title is the answer
         choice = body.get(_s(body.get("type")) or "")
@@ -128,7 +128,7 @@ def normalise_whatsapp(payload: WhatsAppWebhook, *, received_at: datetime) -> li
     return list(found.values())
 
 
-def reports_of(payload: WhatsAppWebhook, *, received_at: datetime):
+def reports_of(payload: WhatsAppWebhook, *, received_at: datetime) -> list[DeliveryReported]:
     """The delivery statuses a webhook carries, for messages we sent."""
     return whatsapp_reports(
         [s for e in payload.entry for c in e.changes for s in c.value.statuses], received_at=received_at

@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse, Response
 
 from services.ingest.bodies import parse_json, read_body
 from services.ingest.mailboxes.config import MAILBOX_ID, MailboxPut, address_of
-from shared.credentials import Vault
 from services.ingest.mailboxes.store import MailboxStore
+from shared.credentials import Vault
 from shared.http import ApiError, Auth
 
 MAX_BODY = 16 * 1024

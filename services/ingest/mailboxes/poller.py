@@ -19,11 +19,11 @@ from typing import Any
 from services.ingest.channels.mail import normalise_email
 from services.ingest.domain import Normalised, Rejected
 from services.ingest.mailboxes.config import Address
-from shared.credentials import Vault
 from services.ingest.mailboxes.imap import ImapError, ImapSession
 from services.ingest.mailboxes.store import LEASE_S, MailboxState, MailboxStore
 from services.ingest.service import IngestService, NotDurable
 from services.ingest.verification import mail_sender_passed, trusted_ids, verified
+from shared.credentials import Vault
 from shared.events import utcnow
 
 log = logging.getLogger(__name__)

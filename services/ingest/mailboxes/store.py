@@ -82,7 +82,7 @@ class MailboxStore:
             return True
         except DuplicateKeyError:
             doc = await self.leases.find_one({"_id": key})
-            return bool(doc) and doc.get("owner") == owner
+            return doc is not None and doc.get("owner") == owner
 
     async def holder(self, mailbox_id: str, now: float | None = None) -> str | None:
         period = int((now if now is not None else time.time()) // LEASE_S)
