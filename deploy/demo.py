@@ -394,7 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     client = Client(token=stackctl.api_token())
     try:
         setup(client)
-        summary(client, traffic(client))
+        tickets = traffic(client)
+        from deploy import demo_recurring  # issue 19: a duplicate caught, a problem on the dashboard
+
+        demo_recurring.play(client, uuid.uuid4().hex[:8])
+        from deploy import demo_csat  # issue 18: customers confirm resolutions and rate them
+
+        demo_csat.play(client, tickets)
+        summary(client, tickets)
     except httpx.HTTPError as exc:
         print(f"demo: a service did not answer: {exc}", file=sys.stderr)
         return 1

@@ -50,7 +50,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit: int | None | object = _UNKNOWN
+        limit: int | object | None = _UNKNOWN
         received = 0
 
         async def counted() -> Message:

@@ -157,6 +157,12 @@ def chat_key(settings: Any) -> bytes:
     return explicit.encode() if explicit else _from_api_token(settings, b"deskstream chat sessions")
 
 
+def csat_key(settings: Any) -> bytes:
+    """The key customer confirmation links are signed with (services/tickets/csat): derived from the chat
+    key, so every tickets process agrees on it and `DESKSTREAM_CHAT_SECRET` rotates both."""
+    return hmac.new(chat_key(settings), b"deskstream customer confirmation", hashlib.sha256).digest()
+
+
 def _from_api_token(settings: Any, label: bytes) -> bytes:
     """A key every process of the deployment derives alike when its own setting is unset."""
     base = secret_of(getattr(settings, "api_token", None)) or "insecure-development"

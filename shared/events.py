@@ -11,11 +11,11 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, Union
+from typing import Any, Final, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-SPECVERSION = "1.0"
+SPECVERSION: Final = "1.0"
 
 
 def utcnow() -> datetime:
@@ -316,6 +316,31 @@ class TicketDeliveryUpdated(BaseModel):
     attempts: int = 0
 
 
+class TicketCsatRequested(BaseModel):
+    """The ticket was resolved and its customer is asked, on their channel, whether it is solved and how
+    they rate the help (1-5): `message` is that outbound message, delivered like an agent's reply."""
+
+    ticket: TicketSnapshot
+    message: MessageSummary
+    survey_id: str = Field(description="one per resolution; the link's token names it")
+    request_url: str = Field(description="the page the customer answers on (GET: a form, POST: the answer)")
+
+
+class TicketCsatReceived(BaseModel):
+    """The customer answered the confirmation request; a second answer (within 7 days) updates the first
+    (`updated`). `agent_id` and `team` are who held the ticket when it was resolved."""
+
+    ticket: TicketSnapshot
+    survey_id: str
+    solved: bool
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = None
+    agent_id: str | None = None
+    team: str | None = None
+    at: datetime
+    updated: bool = False
+
+
 class TicketPurged(BaseModel):
     """The ticket's data is gone; only this record of it remains. Every service drops its copy."""
 
@@ -450,6 +475,16 @@ class RecordDelivery(TicketCommand):
     next_attempt_at: datetime | None = None
 
 
+class RecordCsatAnswer(TicketCommand):
+    """A customer's answer to a confirmation request (POST of the link's form), for the process owning
+    the ticket: solved closes the ticket, not solved reopens it."""
+
+    survey_id: str
+    solved: bool
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = Field(None, max_length=2000)
+
+
 class RefreshLists(TicketCommand):
     """Write every ticket change of a partition to the lists now (sent to each partition before a list
     is read, so a list shows every change acknowledged before it was asked for)."""
@@ -460,6 +495,15 @@ class FileMessage(TicketCommand):
     a mail of that ticket): filed there."""
 
     message: MessageReceived
+
+
+class SuspectDuplicate(TicketCommand):
+    """The ticket very likely repeats another request of the same customer (sent by analytics' duplicate
+    suspicion, services/analytics/duplicates.py, to the new ticket): mark it, do not merge it."""
+
+    duplicate_of: str = Field(description="the earlier ticket of the same customer it repeats")
+    score: float = Field(ge=0, le=1, description="how sure the suspicion is (0 to 1)")
+    signals: list[str] = Field(default_factory=list, description="what matched: order, product, fault, wording")
 
 
 class CommandOutcome(BaseModel):
@@ -613,6 +657,45 @@ class WebhookDisabled(BaseModel):
     at: datetime
 
 
+# ---------------------------------------------------------------- duplicates and problems
+
+
+class DuplicateOf(BaseModel):
+    ticket_id: str
+    score: float = Field(ge=0, le=1)
+
+
+class TicketDuplicateSuspected(BaseModel):
+    """The ticket very likely repeats an earlier open or recently resolved ticket of the same customer
+    (`duplicate_of`), perhaps written on another channel or in another language."""
+
+    ticket: TicketSnapshot
+    duplicate_of: DuplicateOf
+    signals: list[str] = Field(default_factory=list, description="what matched: order, product, fault, wording")
+    at: datetime
+
+
+class ProblemDetected(BaseModel):
+    """Tickets of different customers describe one problem (the same product and kind of fault) and
+    their number passed the detection threshold, on `tickets.events` (key and `subject` = problem id):
+    sent once per problem, for the product team (a webhook subscribed to `deskstream.problem.*`)."""
+
+    problem_id: str
+    label: str
+    product: str = Field(description="the product code (SKU) or the product the messages name")
+    fault: str = Field(description="the kind of fault, e.g. not_working, leaking, late_delivery")
+    tickets: int
+    customers: int
+    ticket_ids: list[str] = Field(description="a sample of its tickets")
+    skus: list[str] = Field(default_factory=list)
+    order_ids: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=list)
+    first_seen: datetime
+    last_seen: datetime
+    at: datetime
+
+
 # ---------------------------------------------------------------- dead letters
 
 
@@ -652,6 +735,8 @@ class EventType:
     TICKET_DELIVERY_UPDATED = "deskstream.ticket.delivery_updated"
     TICKET_MERGED = "deskstream.ticket.merged"
     TICKET_SPLIT = "deskstream.ticket.split"
+    TICKET_CSAT_REQUESTED = "deskstream.ticket.csat_requested"
+    TICKET_CSAT_RECEIVED = "deskstream.ticket.csat_received"
     CUSTOMER_CHANGED = "deskstream.customer.changed"
     CUSTOMER_ERASED = "deskstream.customer.erased"
     ROUTE_TICKET = "deskstream.routing.route_ticket"
@@ -677,6 +762,10 @@ class EventType:
     ERASE_BLOBS = "deskstream.privacy.erase_blobs"
     RECORD_DELIVERY = "deskstream.command.record_delivery"
     FILE_MESSAGE = "deskstream.command.file_message"
+    SUSPECT_DUPLICATE = "deskstream.command.suspect_duplicate"
+    TICKET_DUPLICATE_SUSPECTED = "deskstream.ticket.duplicate_suspected"
+    PROBLEM_DETECTED = "deskstream.problem.detected"
+    RECORD_CSAT_ANSWER = "deskstream.command.record_csat_answer"
     REFRESH_LISTS = "deskstream.command.refresh_lists"
     COMMAND_OUTCOME = "deskstream.command.outcome"
     SLA_WARNING = "deskstream.sla.warning"
@@ -707,6 +796,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.TICKET_DELIVERY_UPDATED: TicketDeliveryUpdated,
     EventType.TICKET_MERGED: TicketMerged,
     EventType.TICKET_SPLIT: TicketSplit,
+    EventType.TICKET_CSAT_REQUESTED: TicketCsatRequested,
+    EventType.TICKET_CSAT_RECEIVED: TicketCsatReceived,
     EventType.CUSTOMER_CHANGED: CustomerChanged,
     EventType.CUSTOMER_ERASED: CustomerErased,
     EventType.ROUTE_TICKET: RouteTicket,
@@ -732,6 +823,10 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
     EventType.ERASE_BLOBS: EraseBlobs,
     EventType.RECORD_DELIVERY: RecordDelivery,
     EventType.FILE_MESSAGE: FileMessage,
+    EventType.SUSPECT_DUPLICATE: SuspectDuplicate,
+    EventType.TICKET_DUPLICATE_SUSPECTED: TicketDuplicateSuspected,
+    EventType.PROBLEM_DETECTED: ProblemDetected,
+    EventType.RECORD_CSAT_ANSWER: RecordCsatAnswer,
     EventType.REFRESH_LISTS: RefreshLists,
     EventType.COMMAND_OUTCOME: CommandOutcome,
     EventType.SLA_WARNING: SlaTargetEvent,
@@ -749,7 +844,8 @@ EVENT_TYPES: dict[str, type[BaseModel]] = {
 def _record(name: str, doc: str, types: tuple[str, ...]) -> type[CloudEvent]:
     models = tuple(dict.fromkeys(EVENT_TYPES[t] for t in types))
     data_type = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
-    return create_model(name, __base__=CloudEvent, __doc__=doc, type=(Literal[types], ...), data=(data_type, ...))  # type: ignore[valid-type]
+    # the Literal and the Union are built at run time from `types`: no static type form can say so
+    return create_model(name, __base__=CloudEvent, __doc__=doc, type=(Literal[types], ...), data=(data_type, ...))  # type: ignore[arg-type]
 
 
 MessageReceivedRecord = _record(
@@ -798,6 +894,12 @@ WebhookDisabledRecord = _record(
     "A webhook subscription switched off after failing for the whole retry period, on "
     "`tickets.events`; key and `subject` are the webhook id.",
     (EventType.WEBHOOK_DISABLED,),
+)
+ProblemDetectedRecord = _record(
+    "ProblemDetectedRecord",
+    "A recurring problem (tickets of different customers about one product and fault) passed the detection "
+    "threshold, on `tickets.events`; key and `subject` are the problem id.",
+    (EventType.PROBLEM_DETECTED,),
 )
 DeadLetterRecord = _record(
     "DeadLetterRecord", "A record that could not be processed, on `deadletter`.", (EventType.DEAD_LETTER,)

@@ -6,18 +6,20 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
-from shared.credentials import TOKEN_PREFIX, AgentTokens, Principal, check_start, secret_of
 from shared.bodylimit import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from shared.credentials import TOKEN_PREFIX, AgentTokens, Principal, check_start, secret_of
 from shared.runtime import Runtime
 from shared.telemetry import PROMETHEUS_CONTENT_TYPE
 
@@ -78,7 +80,7 @@ class Auth:
                 raise ApiError(503, "unavailable", "credentials cannot be checked right now") from exc
         return None
 
-    def _check(self, needed: str):
+    def _check(self, needed: str) -> Callable[[Request], Awaitable[None]]:
         async def check(request: Request) -> None:
             if self.admin_token is None:
                 request.state.principal = ADMIN
@@ -187,7 +189,16 @@ def listening(host: str, port: int, *, shared: bool) -> socket.socket:
     return sock
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "info", instance_port: int | None = None) -> None:
+class Servable(Protocol):
+    """What `serve` runs: an ASGI app with the FastAPI app's `state` (the app, or ingest's DirectRoutes)."""
+
+    @property
+    def state(self) -> State: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+def serve(app: Servable, *, host: str, port: int, log_level: str = "info", instance_port: int | None = None) -> None:
     """Run one service process until SIGTERM/SIGINT (uvicorn shuts the lifespan down cleanly): on the
     service's port, shared with its other instances, and on `instance_port`, its own, when given.
     A process whose API token would leave it open exits first, saying why (shared/credentials.py)."""

@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
@@ -169,6 +169,8 @@ class Producer:
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Does the cluster answer (a metadata request)?"""
+        if self._producer is None:
+            return False
         try:
             await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout)
             return True
@@ -176,6 +178,8 @@ class Producer:
             return False
 
     async def partitions_for(self, topic: str) -> int:
+        if self._producer is None:
+            raise KafkaConnectionError("the producer is not connected")
         return len(await self._producer.partitions_for(topic))
 
 
@@ -189,9 +193,9 @@ CHANGELOG_CONFIG = {
 }
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     topics.DEADLETTER: {"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
-    **{name: CHANGELOG_CONFIG for name in topics.CHANGELOGS},
+    **dict.fromkeys(topics.CHANGELOGS, CHANGELOG_CONFIG),
 }
-TOPIC_PARTITIONS = {name: 1 for name in topics.SINGLE_PARTITION}
+TOPIC_PARTITIONS = dict.fromkeys(topics.SINGLE_PARTITION, 1)
 
 
 async def ensure_topics(

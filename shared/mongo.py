@@ -12,12 +12,12 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, monitoring  # noqa: F401  (re-exported)
-from pymongo.errors import DuplicateKeyError, PyMongoError  # noqa: F401  (re-exported)
+from pymongo.errors import DuplicateKeyError, PyMongoError  # (also re-exported)
 
 Collection = AsyncIOMotorCollection
 Database = AsyncIOMotorDatabase
@@ -171,6 +171,10 @@ def _sqlite_lookup_indexes(path: Path, names: list[str]) -> int:
     return made
 
 
+@overload
+def without_id(doc: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def without_id(doc: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def without_id(doc: dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None

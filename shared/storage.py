@@ -188,7 +188,7 @@ class Storage:
         if side is not None and side.ready:
             return await side.ids_containing(texts, limit)
         if self.caps.packs_documents:  # the fields are inside the packed text
-            queries = [{PACKED: {"$regex": "|".join(re.escape(t) for t in texts)}}]
+            queries: list[dict[str, Any]] = [{PACKED: {"$regex": "|".join(re.escape(t) for t in texts)}}]
         else:
             queries = [{f: {"$in": list(texts)}} for f in fields]
         found: dict[Any, None] = {}

@@ -81,6 +81,20 @@ class Last24h(BaseModel):
     by_channel: dict[str, int]
 
 
+class CsatNumbers(BaseModel):
+    responses: int = Field(description="customers' answers to confirmation requests (the latest per request)")
+    satisfied: int = Field(description="of those, rated 4 or 5")
+    satisfied_pct: float | None = Field(description="CSAT %: ratings of 4-5 of all ratings; null before any")
+    solved: int = Field(description="of those, the customer said it was solved")
+    mean_rating: float | None = None
+
+
+class Csat(CsatNumbers):
+    by_agent: dict[str, CsatNumbers] = Field(default_factory=dict, description="by the agent who resolved it")
+    by_channel: dict[str, CsatNumbers] = Field(default_factory=dict)
+    by_team: dict[str, CsatNumbers] = Field(default_factory=dict, description="`none`: tickets of no team")
+
+
 class Summary(BaseModel):
     as_of: datetime | None = Field(description="when these numbers were read; null before the first read")
     tickets_total: int
@@ -96,6 +110,7 @@ class Summary(BaseModel):
     resolution: Distribution = Field(description="seconds from creation to the first resolution, in the window")
     agents: list[AgentRow]
     top_tags: list[TagCount] = Field(description="tickets created in the window per tag, most frequent first")
+    csat: Csat = Field(description="customer satisfaction from the answers to confirmation requests")
 
 
 class Series(BaseModel):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from prometheus_client import Gauge
 
-from services.analytics import api
+from services.analytics import api, problems_api
+from services.analytics.duplicates import DuplicateIndex
+from services.analytics.problems import ProblemBook
+from services.analytics.recurring import SimilarTickets
 from services.analytics.service import AnalyticsService
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import topics
-from shared.events import SlaEventRecord, TicketEventRecord
+from shared.events import ProblemDetectedRecord, SlaEventRecord, TicketCommandRecord, TicketEventRecord
 from shared.http import create_http_app
 from shared.runtime import Runtime
 
@@ -45,11 +50,47 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
         async with reader.exclusive():
             return await service.snapshot()
 
+    similar = SimilarTickets(
+        producer=rt.producer,
+        source=rt.source,
+        duplicates=DuplicateIndex(
+            window=timedelta(days=settings.duplicates_window_days), threshold=settings.duplicates_threshold
+        ),
+        problems=ProblemBook(
+            window=timedelta(days=settings.problems_window_days),
+            min_tickets=settings.problems_min_tickets,
+            detect_at=settings.problems_detect_at,
+        ),
+        merge_above=settings.duplicates_merge_above,
+    )
+    if settings.recurring:
+        rt.replica(
+            name="similar",
+            processor=similar,
+            inputs={topics.TICKETS_EVENTS: TicketEventRecord},
+            types=similar.types,
+            commit_group=f"analytics-similar-{settings.instance}",
+            description="New tickets and what becomes of them, read whole by every analytics instance: duplicate "
+            "suspicion (same customer) and recurring problems (many customers), beside the ticket flow",
+        )
+    rt.publisher(
+        topics.TICKETS_COMMANDS,
+        schema=TicketCommandRecord,
+        description="deskstream.command.suspect_duplicate (and, above the auto-merge score, merge_ticket and "
+        "close_merged_ticket) for the tickets process owning the new ticket; key = ticket id",
+    )
+    rt.spec.publisher(
+        topics.TICKETS_EVENTS,
+        schema=ProblemDetectedRecord,
+        title="analytics:tickets.events:problem-detected",
+        description="deskstream.problem.detected once a recurring problem passes the threshold, key = problem id",
+    )
+    problems_api.register_metrics(similar, rt.telemetry.registry)
     rt.loops.append(service.refresh_forever)
     rt.every(settings.snapshot_s, snapshot, "")
     return create_http_app(
         rt,
         title="deskstream analytics",
         description="Metrics, the summary API and the dashboard.",
-        routers=[api.build_router(service)],
+        routers=[api.build_router(service), problems_api.build_router(similar)],
     )

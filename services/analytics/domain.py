@@ -24,6 +24,7 @@ from shared.events import (
     EventType,
     SlaTargetEvent,
     TicketAssigned,
+    TicketCsatReceived,
     TicketPurged,
     TicketReplied,
     TicketSnapshot,
@@ -76,6 +77,7 @@ class Contribution:
     state: dict[str, Any] | None = None  # the ticket as this event leaves it
     facts: list[dict[str, Any]] = field(default_factory=list)
     sla: dict[str, Any] | None = None
+    csat: dict[str, Any] | None = None  # a customer's answer to a confirmation request
 
 
 def contribution(event: CloudEvent) -> Contribution:
@@ -92,7 +94,42 @@ def contribution(event: CloudEvent) -> Contribution:
         ticket_id=snapshot.id,
         state=ticket_state(snapshot, rank=int(event.type in STATUS_EVENTS)),
         facts=ticket_facts(event, snapshot),
+        csat=csat_answer(event) if event.type == EventType.TICKET_CSAT_RECEIVED else None,
     )
+
+
+def csat_answer(event: CloudEvent) -> dict[str, Any]:
+    """One answer per confirmation request: a later answer to the same request replaces it (by `at`).
+    Credited to the agent and team that held the ticket when it was resolved."""
+    answer = TicketCsatReceived.model_validate(event.data)
+    return {
+        "survey_id": answer.survey_id,
+        "ticket_id": answer.ticket.id,
+        "channel": answer.ticket.channel.value,
+        "agent": answer.agent_id,
+        "team": answer.team,
+        "rating": answer.rating,
+        "solved": answer.solved,
+        "at": utc(answer.at),
+    }
+
+
+def satisfied(rating: int) -> bool:
+    """CSAT counts ratings of 4 and 5 as satisfied."""
+    return rating >= 4
+
+
+def csat_numbers(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Responses, the share satisfied (percent, of all ratings) and how many said solved."""
+    n = len(answers)
+    happy = sum(satisfied(a["rating"]) for a in answers)
+    return {
+        "responses": n,
+        "satisfied": happy,
+        "satisfied_pct": round(100 * happy / n, 1) if n else None,
+        "solved": sum(bool(a["solved"]) for a in answers),
+        "mean_rating": round(sum(a["rating"] for a in answers) / n, 2) if n else None,
+    }
 
 
 def ticket_state(snapshot: TicketSnapshot, *, rank: int = 0) -> dict[str, Any]:

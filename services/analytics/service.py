@@ -10,11 +10,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from services.analytics.domain import (
@@ -28,6 +29,7 @@ from services.analytics.domain import (
     distribution,
     floor_time,
     ratio,
+    satisfied,
     utc,
 )
 from services.analytics.store import AnalyticsStore
@@ -122,6 +124,8 @@ class AnalyticsService:
             self.tally.add_fact(fact)
         if c.sla:
             self.tally.add_sla(c.sla)
+        if c.csat:
+            self.tally.add_csat(c.csat)
         if c.state:
             self.tally.add_state(c.state)
         self.lag.observe(max(0.0, (self.clock() - utc(event.time)).total_seconds()))
@@ -201,7 +205,17 @@ class AnalyticsService:
             "resolution": n.window_durations.get("resolution", distribution([])),
             "agents": self._agent_table(),
             "top_tags": [{"tag": tag, "tickets": count} for tag, count in n.top_tags],
+            "csat": n.csat or {"responses": 0, "satisfied": 0, "satisfied_pct": None, "solved": 0},
         }
+
+    def csat_cells(self) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """(channel, team, agent) → (responses, satisfied), for /metrics (labels bounded like the agents')."""
+        cells: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for a in list(self.tally.csat.values()):
+            key = (a["channel"], a.get("team") or "", a.get("agent") or "")
+            responses, happy = cells.get(key, (0, 0))
+            cells[key] = (responses + 1, happy + satisfied(a["rating"]))
+        return cells
 
     def _agent_table(self) -> list[dict[str, Any]]:
         n = self.numbers
@@ -309,10 +323,10 @@ class _NumbersCollector:
     def __init__(self, service: AnalyticsService) -> None:
         self.service = service
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []  # the families are built from data on every scrape
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         n = self.service.numbers
         created = CounterMetricFamily("deskstream_tickets_created", "Tickets created, by channel", labels=["channel"])
         for channel in sorted(set(n.created_by_channel) | {c.value for c in Channel}):
@@ -360,9 +374,9 @@ class _NumbersCollector:
             "deskstream_sla_outcomes", "SLA targets met or breached, per policy", labels=["target", "policy", "outcome"]
         )
         per_kind: dict[tuple[str, str], int] = defaultdict(int)
-        for target in SlaTarget:
+        for sla_target in SlaTarget:
             for kind in ("warning", "breached", "met"):
-                per_kind[(target.value, kind)] += 0
+                per_kind[(sla_target.value, kind)] += 0
         for row in n.sla:
             per_kind[(row["target"], row["kind"])] += row["n"]
             if row["kind"] in ("met", "breached"):
@@ -389,6 +403,29 @@ class _NumbersCollector:
         for agent, count in sorted(n.open_by_agent.items()):
             open_tickets.add_metric([agent], count)
         yield open_tickets
+
+        csat_responses = GaugeMetricFamily(
+            "deskstream_csat_responses",
+            "Customers' answers to confirmation requests (the latest per request), by who held the ticket "
+            "when it was resolved and its channel",
+            labels=["channel", "team", "agent"],
+        )
+        csat_satisfied = GaugeMetricFamily(
+            "deskstream_csat_satisfied_responses",
+            "Of those, the ones rated 4 or 5 (CSAT % = satisfied / responses)",
+            labels=["channel", "team", "agent"],
+        )
+        for (channel, team, agent), (responses, happy) in sorted(self.service.csat_cells().items()):
+            csat_responses.add_metric([channel, team, agent], responses)
+            csat_satisfied.add_metric([channel, team, agent], happy)
+        yield csat_responses
+        yield csat_satisfied
+        csat_pct = GaugeMetricFamily(
+            "deskstream_csat_satisfied_percent", "Share of ratings that are 4 or 5, of all ratings (NaN: none yet)"
+        )
+        pct = (n.csat or {}).get("satisfied_pct")
+        csat_pct.add_metric([], float("nan") if pct is None else pct)
+        yield csat_pct
 
         tags = GaugeMetricFamily(
             "deskstream_recurring_tag_tickets",

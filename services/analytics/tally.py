@@ -20,6 +20,7 @@ from services.analytics.domain import (
     JUNK_STATUSES,
     age_label,
     bucket_bound,
+    csat_numbers,
     distribution,
     floor_time,
     percentile,
@@ -90,6 +91,8 @@ class Numbers:
     sla: list[dict[str, Any]] = field(default_factory=list)
     window_durations: dict[str, dict[str, Any]] = field(default_factory=dict)
     top_tags: list[tuple[str, int]] = field(default_factory=list)
+    # customer confirmation: responses, satisfied (ratings 4-5) and its share, overall and by agent, channel, team
+    csat: dict[str, Any] = field(default_factory=dict)
 
 
 class Tally:
@@ -106,6 +109,7 @@ class Tally:
         self.durations: dict[str, list[tuple[datetime, str, str | None, float]]] = {k: [] for k in DURATION_KINDS}
         self.sla_counts: Counter[tuple[str, str, str]] = Counter()
         self.sla_rows: list[tuple[datetime, str, str, str]] = []  # (at, target, policy, kind)
+        self.csat: dict[str, dict[str, Any]] = {}  # survey id → its latest answer
         self.rows = 0
 
     # ------------------------------------------------------------ feeding
@@ -169,10 +173,10 @@ class Tally:
             self.agent_counts[(agent, kind)] += 1
         if kind in DURATION_KINDS:
             seconds, channel = float(fact["seconds"]), fact["channel"]
-            if agent:
-                self.agent_seconds[(agent, kind)] += seconds
+            if agent:  # (typeshed's Counter holds int values; these hold float sums, as Counter allows)
+                self.agent_seconds[(agent, kind)] += seconds  # type: ignore[assignment]
             self.hist.setdefault((kind, channel), Counter())[bucket_bound(seconds, DURATION_BUCKETS[kind])] += 1
-            self.hist_sum[(kind, channel)] += seconds
+            self.hist_sum[(kind, channel)] += seconds  # type: ignore[assignment]  # float sums, as above
             self.durations[kind].append((utc(fact["at"]), channel, agent, seconds))
 
     def add_sla(self, fact: dict[str, Any]) -> None:
@@ -181,6 +185,12 @@ class Tally:
         self.rows += 1
         self.sla_counts[(fact["target"], fact["policy_id"], fact["kind"])] += 1
         self.sla_rows.append((utc(fact["at"]), fact["target"], fact["policy_id"], fact["kind"]))
+
+    def add_csat(self, answer: dict[str, Any]) -> None:
+        """The latest answer per confirmation request counts (a redelivered or older one changes nothing)."""
+        known = self.csat.get(answer["survey_id"])
+        if known is None or utc(answer["at"]) > known["at"]:
+            self.csat[answer["survey_id"]] = {**answer, "at": utc(answer["at"])}
 
     # ------------------------------------------------------------ writing out and reading back
     def dump(self) -> dict[str, Any]:
@@ -194,6 +204,7 @@ class Tally:
             "durations": {k: [[at.isoformat(), c, a, s] for at, c, a, s in rows] for k, rows in self.durations.items()},
             "sla_counts": [[t, p, k, n] for (t, p, k), n in self.sla_counts.items()],
             "sla_rows": [[at.isoformat(), t, p, k] for at, t, p, k in self.sla_rows],
+            "csat": [{**a, "at": a["at"].isoformat()} for a in self.csat.values()],
             "rows": self.rows,
         }
 
@@ -211,12 +222,14 @@ class Tally:
         tally.agent_counts.update({(a, k): n for a, k, n in data.get("agent_counts", [])})
         tally.agent_seconds.update({(a, k): s for a, k, s in data.get("agent_seconds", [])})
         for k, c, counts in data.get("hist", []):
-            tally.hist[(k, c)] = Counter({le: n for le, n in counts})
+            tally.hist[(k, c)] = Counter(dict(counts))
         tally.hist_sum.update({(k, c): s for k, c, s in data.get("hist_sum", [])})
         for k, rows in data.get("durations", {}).items():
             tally.durations[k] = [(datetime.fromisoformat(at), c, a, s) for at, c, a, s in rows]
         tally.sla_counts.update({(t, p, k): n for t, p, k, n in data.get("sla_counts", [])})
         tally.sla_rows = [(datetime.fromisoformat(at), t, p, k) for at, t, p, k in data.get("sla_rows", [])]
+        for a in data.get("csat", []):
+            tally.csat[a["survey_id"]] = {**a, "at": datetime.fromisoformat(a["at"])}
         tally.rows = data.get("rows", 0)
         return tally
 
@@ -229,12 +242,13 @@ class Tally:
             window_start=window_start,
             created_by_channel={k: v for k, v in self.created_by_channel.items() if v},
             by_status={k: v for k, v in self.by_status.items() if v},
-            backlog_by_status={s: 0 for s in BACKLOG_STATUSES},
+            backlog_by_status=dict.fromkeys(BACKLOG_STATUSES, 0),
             backlog_by_age={label: 0 for _, label in AGE_BUCKETS},
             sla=[{"target": t, "policy_id": p, "kind": k, "n": c} for (t, p, k), c in sorted(self.sla_counts.items())],
         )
         for ticket_id in self.backlog:
             view = self.tickets[ticket_id]
+            assert view.status is not None  # in the backlog: its status is one of BACKLOG_STATUSES
             n.backlog_by_status[view.status] += 1
             if view.created_at is not None:
                 age = max(0.0, (now - view.created_at).total_seconds())
@@ -242,11 +256,13 @@ class Tally:
                 n.oldest_backlog_age_s = max(age, n.oldest_backlog_age_s or 0.0)
             if view.assignee:
                 n.open_by_agent[view.assignee] = n.open_by_agent.get(view.assignee, 0) + 1
-        day_ago, tags = now - timedelta(days=1), Counter()
+        day_ago = now - timedelta(days=1)
+        tags: Counter[str] = Counter()
         for view in self.tickets.values():
             if view.created_at is None or view.created_at < window_start:
                 continue
             if view.created_at >= day_ago:
+                assert view.channel is not None  # set together with created_at
                 n.created_last_24h[view.channel] = n.created_last_24h.get(view.channel, 0) + 1
             if view.status not in JUNK_STATUSES:
                 tags.update(view.tags)
@@ -255,6 +271,17 @@ class Tally:
             n.histograms.setdefault(kind, {})[channel] = (dict(counts), self.hist_sum[(kind, channel)])
         for (agent, kind), count in self.agent_counts.items():
             n.agents.setdefault(agent, {})[kind] = (count, self.agent_seconds.get((agent, kind), 0.0))
+        answers = list(self.csat.values())
+        n.csat = {
+            **csat_numbers(answers),
+            **{
+                f"by_{dimension}": {
+                    key: csat_numbers([a for a in answers if (a.get(dimension) or "none") == key])
+                    for key in sorted({a.get(dimension) or "none" for a in answers})
+                }
+                for dimension in ("agent", "channel", "team")
+            },
+        }
         n.window_durations = {
             kind: distribution([s for at, _, _, s in rows if at >= window_start])
             for kind, rows in self.durations.items()
@@ -294,7 +321,7 @@ class Tally:
             values.setdefault(key, [[] for _ in starts])[index[floor_time(at, bucket)]].append(seconds)
         out = []
         for key, per in sorted(values.items()):
-            p50, p90 = ([None if not v else round(percentile(v, q), 1) for v in per] for q in (50, 90))
+            p50, p90 = ([None if (p := percentile(v, q)) is None else round(p, 1) for v in per] for q in (50, 90))
             out.append(
                 {
                     "key": key,

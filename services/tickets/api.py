@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -29,13 +30,15 @@ from services.tickets.domain import (
 )
 from services.tickets.store import SORTS, Purged, TicketStore
 from services.tickets.views import load_ticket, ticket_json
+from shared.bodylimit import body_limit
+from shared.credentials import Principal
 from shared.events import (
     AddTicketNote,
     AssignTicket,
     Attachment,
-    Channel,
     ChangeTicketStatus,
     ChangeTicketTags,
+    Channel,
     CloseMergedTicket,
     CommandOutcome,
     CustomerChanged,
@@ -50,9 +53,7 @@ from shared.events import (
     stable_id,
     utcnow,
 )
-from shared.credentials import Principal
-from shared.bodylimit import body_limit
-from shared.http import ApiError, acting, principal
+from shared.http import ApiError, Auth, acting, principal
 
 Who = Annotated[Principal, Depends(principal)]
 
@@ -214,7 +215,13 @@ def outcome_of(outcome: CommandOutcome) -> dict[str, Any]:
 
 
 def build_router(
-    store: TicketStore, deliveries: DeliveryStore, bus: CommandBus, customers: CustomerBook, auth, *, publish_customer
+    store: TicketStore,
+    deliveries: DeliveryStore,
+    bus: CommandBus,
+    customers: CustomerBook,
+    auth: Auth,
+    *,
+    publish_customer: Callable[[CustomerChanged], Awaitable[None]],
 ) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["tickets"], dependencies=[auth.agent])
 
@@ -289,6 +296,7 @@ def build_router(
         priority: Priority | None = None,
         sla: Literal["warning", "breached", "met"] | None = Query(None, description="any SLA target in this state"),
         q: str | None = Query(None, max_length=200, description="words that must all appear (subject, messages, name)"),
+        # a Literal built from SORTS at run time (for the OpenAPI enum): not a static type
         sort: Literal[tuple(SORTS)] = Query("-created_at", description="field, `-` for descending"),  # type: ignore[valid-type]
         limit: int = Query(50, ge=1, le=500),
         cursor: str | None = Query(None, max_length=500),
@@ -591,12 +599,15 @@ def build_router(
             ],
         }
 
-    @router.get("/customers/{customer_id}", summary="A customer with every identity and every ticket")
-    async def get_customer(customer_id: str) -> dict[str, Any]:
+    async def existing_profile(customer_id: str) -> dict[str, Any]:
         view = await profile(customer_id)
         if view is None:
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         return view
+
+    @router.get("/customers/{customer_id}", summary="A customer with every identity and every ticket")
+    async def get_customer(customer_id: str) -> dict[str, Any]:
+        return await existing_profile(customer_id)
 
     @router.post(
         "/customers/{customer_id}/identities",
@@ -613,7 +624,7 @@ def build_router(
         own = customer_id_for(key)  # the profile the identity had of its own: its tickets come along
         if customers.current(own) != current:
             await publish_customer(CustomerChanged(customer_id=own, merged_into=current, at=utcnow()))
-        return await profile(current)
+        return await existing_profile(current)
 
     @router.put(
         "/customers/{customer_id}/tier",
@@ -625,7 +636,7 @@ def build_router(
             raise ApiError(404, "not_found", f"customer {customer_id} does not exist")
         current = customers.current(customer_id)
         await publish_customer(CustomerChanged(customer_id=current, tier=body.tier, tier_set=True, at=utcnow()))
-        return await profile(current)
+        return await existing_profile(current)
 
     @router.post(
         "/customers/{customer_id}/split",
@@ -669,6 +680,6 @@ def build_router(
             moved = [canonical(k) for k in (await profile(other) or {}).get("identities", ())]
             await publish_customer(CustomerChanged(customer_id=other, merged_into=survivor, at=utcnow()))
             await publish_customer(CustomerChanged(customer_id=survivor, identities=moved, at=utcnow()))
-        return await profile(survivor)
+        return await existing_profile(survivor)
 
     return router

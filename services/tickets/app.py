@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -10,6 +11,9 @@ from fastapi import FastAPI
 from services.tickets import api
 from services.tickets.commands import CommandBus
 from services.tickets.credentials import build_credentials_router
+from services.tickets.csat.api import build_csat_router
+from services.tickets.csat.rules import Surveys
+from services.tickets.csat.store import CsatStore
 from services.tickets.customers import link_rows
 from services.tickets.delivery.channels import (
     ChannelAdapter,
@@ -30,12 +34,13 @@ from services.tickets.processor import DocPolicy, TicketsProcessor
 from services.tickets.settings import TicketsSettings
 from services.tickets.store import TicketStore
 from services.tickets.webhooks.api import build_webhooks_router
-from services.tickets.webhooks.rules import RetryPolicy as WebhookRetry, wanted_types
+from services.tickets.webhooks.rules import Breakers, RetryPolicy as WebhookRetry, wanted_types
 from services.tickets.webhooks.service import ALWAYS_READ, Dispatcher, Subscriptions, WebhookProcessor
 from services.tickets.webhooks.store import WebhookStore
 from shared import topics
-from shared.credentials import ChatTokens, Vault, chat_key, sealing_secret
+from shared.credentials import ChatTokens, Vault, chat_key, csat_key, sealing_secret
 from shared.events import (
+    EVENT_TYPES,
     Channel,
     CommandOutcomeRecord,
     CustomerChanged,
@@ -46,9 +51,9 @@ from shared.events import (
     RecordDelivery,
     SlaEventRecord,
     TicketCommandRecord,
+    TicketCsatRequested,
     TicketEventRecord,
     TicketReplied,
-    EVENT_TYPES,
     WebhookDisabled,
     WebhookDisabledRecord,
     stable_id,
@@ -67,7 +72,7 @@ def channel_adapters(
     adapters: dict[str, ChannelAdapter] = {"chat": ChatSession()}
     if settings.smtp_url:
         adapters["email"] = SmtpMail(settings.smtp_url, support_email=settings.support_email, blobs=deliveries.get_blob)
-    if twilio_auth := _twilio_credentials(settings):
+    if settings.twilio_account_sid and settings.twilio_from and (twilio_auth := _twilio_credentials(settings)):
         adapters["sms"] = TwilioSms(
             client,
             base_url=settings.twilio_api_url,
@@ -143,6 +148,23 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         hot=settings.hot_tickets,
     )
     processor.auto_close_s = settings.auto_close_s
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    surveys = Surveys(csat_key(settings), settings.public_url or f"http://{host}:{settings.http_port}")
+    processor.surveys = surveys
+    csat_store = CsatStore(rt.mongo)
+
+    async def read_csat_settings() -> None:
+        processor.csat_settings = await csat_store.settings()
+
+    rereads: set[asyncio.Task] = set()
+
+    def csat_settings_changed() -> None:  # an admin changed them (on any process): read them again
+        task = asyncio.get_running_loop().create_task(read_csat_settings())
+        rereads.add(task)
+        task.add_done_callback(rereads.discard)
+
+    rt.on_connected.append(read_csat_settings)
+    rt.on_settings_changed("csat", csat_settings_changed)
     customers = processor.customers
     filing = rt.stream(
         name="file",
@@ -214,14 +236,20 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
     async def deliver(data: dict) -> None:
         await delivery.on_replied(TicketReplied.model_validate(data))
 
+    async def deliver_csat_request(data: dict) -> None:
+        asked = TicketCsatRequested.model_validate(data)
+        await delivery.on_outbound(asked.ticket.id, asked.message.message_id)
+
     rt.stream(
         name="deliver",
         group_id=topics.GROUP_TICKETS_DELIVERY,
-        types={EventType.TICKET_REPLIED},
-        processor=EachRecord({EventType.TICKET_REPLIED: deliver}),
+        types={EventType.TICKET_REPLIED, EventType.TICKET_CSAT_REQUESTED},
+        processor=EachRecord(
+            {EventType.TICKET_REPLIED: deliver, EventType.TICKET_CSAT_REQUESTED: deliver_csat_request}
+        ),
         inputs={topics.TICKETS_EVENTS: TicketEventRecord},
         batch_wait_ms=100,
-        description="Deliver agents' replies on the customer's channel",
+        description="Deliver agents' replies and customer confirmation requests on the customer's channel",
     )
 
     webhooks = WebhookStore(rt.mongo)
@@ -264,6 +292,12 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         timeout_s=settings.webhooks_timeout_s,
         disabled=webhook_disabled,
         vault=vault,
+        max_pending=settings.webhooks_max_pending,
+        breakers=Breakers(
+            threshold=settings.webhooks_breaker_failures,
+            base_s=settings.webhooks_retry_base_s,
+            cap_s=settings.webhooks_probe_max_s,
+        ),
     )
     webhook_stream = rt.stream(
         name="webhooks",
@@ -299,12 +333,18 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         if replied.ticket.channel == Channel.chat:
             hub.publish(replied.ticket.id, chat_item(replied.message))
 
+    def push_chat_csat_request(data: dict) -> None:
+        asked = TicketCsatRequested.model_validate(data)
+        if asked.ticket.channel == Channel.chat:
+            hub.publish(asked.ticket.id, chat_item(asked.message))
+
     rt.tail(
         name="hear",
         topic=topics.TICKETS_EVENTS,
         schema=TicketEventRecord,
         handlers={
             EventType.TICKET_REPLIED: push_chat_reply,
+            EventType.TICKET_CSAT_REQUESTED: push_chat_csat_request,
             EventType.CUSTOMER_CHANGED: lambda data: customers.apply(CustomerChanged.model_validate(data)),
             EventType.CUSTOMER_ERASED: lambda data: customers.forget(CustomerErased.model_validate(data)),
         },
@@ -353,6 +393,14 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
                 auth,
             ),
             build_chat_router(hub, store, delivery, ChatTokens(chat_key(settings))),
+            build_csat_router(
+                bus=bus,
+                store=store,
+                surveys=surveys,
+                settings_store=csat_store,
+                auth=auth,
+                announce=lambda: rt.announce_settings("csat"),
+            ),
             build_webhooks_router(
                 webhooks,
                 auth,

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from shared.credentials import AgentTokens
 from shared.http import ApiError, Auth, check_id
 
 
@@ -20,7 +21,7 @@ class TokenRequest(BaseModel):
 def build_credentials_router(auth: Auth) -> APIRouter:
     router = APIRouter(prefix="/v1/agents", tags=["credentials"], dependencies=[auth.admin])
 
-    def tokens():
+    def tokens() -> AgentTokens:
         if auth.tokens is None:
             raise ApiError(503, "unavailable", "the credentials store is not configured")
         return auth.tokens

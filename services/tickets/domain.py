@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -22,20 +22,24 @@ from shared.events import (
     Attachment,
     Channel,
     Direction,
+    DuplicateOf,
     EventType,
     MessageReceived,
     MessageSummary,
     TicketAssigned,
     TicketCreated,
+    TicketCsatReceived,
+    TicketCsatRequested,
+    TicketDeliveryUpdated,
+    TicketDuplicateSuspected,
+    TicketMerged,
     TicketMessageAdded,
     TicketNoteAdded,
     TicketPriorityChanged,
     TicketReplied,
     TicketSnapshot,
-    TicketStatusChanged,
-    TicketDeliveryUpdated,
-    TicketMerged,
     TicketSplit,
+    TicketStatusChanged,
     TicketTagsChanged,
     TicketUnassigned,
     stable_id,
@@ -195,6 +199,42 @@ class CustomerInfo(BaseModel):
     verified: bool = Field(False, description="the first message's sender was verified")
 
 
+class CsatStatus(StrEnum):
+    requested = "requested"
+    answered = "answered"
+
+
+# a customer may change their answer for this long after giving it
+CSAT_UPDATE_WINDOW = timedelta(days=7)
+
+
+class Csat(BaseModel):
+    """The customer confirmation of the latest resolution: asked, and what the customer answered."""
+
+    survey_id: str
+    request_url: str
+    status: CsatStatus = CsatStatus.requested
+    message_id: str
+    requested_at: datetime
+    agent_id: str | None = None  # who held the ticket when it was resolved (the rating is theirs)
+    team: str | None = None
+    solved: bool | None = None
+    rating: int | None = None
+    comment: str | None = None
+    answered_at: datetime | None = None
+    reopened: bool = False  # the answer reopened the ticket (a later "solved" closes it again)
+    closed: bool = False  # the answer closed the ticket (a later "not solved" within the window reopens it)
+
+
+class CsatRefused(LifecycleError):
+    """The answer cannot be taken: `status` 404 for a link that is not (any more) the ticket's, 410 for
+    one answered longer ago than the update window."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 Event = tuple[str, BaseModel]
 SEEN = 32  # ids of the latest inputs a ticket remembers, so a redelivered one changes nothing
 MAX_DELIVERIES = 20
@@ -218,6 +258,7 @@ class Ticket(BaseModel):
     follows: str | None = None  # the earlier ticket this conversation continues
     merged_into: str | None = None  # this ticket was merged into that one
     split_from: str | None = None  # this ticket started as a message split off that one
+    duplicate_of: DuplicateOf | None = None  # very likely repeats that ticket of the same customer (issue 19)
     sla: dict[str, str] = Field(default_factory=dict)  # SLA target → warning, breached, met
     messages: list[Message] = Field(default_factory=list)
     notes: list[Note] = Field(default_factory=list)
@@ -231,6 +272,8 @@ class Ticket(BaseModel):
     inbound_count: int = 0
     last_entry_at: datetime | None = None
     merged_from: list[str] = Field(default_factory=list)  # tickets folded into this one (their history shows here)
+    csat: Csat | None = None  # the latest resolution's confirmation request and its answer
+    csat_due_at: datetime | None = None  # resolved, the request goes out then (a delay an admin set)
 
     HISTORY: ClassVar[tuple[str, ...]] = ("messages", "notes", "timeline")
 
@@ -304,6 +347,7 @@ class Ticket(BaseModel):
             return []
         if self.status not in REPLYABLE:
             raise LifecycleError(f"a {self.status} ticket cannot be answered")
+        delivery = Delivery(state=DeliveryState.queued, at=now)
         message = Message(
             message_id=message_id,
             direction=Direction.outbound,
@@ -313,11 +357,11 @@ class Ticket(BaseModel):
             author=agent_id,
             html=html,
             attachments=attachments or [],
-            delivery=Delivery(state=DeliveryState.queued, at=now),
+            delivery=delivery,
         )
         self.messages.append(message)
         self.remember(message_id)
-        self.deliveries[message_id] = message.delivery
+        self.deliveries[message_id] = delivery
         self._keep_deliveries()
         self._log(now, "reply_sent", actor=agent_id, message_id=message_id)
         self.updated_at = now
@@ -550,6 +594,92 @@ class Ticket(BaseModel):
             return []
         return [self._set_status(S.closed, actor="auto-close", now=now)]
 
+    # ------------------------------------------------------------ customer confirmation
+    def request_csat(
+        self, *, survey_id: str, request_url: str, text: str, message_id: str, now: datetime
+    ) -> list[Event]:
+        """Ask the customer of a resolved ticket whether it is solved: an outbound message on their channel
+        (delivered like a reply, without making the ticket answered) with the link they answer on."""
+        self.csat_due_at = None
+        if self.status != S.resolved or (self.csat is not None and self.csat.survey_id == survey_id):
+            return []
+        delivery = Delivery(state=DeliveryState.queued, at=now)
+        message = Message(
+            message_id=message_id,
+            direction=Direction.outbound,
+            channel=self.channel,
+            text=text,
+            at=now,
+            author="csat",
+            delivery=delivery,
+        )
+        self.messages.append(message)
+        self.remember(message_id)
+        self.deliveries[message_id] = delivery
+        self._keep_deliveries()
+        self.csat = Csat(
+            survey_id=survey_id,
+            request_url=request_url,
+            message_id=message_id,
+            requested_at=now,
+            agent_id=self.assignee,
+            team=self.team,
+        )
+        self._log(now, "csat_requested", actor="csat", message_id=message_id, survey_id=survey_id)
+        self.updated_at = now
+        return [
+            (
+                EventType.TICKET_CSAT_REQUESTED,
+                TicketCsatRequested(
+                    ticket=self.snapshot(), message=summary(message), survey_id=survey_id, request_url=request_url
+                ),
+            )
+        ]
+
+    def answer_csat(
+        self, *, survey_id: str, solved: bool, rating: int, comment: str | None, now: datetime
+    ) -> list[Event]:
+        """The customer's answer: solved closes a resolved ticket at once, not solved reopens it (routing
+        finds it an agent again). A second answer within CSAT_UPDATE_WINDOW replaces the first, and takes
+        back what the first did to the status."""
+        csat = self.csat
+        if csat is None or csat.survey_id != survey_id:
+            raise CsatRefused(404, "this confirmation link is not the ticket's current one")
+        updated = csat.status == CsatStatus.answered
+        if updated and csat.answered_at is not None and now - csat.answered_at > CSAT_UPDATE_WINDOW:
+            raise CsatRefused(410, "this answer can no longer be changed")
+        csat.status, csat.solved, csat.rating, csat.comment = CsatStatus.answered, solved, rating, comment
+        csat.answered_at = now
+        self._log(now, "csat_received", actor=self.customer.id, solved=solved, rating=rating, updated=updated)
+        self.updated_at = now
+        events: list[Event] = [
+            (
+                EventType.TICKET_CSAT_RECEIVED,
+                TicketCsatReceived(
+                    ticket=self.snapshot(),
+                    survey_id=survey_id,
+                    solved=solved,
+                    rating=rating,
+                    comment=comment,
+                    agent_id=csat.agent_id,
+                    team=csat.team,
+                    at=now,
+                    updated=updated,
+                ),
+            )
+        ]
+        if solved and (self.status == S.resolved or (csat.reopened and self.status in (S.open, S.answered))):
+            events.append(self._set_status(S.closed, actor=self.customer.id, now=now, reason="customer confirmation"))
+            csat.closed, csat.reopened = True, False
+        elif not solved and (self.status == S.resolved or (csat.closed and self.status == S.closed)):
+            events.append(self._set_status(S.open, actor=self.customer.id, now=now, reason="customer: not solved"))
+            csat.closed, csat.reopened = False, True
+        return events
+
+    def csat_if_due(self, now: datetime) -> bool:
+        """Is the (delayed) confirmation request of this resolved ticket due?"""
+        return self.status == S.resolved and self.csat_due_at is not None and self.csat_due_at <= now
+
     def record_sla(self, target: str, state: str, *, at: datetime, due_at: datetime | None, now: datetime) -> bool:
         """An SLA warning, breach or met target, on the timeline (once) when it is heard of,
         with the SLA service's own time in the details; no ticket event, as the SLA service
@@ -588,6 +718,25 @@ class Ticket(BaseModel):
             (
                 EventType.TICKET_MERGED,
                 TicketMerged(ticket=self.snapshot(), merged_ticket_id=other.id, moved_message_ids=moved, actor=actor),
+            )
+        ]
+
+    def suspect_duplicate(self, of: str, *, score: float, signals: list[str], actor: str, now: datetime) -> list[Event]:
+        """Mark the ticket as very likely repeating `of`; agents (or an auto-merge rule) decide the rest.
+        A ticket already merged, closed or junk is left alone, and a mark is never moved to another."""
+        if of == self.id or self.duplicate_of is not None or self.merged_into:
+            return []
+        if self.status in (S.closed, S.spam, S.deleted):
+            return []
+        self.duplicate_of = DuplicateOf(ticket_id=of, score=round(score, 3))
+        self._log(now, "duplicate_suspected", actor=actor, ticket_id=of, score=self.duplicate_of.score, signals=signals)
+        self.updated_at = now
+        return [
+            (
+                EventType.TICKET_DUPLICATE_SUSPECTED,
+                TicketDuplicateSuspected(
+                    ticket=self.snapshot(), duplicate_of=self.duplicate_of, signals=signals, at=now
+                ),
             )
         ]
 
@@ -713,8 +862,11 @@ class Ticket(BaseModel):
         now: datetime,
         until: datetime | None = None,
         substatus: str | None = None,
+        reason: str | None = None,
     ) -> Event:
         previous, self.status = self.status, to
+        if to != S.resolved:
+            self.csat_due_at = None
         self.postponed_until = until if to == S.postponed else None
         self.substatus = substatus
         if to == S.resolved:
@@ -726,6 +878,7 @@ class Ticket(BaseModel):
             **{"from": previous.value, "to": to.value},
             **({"until": until.isoformat()} if until else {}),
             **({"substatus": substatus} if substatus else {}),
+            **({"reason": reason} if reason else {}),
         )
         self.updated_at = now
         return (
@@ -778,7 +931,7 @@ def continues(ticket: Ticket, msg: MessageReceived, *, now: datetime, policy: Th
     idle = (now - ticket.updated_at).total_seconds()
     if ticket.status == S.resolved and idle > policy.reopen_window_s:
         return False
-    if msg.channel in WINDOWED_CHANNELS and idle > policy.window_s:
+    if msg.channel in WINDOWED_CHANNELS and idle > policy.window_s:  # noqa: SIM103 - one rule a line
         return False
     return True
 

@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.tickets.erasure import Erasure, Unfinished
-from shared.http import ApiError
+from shared.http import ApiError, Auth
 
 
-def build_privacy_router(erasure: Erasure, auth) -> APIRouter:
+def build_privacy_router(erasure: Erasure, auth: Auth) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["customers"], dependencies=[auth.admin])
 
     @router.get(

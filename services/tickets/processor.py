@@ -20,10 +20,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast, overload
 
 from pydantic import BaseModel, ValidationError
 
+from services.tickets.csat.rules import CsatSettings, Surveys
 from services.tickets.customers import CustomerBook, link_rows
 from services.tickets.domain import (
     FINISHED,
@@ -60,12 +61,14 @@ from shared.events import (
     MergeTicket,
     MessageReceived,
     PurgeTicket,
+    RecordCsatAnswer,
     RecordDelivery,
     RefreshLists,
     ReplyToTicket,
     SetTicketPriority,
     SlaTargetEvent,
     SplitTicket,
+    SuspectDuplicate,
     TicketCommand,
     TicketPurged,
     UnassignTicket,
@@ -120,6 +123,7 @@ def due_at(
     updated_at: datetime,
     auto_close_s: float,
     keep_closed: timedelta,
+    csat_due_at: datetime | None = None,
 ) -> datetime | None:
     """When time alone next changes a ticket: a postponed one wakes, a resolved one closes, a finished
     one is let go of from memory (its list document and journal keep it)."""
@@ -128,10 +132,15 @@ def due_at(
     if status == Status.postponed:
         return postponed_until
     if status == Status.resolved and resolved_at is not None:
-        return resolved_at + timedelta(seconds=auto_close_s)
+        closes = resolved_at + timedelta(seconds=auto_close_s)
+        return min(closes, csat_due_at) if csat_due_at else closes  # the customer is asked first
     return None
 
 
+@overload
+def _time(value: str) -> datetime: ...
+@overload
+def _time(value: str | None) -> datetime | None: ...
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -152,7 +161,7 @@ class Unit:
     records: list[Outgoing] = field(default_factory=list)  # events, forwarded commands, outcomes
     links: list[tuple[str, Any]] = field(default_factory=list)
     # database work the batch's records wait for (a split's message moving, a purge's forgetting)
-    jobs: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    jobs: list[Callable[[], Awaitable[object]]] = field(default_factory=list)  # (their results unused)
 
 
 @dataclass
@@ -221,6 +230,8 @@ class TicketsProcessor:
             EventType.PURGE_TICKET: self._command,
             EventType.ERASE_TICKET: self._command,
             EventType.RECORD_DELIVERY: self._command,
+            EventType.RECORD_CSAT_ANSWER: self._command,
+            EventType.SUSPECT_DUPLICATE: self._command,
             EventType.FILE_MESSAGE: self._file_forwarded,
             EventType.REFRESH_LISTS: self._refresh_lists,
             EventType.SLA_WARNING: self._sla_event,
@@ -243,7 +254,14 @@ class TicketsProcessor:
             PurgeTicket: self._purge,
             EraseTicket: self._erase,
             RecordDelivery: self._delivery,
+            RecordCsatAnswer: self._csat_answer,
+            SuspectDuplicate: self._suspect_duplicate,
         }
+
+    # customer confirmation of resolutions (services/tickets/csat): the links, and what an admin set, held
+    # here and replaced when an admin changes it (no read on the message path)
+    surveys: Surveys | None = None
+    csat_settings: CsatSettings = CsatSettings()
 
     # ------------------------------------------------------------ ownership (shared/stream.py)
     async def load(self, partitions: set[int]) -> Any:
@@ -269,6 +287,7 @@ class TicketsProcessor:
                             updated_at=_time(t["updated_at"]),
                             auto_close_s=self.auto_close_s,
                             keep_closed=self.docs.keep_closed,
+                            csat_due_at=_time(t.get("csat_due_at")),
                         ),
                     )
         log.info(
@@ -297,6 +316,7 @@ class TicketsProcessor:
                 updated_at=t.updated_at,
                 auto_close_s=self.auto_close_s,
                 keep_closed=self.docs.keep_closed,
+                csat_due_at=t.csat_due_at,
             ),
         )
 
@@ -510,7 +530,8 @@ class TicketsProcessor:
     async def _command(self, record: Record, unit: Unit) -> None:
         from shared.events import EVENT_TYPES  # the payload model of each command type
 
-        cmd = EVENT_TYPES[record.type].model_validate(record.data)
+        # (only command types are routed here: every one is a TicketCommand)
+        cmd = cast(TicketCommand, EVENT_TYPES[record.type].model_validate(record.data))
         p = record.partition
         if not self._local(p, cmd.ticket_id):
             if isinstance(cmd, TicketCommand) and cmd.request_id:
@@ -537,14 +558,14 @@ class TicketsProcessor:
             return
         except LifecycleError as exc:
             if isinstance(cmd, TicketCommand) and cmd.request_id:
-                self._outcome(unit, cmd, 409, "invalid_transition", str(exc), now=record.timestamp)
+                status = getattr(exc, "status", 409)
+                code = {404: "not_found", 410: "gone"}.get(status, "invalid_transition")
+                self._outcome(unit, cmd, status, code, str(exc), now=record.timestamp)
             else:
                 log.info("%s of %s skipped: %s", record.type, cmd.ticket_id, exc)
             return
         ticket.remember(cmd.command_id)
-        entry_id = (
-            getattr(cmd, "message_id", None) if isinstance(cmd, ReplyToTicket) else f"{cmd.command_id}:{ticket.id}"
-        )
+        entry_id = cmd.message_id if isinstance(cmd, ReplyToTicket) else f"{cmd.command_id}:{ticket.id}"
         self._changed(p, held, unit, events, entry_id=entry_id, input_id=cmd.command_id, now=record.timestamp)
         if isinstance(cmd, TicketCommand) and cmd.request_id:
             self._outcome(
@@ -582,7 +603,33 @@ class TicketsProcessor:
         )
 
     def _change_status(self, t: Ticket, cmd: ChangeTicketStatus, now: datetime, unit: Unit) -> list[Event]:
-        return t.change_status(Status(cmd.status), actor=cmd.actor, now=now, until=cmd.until, substatus=cmd.substatus)
+        was = t.status
+        events = t.change_status(Status(cmd.status), actor=cmd.actor, now=now, until=cmd.until, substatus=cmd.substatus)
+        if t.status == Status.resolved and was != Status.resolved:
+            events += self._resolved(t, now)
+        return events
+
+    def _resolved(self, t: Ticket, now: datetime) -> list[Event]:
+        """A resolution is confirmed with the customer: at once, or after the delay an admin set (`sweep`)."""
+        if self.surveys is None or not self.csat_settings.applies(t.channel):
+            return []
+        if self.csat_settings.delay_s > 0:
+            t.csat_due_at = now + timedelta(seconds=self.csat_settings.delay_s)
+            return []
+        return self.surveys.ask(t, now)
+
+    def _ask_if_due(self, t: Ticket, now: datetime) -> list[Event]:
+        if not t.csat_if_due(now):
+            return []
+        if self.surveys is None or not self.csat_settings.applies(t.channel):
+            t.csat_due_at = None  # switched off meanwhile
+            return []
+        return self.surveys.ask(t, now)
+
+    def _csat_answer(self, t: Ticket, cmd: RecordCsatAnswer, now: datetime, unit: Unit) -> list[Event]:
+        return t.answer_csat(
+            survey_id=cmd.survey_id, solved=cmd.solved, rating=cmd.rating, comment=cmd.comment, now=now
+        )
 
     def _note(self, t: Ticket, cmd: AddTicketNote, now: datetime, unit: Unit) -> list[Event]:
         return t.add_note(author=cmd.author, text=cmd.text, note_id=cmd.note_id, now=now)
@@ -694,6 +741,9 @@ class TicketsProcessor:
             next_attempt_at=cmd.next_attempt_at,
         )
 
+    def _suspect_duplicate(self, t: Ticket, cmd: SuspectDuplicate, now: datetime, unit: Unit) -> list[Event]:
+        return t.suspect_duplicate(cmd.duplicate_of, score=cmd.score, signals=cmd.signals, actor="duplicates", now=now)
+
     def _result(self, t: Ticket, cmd: Any, duplicate: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = {
             "ticket_id": t.id,
@@ -706,6 +756,8 @@ class TicketsProcessor:
             result["message_id"] = cmd.message_id
         if isinstance(cmd, AddTicketNote):
             result["note_id"] = cmd.note_id
+        if isinstance(cmd, RecordCsatAnswer) and t.csat is not None:
+            result["csat"] = t.csat.model_dump(mode="json", exclude={"message_id"})
         if isinstance(cmd, SplitTicket):
             message_id = cmd.message.get("message_id", "")
             p = partition_of(t.id, self.partitions)
@@ -838,7 +890,9 @@ class TicketsProcessor:
                     timed.pop(ticket_id, None)
                     continue
                 t = held.ticket
-                events = t.wake_if_due(now) or t.close_if_quiet(now, after_s=self.auto_close_s)
+                events = (
+                    t.wake_if_due(now) or self._ask_if_due(t, now) or t.close_if_quiet(now, after_s=self.auto_close_s)
+                )
                 if events:
                     input_id = stable_id("sweep", t.id, str(t.version))
                     self._changed(p, held, unit, events, entry_id=f"{input_id}:{t.id}", input_id=input_id, now=now)
@@ -975,7 +1029,7 @@ class TicketsProcessor:
             )
         )
 
-    def _command_record(self, type_: str, cmd: BaseModel, ticket_id: str, now: datetime) -> Outgoing:
+    def _command_record(self, type_: str, cmd: TicketCommand, ticket_id: str, now: datetime) -> Outgoing:
         return event(
             topics.TICKETS_COMMANDS,
             ticket_id,

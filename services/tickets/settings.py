@@ -30,6 +30,10 @@ class TicketsSettings(ServiceSettings):
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")
 
+    # where customers reach this service (the links of customer confirmation requests point here); unset:
+    # http://<DESKSTREAM_HTTP_HOST>:<TICKETS_HTTP_PORT>
+    public_url: str | None = Field(None, validation_alias="TICKETS_PUBLIC_URL", pattern=r"^https?://[^\s/]+(/\S*)?$")
+
     # delivery of agents' replies: back-off between attempts, and when to give up
     delivery_retry_base_s: float = Field(2.0, validation_alias="DELIVERY_RETRY_BASE_S", gt=0)
     delivery_retry_max_s: float = Field(300.0, validation_alias="DELIVERY_RETRY_MAX_S", gt=0)
@@ -63,5 +67,12 @@ class TicketsSettings(ServiceSettings):
     webhooks_timeout_s: float = Field(10.0, validation_alias="WEBHOOKS_TIMEOUT_S", gt=0, le=60)
     # requests in flight per subscriber (each to a different ticket): its share, whatever state it is in
     webhooks_per_subscriber: int = Field(8, validation_alias="WEBHOOKS_PER_SUBSCRIBER", ge=1, le=100)
+    # deliveries a process holds in memory (~1 KB each plus the event); beyond it, during a long outage of a
+    # busy subscriber, they wait in the durable queue and are read back in pages as the lanes drain
+    webhooks_max_pending: int = Field(50_000, validation_alias="WEBHOOKS_MAX_PENDING", ge=100)
+    # a subscriber failing this many times in a row is probed with one delivery at a time (its lanes wait),
+    # the probes WEBHOOKS_RETRY_BASE_S doubling to this far apart
+    webhooks_breaker_failures: int = Field(5, validation_alias="WEBHOOKS_BREAKER_FAILURES", ge=1, le=1000)
+    webhooks_probe_max_s: float = Field(300.0, validation_alias="WEBHOOKS_PROBE_MAX_S", gt=0)
     # how long the delivery log keeps attempts
     webhooks_keep_log_s: float = Field(7 * 24 * 3600.0, validation_alias="WEBHOOKS_KEEP_LOG_S", gt=0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -136,7 +137,7 @@ class TicketStore:
             await self.journal.delete_one({"_id": entry_id})
         return len(ids)
 
-    async def blobs_in_use(self, refs: list[str], *, besides: list[str] = ()) -> set[str]:
+    async def blobs_in_use(self, refs: list[str], *, besides: Sequence[str] = ()) -> set[str]:
         """Which of these files (`blob:<sha256>`) a journal entry of a ticket other than `besides` refers
         to: files another ticket shares are kept when a ticket is purged or erased. A scan of the journal:
         rare admin work."""
@@ -257,7 +258,7 @@ class TicketStore:
             await self.customers.delete_one({"_id": customer_id})
         return identities
 
-    async def put_customer(self, customer_id: str, fields: dict[str, Any], add_merged: list[str] = ()) -> None:
+    async def put_customer(self, customer_id: str, fields: dict[str, Any], add_merged: Sequence[str] = ()) -> None:
         update: dict[str, Any] = {"$set": fields}
         if add_merged:
             update["$addToSet"] = {"merged_ids": {"$each": list(add_merged)}}

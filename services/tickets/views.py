@@ -6,6 +6,7 @@ wherever the next request lands: its journal entry was written before the acknow
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +40,7 @@ def latest_state(ticket_id: str, doc: dict[str, Any] | None, entries: list[dict[
     return state
 
 
-def assemble(state: dict[str, Any], entries: list[dict[str, Any]], others: list[dict[str, Any]] = ()) -> Ticket:
+def assemble(state: dict[str, Any], entries: list[dict[str, Any]], others: Sequence[dict[str, Any]] = ()) -> Ticket:
     messages: dict[str, tuple[datetime, Message]] = {}
     notes: list[Note] = []
     timeline: list[TimelineEntry] = []

@@ -28,7 +28,8 @@ def test_public_types_use_the_deskstream_prefixes():
     for type_ in EVENT_TYPES:
         assert type_.startswith(("deskstream.ticket.", "deskstream.sla.", "deskstream.message.",
                                  "deskstream.command.", "deskstream.deadletter", "deskstream.customer.",
-                                 "deskstream.routing.", "deskstream.settings.", "deskstream.privacy."))
+                                 "deskstream.routing.", "deskstream.settings.", "deskstream.privacy.",
+                                 "deskstream.problem."))  # CONTRACT.md: deskstream.problem.detected
 
 
 def test_ticket_record_schema_lists_every_ticket_event_type():

@@ -184,6 +184,32 @@ function kpis(s) {
   $("kpi-sla-hint").textContent = `${met} met · ${breached} breached`;
 }
 
+function csatKpi(c) {
+  const kpi = $("kpi-csat");
+  kpi.textContent = c.satisfied_pct === null || c.satisfied_pct === undefined ? "–" : `${c.satisfied_pct}%`;
+  kpi.className = !c.responses ? "" : c.satisfied_pct >= 85 ? "good" : c.satisfied_pct >= 70 ? "warn" : "bad";
+  $("kpi-csat-hint").textContent = `${c.responses} rating${c.responses === 1 ? "" : "s"}`;
+}
+
+function csatTable(c) {
+  const rows = [["all", "", c]];
+  for (const dim of ["channel", "team", "agent"]) {
+    for (const [key, n] of Object.entries(c[`by_${dim}`] || {})) rows.push([dim, key, n]);
+  }
+  $("csat-empty").classList.toggle("hidden", c.responses > 0);
+  $("csat-rows").replaceChildren(...(c.responses ? rows : []).map(([dim, key, n]) => {
+    const meter = el("span", { cls: "meter" }, [el("span")]);
+    const share = n.satisfied_pct === null ? 0 : n.satisfied_pct / 100;
+    meter.firstChild.style.width = `${share * 100}%`;
+    meter.firstChild.style.background = share >= 0.85 ? "var(--good)" : share >= 0.7 ? "var(--warn)" : "var(--bad)";
+    return el("tr", {}, [
+      el("td", { text: dim }), el("td", { text: key }), el("td", { cls: "num", text: n.responses }),
+      el("td", { cls: "num", text: n.solved }), el("td", { cls: "num", text: n.mean_rating ?? "–" }),
+      el("td", {}, [meter, document.createTextNode(n.satisfied_pct === null ? "–" : `${n.satisfied_pct}%`)]),
+    ]);
+  }));
+}
+
 function slaTable(rows) {
   $("sla-empty").classList.toggle("hidden", rows.length > 0);
   $("sla-rows").replaceChildren(...rows.map((r) => {
@@ -224,6 +250,13 @@ function tags(s) {
   $("tags-window").textContent = `tickets per tag, last ${s.window.days} days`;
   $("tags-empty").classList.toggle("hidden", s.top_tags.length > 0);
   hbars($("tags"), s.top_tags.map((t) => ({ label: t.tag, value: t.tickets })));
+}
+
+function problems(p) {
+  const today = p.problems.filter((x) => x.tickets_today > 0)
+    .sort((a, b) => b.tickets_today - a.tickets_today).slice(0, 5);
+  $("problems-empty").classList.toggle("hidden", today.length > 0);
+  hbars($("problems"), today.map((x) => ({ label: `${x.label} · ${x.languages.join("/")}`, value: x.tickets_today })));
 }
 
 function mix(s) {
@@ -267,7 +300,9 @@ async function load() {
     slaTable(s.sla_compliance);
     backlog(s.backlog);
     agentTable(s.agents);
+    if (s.csat) { csatKpi(s.csat); csatTable(s.csat); }
     tags(s);
+    problems(await getJson("/v1/problems").catch(() => ({ problems: [] })));  // a panel of its own: never stops the rest
     mix(s);
     lastOk = new Date();
     const st = $("status");

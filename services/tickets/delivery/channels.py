@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -52,7 +52,7 @@ BlobReader = Callable[[str], Awaitable[bytes | None]]
 
 # ---------------------------------------------------------------- email
 def compose_email(
-    ticket: Ticket, message: Message, to: str, *, support_email: str, attachments: list[tuple[str, str, bytes]] = ()
+    ticket: Ticket, message: Message, to: str, *, support_email: str, attachments: Sequence[tuple[str, str, bytes]] = ()
 ) -> EmailMessage:
     """The reply as a mail threaded to the customer's last message, with the ticket
     reference in the subject so any answer finds its way back; text and HTML parts."""
@@ -92,7 +92,9 @@ def compose_email(
 def _threadable(external_id: str | None) -> bool:
     """Whether a message's channel id can stand in In-Reply-To/References: a mail's Message-ID
     can; a chat or social id with spaces or line breaks in it cannot."""
-    return bool(external_id) and " " not in external_id and not has_breaks(external_id)
+    if not external_id:
+        return False
+    return " " not in external_id and not has_breaks(external_id)
 
 
 class SmtpMail:
@@ -149,7 +151,7 @@ def _transient_status(status: int) -> bool:
     return status in (401, 403, 408, 409, 425, 429) or status >= 500
 
 
-async def _post(client: httpx.AsyncClient, url: str, **kwargs) -> httpx.Response:
+async def _post(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
     try:
         return await client.post(url, **kwargs)
     except httpx.HTTPError as exc:
@@ -220,7 +222,9 @@ class WhatsAppCloud:
         body = _error_of(response)
         if response.status_code == 200 and body.get("messages"):
             return Sent(provider_id=body["messages"][0].get("id"), detail="WhatsApp accepted")
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        error = body.get("error")
+        if not isinstance(error, dict):
+            error = {}
         code = error.get("code")
         detail = f"WhatsApp {response.status_code} code {code}: {error.get('message', response.text[:200])}"
         transient = _transient_status(response.status_code) or code in WHATSAPP_TRANSIENT_CODES

@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -83,7 +83,7 @@ def _after(messages: list[Message], last_seen: str | None) -> list[Message]:
 _background: set[asyncio.Task[None]] = set()
 
 
-def background(work) -> None:
+def background(work: Coroutine[Any, Any, None]) -> None:
     """Run `work` to the end even if the request that started it goes away."""
     task = asyncio.create_task(work)
     _background.add(task)

@@ -51,9 +51,12 @@ class DeliveryService:
         self.clock = clock
 
     async def on_replied(self, replied: TicketReplied) -> None:
-        message_id = replied.message.message_id
+        await self.on_outbound(replied.ticket.id, replied.message.message_id)
+
+    async def on_outbound(self, ticket_id: str, message_id: str) -> None:
+        """An outbound message of the ticket (an agent's reply, a confirmation request) is to be delivered."""
         if await self.store.outcome(message_id) is None:
-            await self.store.enqueue(message_id, replied.ticket.id, self.clock())
+            await self.store.enqueue(message_id, ticket_id, self.clock())
         await self.attempt(message_id)
 
     async def retry_due(self) -> int:

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from services.tickets.webhooks.rules import Refused, check_addresses, check_url, new_secret, secret_key
 from services.tickets.webhooks.service import matching_since, queue_doc
 from services.tickets.webhooks.store import WebhookStore
-from shared.events import utcnow
 from shared.credentials import Vault
+from shared.events import utcnow
 from shared.http import ApiError, Auth, check_id
 
 Pattern = str
@@ -84,7 +84,7 @@ def build_webhooks_router(
                     infos = await asyncio.get_running_loop().getaddrinfo(host, None)
                 except OSError as exc:
                     raise Refused(f"{host} does not resolve") from exc
-                check_addresses({i[4][0] for i in infos}, allow_private=False)
+                check_addresses({str(i[4][0]) for i in infos}, allow_private=False)  # (the address: str for IP)
         except Refused as exc:
             raise ApiError(400, "invalid_url", str(exc)) from exc
 

@@ -155,16 +155,98 @@ def ready(
     busy: set[tuple[str, str]],
     in_flight: dict[str, int],
     limit_per_webhook: int,
+    limits: dict[str, int] | None = None,
 ) -> list[tuple[str, str]]:
     """The lanes to send now: only a lane's head is ever sent (a ticket's next event waits while its
     earlier one is retrying), no lane twice at once, and at most `limit_per_webhook` requests in flight
-    per subscriber — so a slow or dead one takes only its own share and never holds up another."""
+    per subscriber — so a slow or dead one takes only its own share and never holds up another. `limits`:
+    a lower share for some (a subscriber whose breaker is open gets 0, or 1 for its probe)."""
     taken = dict(in_flight)
     chosen = []
     for head in sorted(heads, key=lambda h: h.next_at):
         webhook_id = head.lane[0]
-        if head.next_at > now or head.lane in busy or taken.get(webhook_id, 0) >= limit_per_webhook:
+        limit = limit_per_webhook if limits is None else limits.get(webhook_id, limit_per_webhook)
+        if head.next_at > now or head.lane in busy or taken.get(webhook_id, 0) >= limit:
             continue
         taken[webhook_id] = taken.get(webhook_id, 0) + 1
         chosen.append(head.lane)
     return chosen
+
+
+# ------------------------------------------------------------------ a subscriber that keeps failing
+
+
+class Breaker:
+    """One subscriber's circuit breaker. Closed: every lane is worked as usual. After `threshold` failures in
+    a row it opens: no lane is tried at all (a dead receiver no longer costs a retry per ticket) until
+    `open_until`; then one delivery (the head that is due first) probes it. The probe's 2xx closes the
+    breaker and every lane resumes at once; its failure opens it again for twice as long (capped, jittered).
+    Lanes keep their order and their entries meanwhile: nothing is skipped, nothing is lost."""
+
+    __slots__ = ("failures", "open_until", "opened", "probing")
+
+    def __init__(self) -> None:
+        self.failures = 0  # in a row
+        self.open_until: datetime | None = None
+        self.opened = 0  # times opened since it last closed (the back-off grows with it)
+        self.probing = False
+
+
+class Breakers:
+    def __init__(
+        self,
+        *,
+        threshold: int = 5,
+        base_s: float = 5.0,
+        cap_s: float = 300.0,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.threshold, self.base_s, self.cap_s = threshold, base_s, cap_s
+        self.rand = rand or random.Random()
+        self.by_webhook: dict[str, Breaker] = {}
+
+    def allowance(self, webhook_id: str, now: datetime, limit: int) -> int:
+        """How many requests the subscriber may have in flight now: `limit` while closed, 1 (the probe) once
+        an open breaker's time is up, 0 while it is open (or its probe is out)."""
+        b = self.by_webhook.get(webhook_id)
+        if b is None or b.open_until is None:
+            return limit
+        if b.probing or now < b.open_until:
+            return 0
+        return 1
+
+    def sent(self, webhook_id: str) -> None:
+        """A request went out; for an open breaker it is the probe."""
+        b = self.by_webhook.get(webhook_id)
+        if b is not None and b.open_until is not None:
+            b.probing = True
+
+    def succeeded(self, webhook_id: str) -> bool:
+        """True when this closes an open breaker (every lane may go again now)."""
+        b = self.by_webhook.pop(webhook_id, None)
+        return b is not None and b.open_until is not None
+
+    def failed(self, webhook_id: str, now: datetime) -> bool:
+        """True when this opens the breaker (again, after a failed probe)."""
+        b = self.by_webhook.setdefault(webhook_id, Breaker())
+        b.failures += 1
+        if b.open_until is None and b.failures < self.threshold:
+            return False
+        if b.open_until is not None and not b.probing:
+            return False  # a request sent before it opened, answering late: the breaker's time stands
+        b.probing = False
+        b.opened += 1
+        ceiling = min(self.cap_s, self.base_s * 2 ** (b.opened - 1))
+        b.open_until = now + timedelta(seconds=ceiling / 2 + self.rand.uniform(0, ceiling / 2))
+        return True
+
+    def state(self, webhook_id: str, now: datetime) -> dict[str, object]:
+        """For the subscription's view: closed, open (until when) or probing."""
+        b = self.by_webhook.get(webhook_id)
+        if b is None or b.open_until is None:
+            return {"state": "closed", "failures_in_a_row": b.failures if b else 0}
+        return {
+            "state": "probing" if b.probing or now >= b.open_until else "open",
+            "failures_in_a_row": b.failures,
+            "next_probe_at": b.open_until,
+        }

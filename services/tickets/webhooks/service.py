@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.tickets.webhooks.rules import (
     SECRET_PREFIX,
+    Breakers,
     Queued,
     Refused,
     RetryPolicy,
@@ -92,6 +93,11 @@ class Entry:
             first_at=doc["queued_at"],
             next_at=doc["queued_at"],
         )
+
+
+def _before(seq: str) -> str:
+    """A `seq` just below this one (everything up to it is held; this one and later wait)."""
+    return seq[:-1] + chr(ord(seq[-1]) - 1) + "~" if seq else seq
 
 
 def queue_doc(
@@ -164,8 +170,12 @@ class Dispatcher:
         disabled: Callable[[WebhookDisabled], Awaitable[None]] | None = None,
         clock: Callable[[], datetime] = utcnow,
         vault: Vault | None = None,
+        breakers: Breakers | None = None,
+        max_pending: int = 50_000,
     ) -> None:
         self.store, self.subscriptions, self.client, self.retry = store, subscriptions, client, retry
+        # a subscriber failing again and again is probed with one delivery at a time instead of every lane
+        self.breakers = breakers or Breakers(base_s=retry.base_s, cap_s=min(retry.cap_s, 300.0))
         self.vault = vault  # opens the sealed signing secrets (one kept in clear, from before, is used as it is)
         self.allow_private, self.per_webhook, self.timeout_s = allow_private, per_webhook, timeout_s
         self.disabled, self.clock = disabled, clock
@@ -177,6 +187,13 @@ class Dispatcher:
         self.attempts: list[dict[str, Any]] = []  # the log, written in batches by `flush`
         self.finished: list[str] = []
         self.owned: set[int] = set()  # the partitions whose lanes are here
+        # at most `max_pending` deliveries are held in memory (a long outage of a busy subscriber); the ones
+        # queued after `spilled_after` wait in the durable queue and are read back in pages as lanes drain
+        self.max_pending = max_pending
+        self.spilled_after: str | None = None
+        self._paging = False
+        self._arrived: list[dict[str, Any]] = []  # queued while a page was being read
+        self._flushing: set[str] = set()
         self._reload = False
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -189,9 +206,20 @@ class Dispatcher:
 
     # ------------------------------------------------------------ what is queued
     def add(self, docs: list[dict[str, Any]]) -> None:
+        last_seq: str | None = None
         for doc in sorted(docs, key=lambda d: d["seq"]):
             if doc["_id"] in self.known:
                 continue
+            if self.spilled_after is not None and doc["seq"] > self.spilled_after:
+                if self._paging:
+                    self._arrived.append(doc)
+                continue  # in the durable queue; read back when there is room
+            if len(self.known) >= self.max_pending and doc["seq"] != last_seq:
+                self.spilled_after = last_seq if last_seq is not None else _before(doc["seq"])
+                if self._paging:
+                    self._arrived.append(doc)
+                continue
+            last_seq = doc["seq"]
             entry = Entry.of(doc)
             self.known.add(entry.id)
             lane = self.lanes.setdefault((entry.webhook_id, entry.ticket), deque())
@@ -236,20 +264,35 @@ class Dispatcher:
     async def run(self) -> None:
         while True:
             if self._reload and self.owned:
-                loaded = await self.store.pending(set(self.owned))
+                loaded, last = await self.store.page(set(self.owned), limit=self.max_pending)
                 self._reload = False
-                self.add([d for d in loaded if d["partition"] in self.owned])
+                self.add_page([d for d in loaded if d["partition"] in self.owned], last)
+            elif self.spilled_after is not None and self.owned and len(self.known) <= self.max_pending // 2:
+                await self.read_back()
             subs = await self.subscriptions.current()
             now = self.clock()
             for key in [k for k in self.lanes if k[0] not in subs]:  # the subscription was deleted
                 for entry in self.lanes.pop(key):
                     self.known.discard(entry.id)
-            heads = [
-                Queued(key, q[0].next_at) for key, q in self.lanes.items() if q and subs[key[0]].get("active", True)
-            ]
+            limits: dict[str, int] = {}
+            heads = []
+            for key, q in self.lanes.items():
+                if not q or not subs[key[0]].get("active", True):
+                    continue
+                if key[0] not in limits:
+                    limits[key[0]] = self.breakers.allowance(key[0], now, self.per_webhook)
+                if limits[key[0]]:  # an open breaker's lanes wait; its probe goes when due, whatever lane it is
+                    probe = limits[key[0]] == 1 and self.per_webhook > 1
+                    heads.append(Queued(key, min(q[0].next_at, now) if probe else q[0].next_at))
             for key in ready(
-                heads, now=now, busy=self.busy, in_flight=self.in_flight, limit_per_webhook=self.per_webhook
+                heads,
+                now=now,
+                busy=self.busy,
+                in_flight=self.in_flight,
+                limit_per_webhook=self.per_webhook,
+                limits=limits,
             ):
+                self.breakers.sent(key[0])
                 self.busy.add(key)
                 self.in_flight[key[0]] = self.in_flight.get(key[0], 0) + 1
                 task = asyncio.create_task(self._attempt(key, self.lanes[key][0], subs[key[0]]))
@@ -268,7 +311,7 @@ class Dispatcher:
             host = check_url(sub["url"])
             if not self.allow_private:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-                check_addresses({i[4][0] for i in infos}, allow_private=False)
+                check_addresses({str(i[4][0]) for i in infos}, allow_private=False)  # (the address: str for IP)
         except (Refused, OSError, ValueError) as exc:
             return None, f"refused: {exc}"
         secret = sub["secret"]
@@ -294,10 +337,20 @@ class Dispatcher:
             if is_success(status):
                 outcome = "delivered"
                 self.last_ok[entry.webhook_id] = now
+                if self.breakers.succeeded(entry.webhook_id):
+                    log.info("webhook %s answers again: every lane resumes", entry.webhook_id)
                 self._pull_forward(entry.webhook_id, now)
             else:
                 next_at = self.retry.next_attempt(entry.attempts, now, entry.first_at)
                 outcome = "retrying" if next_at else "failed"
+                if self.breakers.failed(entry.webhook_id, now):
+                    state = self.breakers.state(entry.webhook_id, now)
+                    log.info(
+                        "webhook %s keeps failing (%s): lanes paused, next probe at %s",
+                        entry.webhook_id,
+                        error,
+                        state.get("next_probe_at"),
+                    )
             self.attempts.append(
                 {
                     "_id": f"{entry.id}#{uuid.uuid4().hex[:12]}",
@@ -336,6 +389,35 @@ class Dispatcher:
             self.in_flight[key[0]] -= 1
             self._wake.set()
 
+    async def read_back(self) -> None:
+        """The next page of deliveries that waited in the durable queue (queued after `spilled_after`)."""
+        after = self.spilled_after
+        self._paging, self._arrived = True, []
+        try:
+            docs, last = await self.store.page(set(self.owned), after=after, limit=max(1, self.max_pending // 2))
+        finally:
+            self._paging = False
+        arrived, self._arrived = self._arrived, []
+        forgetting = set(self.finished) | self._flushing  # done, but not yet out of the queue
+        docs = [d for d in docs if d["_id"] not in forgetting and d["partition"] in self.owned]
+        if last is None:  # caught up: what was queued meanwhile joins too
+            self.spilled_after = None
+            self.add(docs + arrived)
+            return
+        self.spilled_after = None
+        self.add_page(docs, last)
+
+    def add_page(self, docs: list[dict[str, Any]], last: str | None) -> None:
+        """A page read from the queue; `last`: the page was full (see WebhookStore.page)."""
+        if last is None:
+            self.add(docs)
+            return
+        # a page may end within one seq's deliveries (one event, several subscriptions): those come next time
+        whole = [d for d in docs if d["seq"] < last] or docs
+        upto = max(d["seq"] for d in whole) if whole else last
+        self.spilled_after = upto if self.spilled_after is None else min(self.spilled_after, upto)
+        self.add(whole)
+
     def _pull_forward(self, webhook_id: str, now: datetime) -> None:
         """The subscriber answers again: its lanes waiting out a back-off go now, not hours later."""
         for (wh, _), lane in self.lanes.items():
@@ -358,12 +440,15 @@ class Dispatcher:
         """Append the attempts made since the last flush, then let finished deliveries leave the queue."""
         attempts, finished = self.attempts, self.finished
         self.attempts, self.finished = [], []
+        self._flushing.update(finished)
         try:
             await self.store.record(attempts)
             await self.store.forget(finished)
         except Exception:
             self.attempts[:0], self.finished[:0] = attempts, finished
             raise
+        finally:
+            self._flushing.difference_update(finished)
         return 0
 
     async def stop(self) -> None:
@@ -385,12 +470,13 @@ class WebhookProcessor:
     ) -> None:
         self.store, self.subscriptions, self.dispatcher, self.clock = store, subscriptions, dispatcher, clock
 
-    async def load(self, partitions: set[int]) -> list[dict[str, Any]]:
-        return await self.store.pending(partitions)
+    async def load(self, partitions: set[int]) -> tuple[list[dict[str, Any]], str | None]:
+        return await self.store.page(partitions, limit=self.dispatcher.max_pending)
 
-    def install(self, partitions: set[int], loaded: list[dict[str, Any]]) -> None:
+    def install(self, partitions: set[int], loaded: tuple[list[dict[str, Any]], str | None]) -> None:
+        docs, last = loaded
         self.dispatcher.owned |= partitions
-        self.dispatcher.add(loaded)
+        self.dispatcher.add_page(docs, last)  # with more waiting in the queue: read back in pages
 
     def revoke(self, partitions: set[int]) -> None:
         self.dispatcher.owned -= partitions

@@ -43,6 +43,7 @@ class WebhookStore:
 
     async def ensure_indexes(self) -> None:
         await self.mongo.index(self.attempts, [("webhook_id", 1), ("at", -1)])
+        await self.mongo.index(self.queue, [("partition", 1), ("seq", 1)])
 
     # ------------------------------------------------------------ subscriptions
     async def put(self, webhook_id: str, fields: dict[str, Any], *, created_at: datetime) -> dict[str, Any]:
@@ -72,7 +73,24 @@ class WebhookStore:
     async def pending(self, partitions: set[int]) -> list[dict[str, Any]]:
         """Queued deliveries of these partitions not finished yet, in the order they were queued.
         Read when partitions are assigned (a restart, a rebalance), never per event."""
-        queued = [d async for d in self.queue.find({"partition": {"$in": sorted(partitions)}})]
+        return (await self.page(partitions))[0]
+
+    async def page(
+        self, partitions: set[int], *, after: str | None = None, limit: int | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Like `pending`, queued after `after` (a `seq`), at most `limit` of them: (the deliveries, the last
+        `seq` read when the page was full — more may follow it — else None)."""
+        query: dict[str, Any] = {"partition": {"$in": sorted(partitions)}}
+        if after is not None:
+            query["seq"] = {"$gt": after}
+        cursor = self.queue.find(query)
+        if limit is not None:
+            cursor = cursor.sort([("seq", 1)]).limit(limit)
+        queued = [d async for d in cursor]
+        last = max(d["seq"] for d in queued) if limit is not None and len(queued) >= limit else None
+        return await self._unfinished(queued), last
+
+    async def _unfinished(self, queued: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not queued:
             return []
         ids = [d["_id"] for d in queued]

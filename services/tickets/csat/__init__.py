@@ -1,0 +1,1 @@
+"""Customer confirmation: asking the customer of a resolved ticket whether it is solved, and their rating."""
