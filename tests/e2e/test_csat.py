@@ -270,8 +270,12 @@ def test_a_made_up_or_altered_link_is_refused_and_records_nothing(stack, agent, 
     for body in ({"solved": True, "rating": 9}, {"rating": 3}, {"solved": "maybe", "rating": 3}):
         r = httpx.post(link, json=body, timeout=10)
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_answer"
-    r = httpx.post(link, data={"rating": "3"}, timeout=10)  # the form, without saying whether it is solved
+    # the form, without saying whether it is solved: a browser gets the page again, another client our JSON error
+    r = httpx.post(link, data={"rating": "3"}, headers={"Accept": "text/html"}, timeout=10)
     assert r.status_code == 422 and "text/html" in r.headers["content-type"] and "solved" in r.text
+    r = httpx.post(link, data={"rating": "3"}, timeout=10)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_answer"
+    assert httpx.get(forged, headers={"Accept": "text/html"}, timeout=10).text.startswith("<!doctype html>")
     unchanged = ticket(stack, tid)
     assert unchanged["status"] == "resolved" and unchanged["csat"]["status"] == "requested"
     assert not any(e["type"] == "csat_received" for e in unchanged["timeline"])

@@ -39,13 +39,25 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def alive(pid: int) -> bool:
-    """True for a live process; a zombie counts as dead (and is reaped if it is our child)."""
+def _state(stat: Path) -> str:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        return stat.read_text().rsplit(")", 1)[-1].split()[0]
     except (OSError, IndexError):
-        state = "X"
+        return "X"
+
+
+def alive(pid: int) -> bool:
+    """True for a live process; a zombie counts as dead (and is reaped if it is our child). A killed
+    process's main thread turns zombie before its other threads have exited, and those still hold its
+    files (its listening sockets): it is gone only when every thread is."""
+    state = _state(Path(f"/proc/{pid}/stat"))
     if state in ("Z", "X", "x"):
+        try:
+            threads = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            threads = []
+        if any(_state(t / "stat") not in ("Z", "X", "x") for t in threads):
+            return True
         proc = _CHILDREN.pop(pid, None)
         if proc is not None:
             proc.poll()

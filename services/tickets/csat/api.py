@@ -158,7 +158,8 @@ def build_csat_router(
     router = APIRouter(prefix="/v1", tags=["customer confirmation"])
 
     def wants_html(request: Request) -> bool:
-        return request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        """A browser (it asks for HTML) gets a page; any other client our JSON error."""
+        return "text/html" in request.headers.get("accept", "")
 
     def refused(request: Request, status: int, code: str, message: str, ticket: Ticket | None = None) -> HTMLResponse:
         if not wants_html(request):
@@ -190,12 +191,16 @@ def build_csat_router(
         response_class=HTMLResponse,
         summary="The customer's confirmation page: was it solved, a rating from 1 to 5 (a form, no script)",
     )
-    async def csat_page(token: str) -> HTMLResponse:
+    async def csat_page(token: str, request: Request) -> HTMLResponse:
         ticket, _ = await current(token)
         if ticket is None:
+            if not wants_html(request):
+                raise ApiError(404, "not_found", NOT_VALID)
             return page("Link not valid", f"<h1>Link not valid</h1><p>{NOT_VALID}</p>", status=404)
         csat = ticket.csat
         if csat is not None and csat.answered_at is not None and utcnow() - csat.answered_at > CSAT_UPDATE_WINDOW:
+            if not wants_html(request):
+                raise ApiError(410, "gone", "this answer can no longer be changed")
             return page(
                 "Thank you",
                 f"<h1>Thank you</h1><p>We have your answer for request #{html.escape(ticket.id)}; "
