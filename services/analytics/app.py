@@ -54,7 +54,9 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
         producer=rt.producer,
         source=rt.source,
         duplicates=DuplicateIndex(
-            window=timedelta(days=settings.duplicates_window_days), threshold=settings.duplicates_threshold
+            window=timedelta(days=settings.duplicates_window_days),
+            threshold=settings.duplicates_threshold,
+            max_tickets=settings.duplicates_max_tickets,
         ),
         problems=ProblemBook(
             window=timedelta(days=settings.problems_window_days),

@@ -59,7 +59,7 @@ def score(new: Features, old: Features) -> tuple[float, tuple[str, ...]]:
     return max(0.0, min(1.0, value)), tuple(signals)
 
 
-@dataclass
+@dataclass(slots=True)
 class Known:
     """A ticket of a customer, as the index keeps it (its first message's features, not its text)."""
 
@@ -74,14 +74,15 @@ class Known:
 class DuplicateIndex:
     """The recent tickets of each customer, in memory. Bounded: a ticket is kept for `window` (14 days)
     from its creation, at most `per_customer` per customer (the newest), and at most `max_tickets` in
-    all (the oldest go first) — with the defaults some 200,000 tickets of a few kilobytes of shingles
-    each, a few hundred MB at worst; a busy shop lowers `max_tickets` or the window."""
+    all (the oldest go first). A ticket costs ~1.3 KB with a chat-sized first message and ~2.2 KB with
+    one of 1,000 characters or more (only its opening is read; tracemalloc), so the default ceiling is
+    130–220 MB (`DUPLICATES_MAX_TICKETS`); a customer's compared tickets keep their shingles too."""
 
     window: timedelta = timedelta(days=14)
     per_customer: int = 30
-    max_tickets: int = 200_000
+    max_tickets: int = 100_000
     threshold: float = THRESHOLD
-    customers: dict[str, deque[Known]] = field(default_factory=dict)
+    customers: dict[str, list[Known]] = field(default_factory=dict)  # a list: most customers have one
     owner: dict[str, str] = field(default_factory=dict)  # ticket → customer
     merged: dict[str, str] = field(default_factory=dict)  # customer merged away → the one it joined
     order: deque[tuple[datetime, str]] = field(default_factory=deque)  # (created, ticket), for expiry
@@ -112,9 +113,9 @@ class DuplicateIndex:
         if ticket_id in self.owner:
             return
         customer_id = self.customer(customer_id)
-        kept = self.customers.setdefault(customer_id, deque(maxlen=self.per_customer))
-        if len(kept) == kept.maxlen:
-            self.owner.pop(kept[0].ticket_id, None)
+        kept = self.customers.setdefault(customer_id, [])
+        if len(kept) >= self.per_customer:
+            self.owner.pop(kept.pop(0).ticket_id, None)
         kept.append(Known(ticket_id, at, features))
         self.owner[ticket_id] = customer_id
         self.order.append((at, ticket_id))
@@ -138,13 +139,14 @@ class DuplicateIndex:
         if merged == into:
             return
         self.merged[merged] = into
-        moved = self.customers.pop(merged, deque())
-        kept = self.customers.setdefault(into, deque(maxlen=self.per_customer))
-        for known in sorted([*kept, *moved], key=lambda k: k.created_at)[-self.per_customer :]:
+        moved = self.customers.pop(merged, [])
+        kept = self.customers.setdefault(into, [])
+        joined = sorted([*kept, *moved], key=lambda k: k.created_at)
+        for known in joined[: -self.per_customer]:  # beyond the newest `per_customer`: no longer kept
+            self.owner.pop(known.ticket_id, None)
+        for known in joined[-self.per_customer :]:
             self.owner[known.ticket_id] = into
-        self.customers[into] = deque(
-            sorted([*kept, *moved], key=lambda k: k.created_at)[-self.per_customer :], maxlen=self.per_customer
-        )
+        self.customers[into] = joined[-self.per_customer :]
 
     def forget(self, ticket_id: str) -> None:
         """The ticket was purged: nothing of it is kept."""

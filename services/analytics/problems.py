@@ -21,7 +21,7 @@ from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
-from services.analytics.similar import Features
+from services.analytics.similar import Features, shingles
 from shared.events import stable_id
 
 NUM_PERM = 64
@@ -48,7 +48,7 @@ def minhash(grams: frozenset[str]) -> MinHash:
     return m
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     ticket_id: str
     customer_id: str
@@ -145,8 +145,9 @@ class ProblemBook:
             self.problems[key] = problem
         problem.members[ticket_id] = member
         self.where[ticket_id] = key
-        if features.grams:
-            self.hashes[ticket_id] = minhash(features.grams)
+        grams = frozenset(shingles(features.text))  # not kept on the features: only the MinHash is
+        if grams:
+            self.hashes[ticket_id] = minhash(grams)
             self.lsh.insert(ticket_id, self.hashes[ticket_id])
         if not problem.detected and len(problem.members) >= self.detect_at and problem.customers >= 2:
             problem.detected = True
@@ -173,9 +174,10 @@ class ProblemBook:
         return product, fault
 
     def _nearest_fault(self, f: Features, product: str) -> str | None:
-        if not f.grams or not self.hashes:
+        grams = frozenset(shingles(f.text))
+        if not grams or not self.hashes:
             return None
-        probe = minhash(f.grams)
+        probe = minhash(grams)
         best: tuple[float, str] | None = None
         for ticket_id in self.lsh.query(probe):
             key = self.where.get(ticket_id)
