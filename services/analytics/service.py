@@ -47,6 +47,7 @@ SERIES = {
     "sla_compliance": ("none", "target", "policy"),
 }
 MAX_BUCKETS = {"hour": 31 * 24, "day": 366}
+REFRESH_DUTY = 20  # a refresh may take at most 1/20 of the time (5 % of a core)
 DEFAULT_BUCKETS = {"hour": 24, "day": 30}
 
 
@@ -154,11 +155,15 @@ class AnalyticsService:
                 raise
             except Exception:
                 log.exception("refreshing the summary failed")
-            # soon after something was recorded, and at least every `refresh_s` (ages move on)
-            await asyncio.sleep(self.min_refresh_s)
+            # soon after something was recorded, and at least every `refresh_s` (ages move on); but a
+            # refresh reads every ticket held, so it waits REFRESH_DUTY times as long as the last one
+            # took: with a long history the numbers lag a little more instead of the refreshes taking
+            # the CPU the events need (bench: 60,000 tickets, 2x 2 refreshes a second, 1.3 ms a message)
+            pause = max(self.min_refresh_s, self.numbers.refresh_s * REFRESH_DUTY)
+            await asyncio.sleep(pause)
             self._dirty.clear()
             try:
-                await asyncio.wait_for(self._dirty.wait(), self.refresh_s - self.min_refresh_s)
+                await asyncio.wait_for(self._dirty.wait(), max(0.0, self.refresh_s - pause))
             except TimeoutError:
                 pass
 
