@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 def poll(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
@@ -28,16 +28,28 @@ def chat_message(session: str | None = None, text: str = "Hello, where is my ord
             "sent_at": "2026-11-23T10:00:00Z"}
 
 
-async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict]], bool],
+async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict]], bool] | None = None,
                      timeout: float = 30.0) -> list[dict]:
-    """Read a topic from the beginning with a plain Kafka consumer (no group) until `until` holds."""
+    """Read a topic from the beginning with a plain Kafka consumer (no group) until `until` holds, or
+    (without one) up to the end it had when the reading started."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     records: list[dict] = []
     try:
+        ends: dict[int, int] = {}
+        seen: dict[int, int] = {}  # partition → the next offset after the last record read
+        if until is None:
+            await consumer.topics()  # the topic's partitions, now
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            ends = {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+
+        def done() -> bool:
+            if until is not None:
+                return until(records)
+            return all(seen.get(p, 0) >= offset for p, offset in ends.items())
         end = time.monotonic() + timeout
-        while time.monotonic() < end and not until(records):
+        while time.monotonic() < end and not done():
             batch = await consumer.getmany(timeout_ms=500)
             for part in batch.values():
                 for record in part:
@@ -49,6 +61,7 @@ async def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[dict]]
                         body = {"_raw": record.value}
                     body["_key"] = record.key.decode(errors="replace") if record.key else None
                     body["_partition"] = record.partition
+                    seen[record.partition] = record.offset + 1
                     records.append(body)
     finally:
         await consumer.stop()
