@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
 from prometheus_client import Gauge
 
-from services.analytics import api, problems_api
+from services.analytics import api, duplicate_rules, problems_api
+from services.analytics.duplicate_rules import DuplicateSettings, DuplicateSettingsStore
 from services.analytics.duplicates import DuplicateIndex
 from services.analytics.problems import ProblemBook
 from services.analytics.recurring import SimilarTickets
@@ -16,7 +18,7 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import topics
 from shared.events import ProblemDetectedRecord, SlaEventRecord, TicketCommandRecord, TicketEventRecord
-from shared.http import create_http_app
+from shared.http import create_http_app, require_token
 from shared.runtime import Runtime
 
 
@@ -65,6 +67,30 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
         ),
         merge_above=settings.duplicates_merge_above,
     )
+    # the admin's rule (PUT /v1/settings/duplicates) over the environment's defaults: read on start, again
+    # as soon as any analytics process announces a change, and every minute in case an announcement was missed
+    merge_default = settings.duplicates_merge_above
+    rules = DuplicateSettingsStore(
+        rt.mongo,
+        DuplicateSettings(
+            suspect_above=settings.duplicates_threshold,
+            merge_above=None if merge_default is None else max(merge_default, settings.duplicates_threshold),
+        ),
+    )
+
+    async def read_rules() -> None:
+        similar.apply(await rules.settings())
+
+    rereads: set[asyncio.Task] = set()
+
+    def rules_changed() -> None:
+        task = asyncio.get_running_loop().create_task(read_rules())
+        rereads.add(task)
+        task.add_done_callback(rereads.discard)
+
+    rt.on_connected.append(read_rules)
+    rt.on_settings_changed("duplicates", rules_changed)
+    rt.every(60.0, read_rules, "")
     if settings.recurring:
         rt.replica(
             name="similar",
@@ -94,5 +120,11 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
         rt,
         title="deskstream analytics",
         description="Metrics, the summary API and the dashboard.",
-        routers=[api.build_router(service), problems_api.build_router(similar)],
+        routers=[
+            api.build_router(service),
+            problems_api.build_router(similar),
+            duplicate_rules.build_router(
+                store=rules, auth=require_token(rt), announce=lambda: rt.announce_settings("duplicates")
+            ),
+        ],
     )

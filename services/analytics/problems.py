@@ -5,7 +5,8 @@ A ticket joins the problem of its (product, fault): the product is the code (SKU
 the product it names, and the fault kind comes from a bilingual lexicon (services/analytics/similar.py),
 so an English and an Arabic report of one fault meet. Two refinements:
 - a message naming only the product ("my kettle leaks") joins the largest problem of that fault whose
-  tickets give a code *and* name that product, rather than starting a problem of its own;
+  tickets give a code *and* name that product most, rather than starting a problem of its own (and the first
+  report with a code takes in such messages that came before it);
 - a message naming a product but no fault the lexicon knows joins the problem of that product whose
   wording is nearest (MinHash LSH over character shingles, `datasketch`), if one is near enough.
 A problem is listed once `min_tickets` tickets of at least two customers are in the window, and detected
@@ -143,6 +144,8 @@ class ProblemBook:
             day = at.date().isoformat()
             problem = Problem(id="PB-" + stable_id("problem", *key, day, size=12).upper(), product=key[0], fault=key[1])
             self.problems[key] = problem
+            if features.skus and key[0] == features.skus[0]:
+                self._absorb(problem, features)
         problem.members[ticket_id] = member
         self.where[ticket_id] = key
         grams = frozenset(shingles(features.text))  # not kept on the features: only the MinHash is
@@ -153,6 +156,25 @@ class ProblemBook:
             problem.detected = True
             return problem
         return None
+
+    def _absorb(self, coded: Problem, f: Features) -> None:
+        """A problem known by its code takes in the problem of the same fault that reports named only by the
+        product (they came first: "my kettle leaks", then "KT-200 leaks"), unless another code of that product
+        has the fault too (then which one they meant is not known)."""
+        name = f.products[0] if f.products else None
+        named = self.problems.get((name, coded.fault)) if name else None
+        rivals = [
+            p
+            for (prod, flt), p in self.problems.items()
+            if flt == coded.fault and prod.isupper() and p is not coded and p.names()[:1] == [name]
+        ]
+        if named is None or rivals:
+            return
+        coded.members.update(named.members)
+        coded.detected = coded.detected or named.detected  # the product team heard of it already
+        for ticket_id in named.members:
+            self.where[ticket_id] = (coded.product, coded.fault)
+        del self.problems[(named.product, coded.fault)]
 
     def key_of(self, f: Features) -> tuple[str, str] | None:
         product = f.product
@@ -167,7 +189,7 @@ class ProblemBook:
             coded = [
                 p
                 for (prod, flt), p in self.problems.items()
-                if flt == fault and prod.isupper() and f.products[0] in p.names()
+                if flt == fault and prod.isupper() and p.names()[:1] == [f.products[0]]
             ]
             if coded:
                 return max(coded, key=lambda p: len(p.members)).product, fault

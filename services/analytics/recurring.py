@@ -9,7 +9,8 @@ under a burst, the filing does not).
 What it decides goes out as messages: `SuspectDuplicate` to the new ticket's partition of
 `tickets.commands` (the tickets process owning it marks it and emits
 `deskstream.ticket.duplicate_suspected`), with `MergeTicket`/`CloseMergedTicket` when the score is above
-the auto-merge setting; `deskstream.problem.detected` on `tickets.events` (key = problem id), where
+the auto-merge rule (`PUT /v1/settings/duplicates`, else `DUPLICATES_MERGE_ABOVE`);
+`deskstream.problem.detected` on `tickets.events` (key = problem id), where
 webhooks read. Ids derive from the input, and it acts only on events younger than `act_within`: a
 restart replays the topic to rebuild its memory without acting again, and two instances acting on the
 same event send the same ids (the ticket applies a command once, consumers drop repeated event ids)."""
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.analytics.duplicate_rules import DuplicateSettings
 from services.analytics.duplicates import DuplicateIndex, Match
 from services.analytics.problems import Problem, ProblemBook
 from services.analytics.similar import features
@@ -86,6 +88,11 @@ class SimilarTickets:
             EventType.CUSTOMER_CHANGED: self._customer_changed,
             EventType.CUSTOMER_ERASED: self._customer_erased,
         }
+
+    def apply(self, rule: DuplicateSettings) -> None:
+        """The admin's rule (services/analytics/duplicate_rules.py), from the next new ticket on."""
+        self.duplicates.threshold = rule.suspect_above
+        self.merge_above = rule.merge_above
 
     @property
     def types(self) -> frozenset[str]:

@@ -17,6 +17,7 @@ class AnalyticsSettings(ServiceSettings):
     recurring: bool = Field(True, validation_alias="ANALYTICS_RECURRING")
     duplicates_window_days: int = Field(14, ge=1)  # a new ticket is compared with the customer's tickets of this period
     duplicates_max_tickets: int = Field(100_000, ge=1000)  # the index's ceiling (duplicates.py: ~1.3–2.2 KB each)
+    # the defaults of the admin's rule (PUT /v1/settings/duplicates overrides both on every process, no restart):
     duplicates_threshold: float = Field(0.45, ge=0, le=1)  # a score from here on marks the ticket `duplicate_of`
     # the auto-merge rule: a suspected duplicate scoring this or more is merged into what it repeats (unset: never)
     duplicates_merge_above: float | None = Field(None, ge=0, le=1)

@@ -1,6 +1,8 @@
 """Duplicate suspicion on the real stack (issue 19): a customer tweets about an order, then mails about the
 same order — once an agent confirmed the address is theirs, the mail's ticket is marked `duplicate_of` the
-tweet's within seconds, with its event and a timeline entry; the same customer's unrelated question is not."""
+tweet's within seconds, with its event and a timeline entry; the same customer's unrelated question is not.
+Once an admin sets the auto-merge rule on analytics (PUT /v1/settings/duplicates), such a repeat is merged
+into the tweet's ticket, with no restart."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ def mail(address: str, subject: str, body: str) -> dict:
     return {"content": message.as_bytes(), "headers": {"content-type": "message/rfc822"}}
 
 
-def test_a_mail_about_the_order_a_customer_tweeted_about_is_marked_duplicate_of_the_tweet(stack, agent):
+def tweet_then_mail(stack) -> tuple[dict, dict, str]:
+    """A customer tweets that the kettle of an order arrived cracked, an agent attaches their mail address,
+    and they mail about the same order in Arabic: (the tweet's ticket, the mail's ticket, the address)."""
     n = uuid.uuid4().hex[:8]
     order = str(uuid.uuid4().int)[:6]
     address = f"omar.{n}@example.com"
@@ -53,8 +57,14 @@ def test_a_mail_about_the_order_a_customer_tweeted_about_is_marked_duplicate_of_
             f"السلام عليكم،\n\nوصلت الغلاية مكسورة، رقم الطلب {order}.\nأرجو إفادتي بالحل.\n\nعمر",
         ),
     )
-    filed_at = time.monotonic()
     assert repeat["customer"]["id"] == customer_id
+    return tweet, repeat, address
+
+
+def test_a_mail_about_the_order_a_customer_tweeted_about_is_marked_duplicate_of_the_tweet(stack, agent):
+    tweet, repeat, address = tweet_then_mail(stack)
+    filed_at = time.monotonic()
+    customer_id = tweet["customer"]["id"]
     with stack.client("tickets") as tickets:
         marked = poll(
             lambda: (lambda t: t if t.get("duplicate_of") else None)(tickets.get(f"/v1/tickets/{repeat['id']}").json()),
@@ -94,3 +104,34 @@ def test_a_mail_about_the_order_a_customer_tweeted_about_is_marked_duplicate_of_
     assert question["customer"]["id"] == customer_id and question["id"] not in (tweet["id"], repeat["id"])
     with stack.client("tickets") as tickets:
         assert not poll(lambda: tickets.get(f"/v1/tickets/{question['id']}").json().get("duplicate_of"), timeout=4.0)
+
+
+def test_above_the_admins_auto_merge_score_a_repeat_is_merged_into_the_ticket_it_repeats(stack, agent):
+    with stack.client("analytics") as analytics, stack.client("analytics", auth=False) as anonymous:
+        assert anonymous.put("/v1/settings/duplicates", json={"merge_above": 0.9}).status_code == 401
+        assert analytics.put("/v1/settings/duplicates", json={"merge_above": 1.5}).status_code == 422
+        r = analytics.put("/v1/settings/duplicates", json={"merge_above": 0.9})
+        assert r.status_code == 200 and r.json() == {"suspect_above": 0.45, "merge_above": 0.9}
+    try:
+        time.sleep(1.0)  # every analytics process hears of the change
+        tweet, repeat, _ = tweet_then_mail(stack)
+        with stack.client("tickets") as tickets:
+            merged = poll(
+                lambda: (lambda t: t if t.get("merged_into") and t["status"] == "closed" else None)(
+                    tickets.get(f"/v1/tickets/{repeat['id']}").json()
+                ),
+                timeout=15.0,
+                interval=0.2,
+            )
+            seen = tickets.get(f"/v1/tickets/{repeat['id']}").json()
+            assert merged, (
+                "the repeat was not merged within 15 s of the rule being set: "
+                f"{ {k: seen.get(k) for k in ('status', 'duplicate_of', 'merged_into')} }"
+            )
+            assert merged["merged_into"] == tweet["id"] and merged["duplicate_of"]["ticket_id"] == tweet["id"]
+            assert merged["duplicate_of"]["score"] >= 0.9
+            survivor = tickets.get(f"/v1/tickets/{tweet['id']}").json()
+            assert repeat["id"] in survivor["merged_from"] and survivor["status"] not in ("closed", "merged")
+    finally:
+        with stack.client("analytics") as analytics:
+            assert analytics.put("/v1/settings/duplicates", json={"merge_above": None}).status_code == 200

@@ -50,6 +50,44 @@ def test_a_question_reports_no_fault():
     assert features("هل توصلون إلى جدة؟").fault is None
 
 
+def test_a_function_said_not_to_work_reports_the_fault_it_means_in_either_language():
+    for text in (
+        "my toaster no longer heats up",
+        "the blades don't turn at all",
+        "left earbud has no sound",
+        "الميكرويف ما يسخن الأكل",
+        "السماعة ما يطلع منها صوت",
+        "الخلاط مايشتغل",
+    ):
+        assert features(text).fault == "not_working", text
+    for text in ("the PB-10 won't hold a charge", "الباور بانك ما يشحن الجوال"):
+        assert features(text).fault == "battery", text
+    # the same words, not negated, report overheating (or nothing)
+    assert features("the charger heats up a lot, so hot I can't touch it").fault == "overheating"
+    assert features("الشاحن يسخن مرة").fault == "overheating"
+    assert features("it heats water in two minutes, can I use it for tea?").fault is None
+
+
+def test_inflections_articles_and_endings_do_not_hide_a_known_word():
+    assert features("water keeps dripping and leaked onto the counter").fault == "leaking"
+    assert features("والمكنسة وصلت مطعوجة").products == ("vacuum",)
+    assert features("الساعة الذكية وصلت والشاشة مشروخة").fault == "damaged"
+    assert features("السادة خدمة العملاء، طلعت شرارة من الشاحن").products == ("phone charger",)  # not a pillow
+
+
+def test_codes_with_one_digit_or_unit_like_letters_are_codes_and_amounts_are_not():
+    assert features("my EB-2 earbuds and the CM-900, order 771234").skus == ("EB2", "CM900")
+    assert features("the coffee maker (CM900)").skus == ("CM900",)
+    assert features("I paid sar200 for it").skus == ()
+    assert features("وين طلبيتي رقم ٦٣٣٠٤٥؟").orders == ("633045",)
+
+
+def test_a_refund_not_received_is_a_refund_request_not_a_late_delivery():
+    assert features("still waiting for my refund for order 598800").fault == "refund"
+    assert features("رجعت الغلاية وما وصلني استرداد المبلغ").fault == "refund"
+    assert features("charged twice for order 620017, please refund one").fault == "charged_twice"
+
+
 # ---------------------------------------------------------------- duplicate suspicion
 
 
@@ -139,6 +177,17 @@ def test_a_report_naming_only_the_product_joins_the_problem_of_its_code_and_leav
     assert [len(p.members) for p in book.active()] == [2]
     book.remove("T2")
     assert book.active() == []
+
+
+def test_reports_naming_only_the_product_before_any_code_join_the_problem_of_the_first_code():
+    book = ProblemBook(min_tickets=2, detect_at=10)
+    add(book, 1, "my kettle leaks from the base")
+    add(book, 2, "الغلاية تسرب ماء من تحت")
+    add(book, 3, "kettle KT-200 leaking everywhere")
+    add(book, 4, "the KT-200 drips water", at=T0 + timedelta(hours=1))
+    (problem,) = book.active()
+    assert (problem.product, problem.fault, len(problem.members)) == ("KT200", "leaking", 4)
+    assert book.where["T1"] == ("KT200", "leaking")
 
 
 def test_instances_reading_the_partitions_in_another_order_name_the_problem_alike():
