@@ -130,12 +130,18 @@ def instance_urls(ctl: Any) -> dict[str, str]:
             for s in SERVICES for n in range(1, INSTANCES + 1)}
 
 
-COMMANDS = re.compile(r"^deskstream_db_commands_total\{([^}]*)\} (\S+)$", re.M)
+def _counted(metric: str) -> re.Pattern[str]:
+    return re.compile(rf"^{metric}\{{([^}}]*)\}} (\S+)$", re.M)
 
 
-async def db_commands(urls: dict[str, str]) -> dict[str, dict[str, float]]:
-    """What each process asked the database so far (its `deskstream_db_commands_total`), by command and
-    collection; commands of the start (create, listCollections, buildInfo, ping) left out."""
+COMMANDS = _counted("deskstream_db_commands_total")
+DOCUMENTS = _counted("deskstream_db_documents_total")  # the statements of writes: FerretDB's cost is per document
+
+
+async def db_commands(urls: dict[str, str], counted: re.Pattern[str] = COMMANDS) -> dict[str, dict[str, float]]:
+    """What each process asked the database so far (its `deskstream_db_commands_total`, or with
+    `DOCUMENTS` the documents its writes carried), by command and collection; commands of the start
+    (create, listCollections, buildInfo, ping) left out."""
     out: dict[str, dict[str, float]] = {}
     async with httpx.AsyncClient(timeout=10) as http:
         for name, url in urls.items():
@@ -144,7 +150,7 @@ async def db_commands(urls: dict[str, str]) -> dict[str, dict[str, float]]:
             except httpx.HTTPError:
                 continue
             counts: dict[str, float] = {}
-            for labels, n in COMMANDS.findall(text):
+            for labels, n in counted.findall(text):
                 found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
                 if found.get("command") in ("create", "listCollections", "buildInfo", "ping", "createIndexes"):
                     continue
@@ -234,7 +240,8 @@ async def step(ctl: Any, urls: dict[str, str], lag: Lag, rate: float, duration: 
     """One open-loop step, lag sampled every second; CPU and database commands over the step."""
     pids = processes(ctl)
     own = instance_urls(ctl)
-    commands0, cpu0, t0 = await db_commands(own), cpu_of(pids), time.monotonic()
+    commands0, docs0 = await db_commands(own), await db_commands(own, DOCUMENTS)
+    cpu0, t0 = cpu_of(pids), time.monotonic()
     load = asyncio.create_task(loadgen.run_open_loop("127.0.0.1", int(urls["ingest"].rsplit(":", 1)[1]), Mix(),
                                                      rate, duration, connections=128))
     samples: list[tuple[float, int, dict[str, int]]] = []
@@ -245,10 +252,11 @@ async def step(ctl: Any, urls: dict[str, str], lag: Lag, rate: float, duration: 
         await asyncio.sleep(1)
     res = await load
     elapsed = time.monotonic() - t0
-    cpu1, commands1 = cpu_of(pids), await db_commands(own)
+    cpu1, commands1, docs1 = cpu_of(pids), await db_commands(own), await db_commands(own, DOCUMENTS)
     accepted = res.statuses.get("202", 0)
     cpu = {k: round((cpu1[k] - cpu0[k]) / elapsed, 3) for k in pids if cpu0.get(k) is not None and cpu1.get(k) is not None}
     commands = commands_between(commands0, commands1)
+    documents = commands_between(docs0, docs1)
     second_half = [(t, v) for t, v, _ in samples if t >= duration / 2]
     last = samples[-1][2] if samples else {}
     end_lag = samples[-1][1] if samples else 0
@@ -275,6 +283,7 @@ async def step(ctl: Any, urls: dict[str, str], lag: Lag, rate: float, duration: 
             "ferretdb_cpu_ms_per_msg": None if ferret_ms is None else round(ferret_ms, 3),
             "db_commands": commands,
             "db_commands_per_msg": round(sum(commands.values()) / max(1, accepted), 3),
+            "db_documents_per_msg": {k: round(v / max(1, accepted), 3) for k, v in documents.items()},
             "kept_up": kept}
 
 

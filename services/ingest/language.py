@@ -23,7 +23,10 @@ from typing import Self
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-SAMPLE_CHARS = 600
+# the labelled set's longest message is 222 characters: reading more buys no measured accuracy, and the
+# model's walk costs per byte (600 → 240 characters: 237 → 142 µs an English message, 520 → 270 µs an
+# Arabic one; ~27 % of ingest's CPU at 250 msg/s before)
+SAMPLE_CHARS = 240
 MIN_LETTERS = 3
 MIN_CONFIDENCE = 0.2  # below it, more wrong answers than right ones on the labelled set
 LETTERS_CONFIDENCE = 0.9  # Urdu's own letters overruling the model: near certain, but not from the model

@@ -95,6 +95,7 @@ def ferretdb_cmd(art: Artefacts, paths: StatePaths, addr: str) -> list[str]:
         f"--listen-addr={addr}",
         "--telemetry=disable",
         f"--state-dir={paths.ferretdb_state}",
-        "--debug-addr=-",
+        # FerretDB's metrics and Go profiles (pprof) on a port of your choice, for measuring it: off by default
+        f"--debug-addr={os.environ.get('DESKSTREAM_FERRETDB_DEBUG_ADDR', '-')}",
         "--log-level=warn",
     ]
