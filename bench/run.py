@@ -273,7 +273,8 @@ async def step(ctl: Any, urls: dict[str, str], lag: Lag, rate: float, duration: 
             and growth <= max(1.0, 0.02 * sum(flow.values())))
     ferret_ms = (cpu1["ferretdb"] - cpu0["ferretdb"]) * 1000 / max(1, accepted) if "ferretdb" in cpu else None
     return {"rate": rate, "seconds": round(elapsed, 1), "sent": res.requests, "accepted": accepted,
-            "statuses": res.statuses, "unanswered": res.unanswered, "answered_per_s": answered,
+            "statuses": res.statuses, "unanswered": res.unanswered, "errors": dict(res.errors),
+            "answered_per_s": answered,
             "ingest_response_p50_ms": res.percentile_ms(0.5), "ingest_response_p99_ms": res.percentile_ms(0.99),
             "lag_slope_msgs_per_s": round(growth, 2), "lag_max": max((v for _, v, _ in samples), default=0),
             "lag_at_end": end_lag, "lag_at_end_per_group": {g: v for g, (v, _) in last.items()},

@@ -98,7 +98,7 @@ def main() -> int:
         ctl.clean(state_dir=B.STATE, quiet=True)
     stack = ctl.up(state_dir=B.STATE, port_offset=B.OFFSET, instances=args.instances, quiet=True, **B.PORTS)
     result = asyncio.run(measure(args, ctl, stack))
-    keys = ("accepted", "answered_per_s", "ingest_response_p99_ms", "lag_max", "lag_at_end", "lag_at_end_s_per_group",
+    keys = ("accepted", "errors", "answered_per_s", "ingest_response_p99_ms", "lag_max", "lag_at_end", "lag_at_end_s_per_group",
             "lag_slope_msgs_per_s", "kept_up", "cpu_ms_per_msg", "ferretdb_cpu_ms_per_msg", "db_commands_per_msg",
             "db_documents_per_msg")
     print(json.dumps({k: result[k] for k in keys}, indent=1))

@@ -198,6 +198,9 @@ class Servable(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
+KEEP_ALIVE_S = 75
+
+
 def serve(app: Servable, *, host: str, port: int, log_level: str = "info", instance_port: int | None = None) -> None:
     """Run one service process until SIGTERM/SIGINT (uvicorn shuts the lifespan down cleanly): on the
     service's port, shared with its other instances, and on `instance_port`, its own, when given.
@@ -209,6 +212,11 @@ def serve(app: Servable, *, host: str, port: int, log_level: str = "info", insta
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # an idle keep-alive connection is closed only after this: a client (or a load balancer) that
+        # sends on one just as the server closes it gets a reset and no answer (the "unanswered" requests
+        # of the bench's open loop were exactly that, at uvicorn's default of 5 s). Longer than the idle
+        # timeout of common load balancers (60 s), as their guides ask of the servers behind them.
+        timeout_keep_alive=KEEP_ALIVE_S,
         loop="uvloop",
         http="httptools",
     )
