@@ -194,6 +194,7 @@ CHANGELOG_CONFIG = {
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     topics.DEADLETTER: {"max.message.bytes": str(DEADLETTER_MAX_BYTES)},
     **dict.fromkeys(topics.CHANGELOGS, CHANGELOG_CONFIG),
+    topics.TICKETS_NOTICES: {"retention.ms": str(60 * 60 * 1000)},  # read from its end by running processes
 }
 TOPIC_PARTITIONS = dict.fromkeys(topics.SINGLE_PARTITION, 1)
 

@@ -12,6 +12,9 @@ TICKETS_OUTCOMES = "tickets.outcomes"  # how each agent's command ended, read by
 ROUTING_DISPATCH = "routing.dispatch"  # one partition: everything that changes who carries which ticket
 SETTINGS_CHANGES = "settings.changes"  # one partition: an admin changed rules, policies...: every process re-reads
 PRIVACY_ERASURES = "privacy.erasures"  # one partition: files to delete after a purge or an erasure (a few a day)
+# what every tickets process hears of, read from its end: copies of the few `tickets.events` types it
+# needs (replies for its chat widgets, who is who), so no process reads every ticket event to find them
+TICKETS_NOTICES = "tickets.notices"
 
 # internal: changelogs of the state each processor owns (compacted; partition = the input's partition)
 TICKETS_STATE = "tickets.state"
@@ -29,6 +32,7 @@ ALL = (
     ROUTING_DISPATCH,
     SETTINGS_CHANGES,
     PRIVACY_ERASURES,
+    TICKETS_NOTICES,
     *CHANGELOGS,
 )
 

@@ -29,6 +29,7 @@ from services.tickets.delivery.service import DeliveryService
 from services.tickets.delivery.store import DeliveryStore
 from services.tickets.domain import ThreadingPolicy
 from services.tickets.erasure import Erasure, Shredder
+from services.tickets.notices import with_notices
 from services.tickets.privacy import build_privacy_router
 from services.tickets.processor import DocPolicy, TicketsProcessor
 from services.tickets.settings import TicketsSettings
@@ -114,6 +115,12 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         schema=TicketEventRecord,
         description="Every ticket change as a CloudEvent (deskstream.ticket.*), key = ticket id; "
         "changes of who is who (deskstream.customer.changed), key = customer id",
+    )
+    rt.publisher(
+        topics.TICKETS_NOTICES,
+        schema=TicketEventRecord,
+        description="Copies of the ticket events every tickets process must hear of while it runs (replies "
+        "and surveys for its chat widgets, customers changed or erased), read from its end",
     )
     rt.publisher(
         topics.TICKETS_COMMANDS,
@@ -202,18 +209,20 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
             await store.put_link(key, value)
         customers.apply(change)
         await rt.send(
-            [
-                event(
-                    topics.TICKETS_EVENTS,
-                    change.customer_id,
-                    EventType.CUSTOMER_CHANGED,
-                    change,
-                    source=rt.source,
-                    subject=change.customer_id,
-                    id_=stable_id("customer", change.model_dump_json(), size=24),
-                    time=change.at,
-                )
-            ]
+            with_notices(
+                [
+                    event(
+                        topics.TICKETS_EVENTS,
+                        change.customer_id,
+                        EventType.CUSTOMER_CHANGED,
+                        change,
+                        source=rt.source,
+                        subject=change.customer_id,
+                        id_=stable_id("customer", change.model_dump_json(), size=24),
+                        time=change.at,
+                    )
+                ]
+            )
         )
 
     deliveries = DeliveryStore(rt.mongo)
@@ -340,7 +349,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
 
     rt.tail(
         name="hear",
-        topic=topics.TICKETS_EVENTS,
+        topic=topics.TICKETS_NOTICES,
         schema=TicketEventRecord,
         handlers={
             EventType.TICKET_REPLIED: push_chat_reply,

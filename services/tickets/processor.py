@@ -43,6 +43,7 @@ from services.tickets.domain import (
     ticket_id_for,
 )
 from services.tickets.erasure import Shredder
+from services.tickets.notices import with_notices
 from services.tickets.store import TicketStore, blob_refs, list_document, ticket_of_document
 from shared import topics
 from shared.events import (
@@ -361,7 +362,7 @@ class TicketsProcessor:
         for job in unit.jobs:
             await job()
         if unit.records:
-            await self.producer.send_many(unit.records)
+            await self.producer.send_many(with_notices(unit.records))
         await self.state.flush()
 
     async def _recall(self, batch: Batch) -> None:
