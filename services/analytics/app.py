@@ -124,7 +124,10 @@ def create_app(settings: AnalyticsSettings | None = None) -> FastAPI:
             api.build_router(service),
             problems_api.build_router(similar),
             duplicate_rules.build_router(
-                store=rules, auth=require_token(rt), announce=lambda: rt.announce_settings("duplicates")
+                store=rules,
+                auth=require_token(rt),
+                apply=similar.apply,
+                announce=lambda: rt.announce_settings("duplicates"),
             ),
         ],
     )

@@ -74,7 +74,13 @@ class DuplicateSettingsStore:
         )
 
 
-def build_router(*, store: DuplicateSettingsStore, auth: Any, announce: Callable[[], Awaitable[None]]) -> APIRouter:
+def build_router(
+    *,
+    store: DuplicateSettingsStore,
+    auth: Any,
+    apply: Callable[[DuplicateSettings], Any],
+    announce: Callable[[], Awaitable[None]],
+) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["duplicates"])
 
     @router.get(
@@ -99,6 +105,7 @@ def build_router(*, store: DuplicateSettingsStore, auth: Any, announce: Callable
         except ValueError as exc:  # pydantic's ValidationError included
             raise ApiError(422, "invalid_settings", _first_error(exc)) from exc
         await store.put(merged)
+        apply(merged)  # this process at once (the next ticket it reads is judged by it); the others when they hear
         await announce()
         return merged
 

@@ -38,18 +38,22 @@ def client():
         announced=[],
     )
     store = DuplicateSettingsStore(MemoryMongo(), DuplicateSettings(suspect_above=0.45, merge_above=None))
+    applied: list[DuplicateSettings] = []
     app = create_http_app(
         runtime,
         title="analytics",
         description="test",
         routers=[
             duplicate_rules.build_router(
-                store=store, auth=require_token(runtime), announce=lambda: runtime.announce_settings("duplicates")
+                store=store,
+                auth=require_token(runtime),
+                apply=applied.append,
+                announce=lambda: runtime.announce_settings("duplicates"),
             )
         ],
     )
     client = TestClient(app)
-    client.runtime, client.store = runtime, store
+    client.runtime, client.store, client.applied = runtime, store, applied
     return client
 
 
@@ -69,6 +73,7 @@ async def test_an_admin_sets_auto_merge_and_every_process_is_told(client):
     r = client.put("/v1/settings/duplicates", json={"merge_above": 0.8}, headers=ADMIN)
     assert r.status_code == 200 and r.json() == {"suspect_above": 0.45, "merge_above": 0.8}
     assert client.runtime.announced == ["duplicates"]
+    assert [a.merge_above for a in client.applied] == [0.8]  # the answering process judges by it at once
     assert (await client.store.settings()).merge_above == 0.8  # stored: a restarted process reads it
     r = client.put("/v1/settings/duplicates", json={"suspect_above": 0.5}, headers=ADMIN)
     assert r.json() == {"suspect_above": 0.5, "merge_above": 0.8}  # a field left out keeps its value
