@@ -27,7 +27,6 @@ from typing import Any
 from services.tickets.commands import CommandBus
 from services.tickets.customers import CustomerBook, canonical
 from services.tickets.delivery.store import DeliveryStore
-from services.tickets.notices import with_notices
 from services.tickets.store import Purged, TicketStore, blob_refs
 from services.tickets.views import load_ticket, ticket_json
 from shared import topics
@@ -212,20 +211,18 @@ class Erasure:
         )
         self.customers.forget(erased)  # here at once; every other tickets process when it hears the event
         await self.send(
-            with_notices(
-                [
-                    event(
-                        topics.TICKETS_EVENTS,
-                        ids[0],
-                        EventType.CUSTOMER_ERASED,
-                        erased,
-                        source=self.source,
-                        subject=ids[0],
-                        id_=stable_id("erased", ids[0], *ticket_ids, size=24),
-                        time=now,
-                    )
-                ]
-            )
+            [
+                event(
+                    topics.TICKETS_EVENTS,
+                    ids[0],
+                    EventType.CUSTOMER_ERASED,
+                    erased,
+                    source=self.source,
+                    subject=ids[0],
+                    id_=stable_id("erased", ids[0], *ticket_ids, size=24),
+                    time=now,
+                )
+            ]
         )
         return {
             "customer_id": ids[0],
