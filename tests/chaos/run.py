@@ -4,7 +4,8 @@ doubled or broken.
 
 Runs its own stack (Kafka, FerretDB, the five services) in `.state/chaos` on ports of its
 own, so it can run beside `make run` and the test stack. Prints a table — fault, messages
-sent, accepted, lost, duplicated, seconds to recover — and writes it with every invariant
+sent, accepted, lost, duplicated, seconds until a new message is filed and assigned again (probed
+while the restart runs, as a customer would) and until every killed process is healthy — and writes it with every invariant
 checked to `reports/chaos.json`. Exits 1 when any invariant fails.
 
 Invariants, checked after the load has stopped and the system has caught up:
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from deploy.local import stack as stackctl  # noqa: E402
 from shared.credentials import ChatTokens  # noqa: E402
+from shared.kafka import partition_of  # noqa: E402
 
 STATE = ROOT / ".state" / "chaos"
 PORTS = {"kafka_port": 21092, "controller_port": 21093, "mongo_port": 21017}
@@ -46,6 +48,7 @@ TOKEN = "chaos-" + uuid.uuid4().hex
 CHAT_SECRET = "chaos-chat-" + uuid.uuid4().hex  # so the load can sign its sessions' later messages
 FIRST_RESPONSE_S = 4
 AGENTS = {f"chaos-agent-{i}": 1000 for i in range(20)}  # room for every ticket a run opens: none waits
+PARTITIONS = 6  # of every topic (the local broker's num.partitions)
 INSTANCES = 2  # of every service: a fault kills one, and the other takes its partitions over
 
 
@@ -57,7 +60,8 @@ class Phase:
     refused: int = 0  # 503 / connection refused while something was down: the sender retries
     lost: int = 0
     duplicated: int = 0
-    recover_s: float | None = None
+    recover_s: float | None = None  # restart begun → a new message filed and assigned (probed meanwhile)
+    restarted_s: float | None = None  # restart begun → every killed process answers /healthz again
     message_ids: list[str] = field(default_factory=list)
 
 
@@ -185,6 +189,7 @@ class Chaos:
         self.urls: dict[str, str] = {}
         self.kafka = ""
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
+        self.restarted_at = 0.0  # when the last `restart_missing` saw every process healthy
 
     def start(self) -> None:
         os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "DESKSTREAM_CHAT_SECRET": CHAT_SECRET,
@@ -199,28 +204,38 @@ class Chaos:
 
     def restart_missing(self) -> None:
         self.ctl.up(state_dir=STATE, port_offset=OFFSET, instances=INSTANCES, quiet=True, **PORTS)
+        self.restarted_at = time.monotonic()
 
     async def agents(self) -> None:
         await online_agents(self.urls["routing"], TOKEN, AGENTS)
 
     async def probe(self) -> bool:
-        """A fresh chat message is filed and assigned: the whole pipeline works again."""
-        n = uuid.uuid4().hex[:10]
+        """A fresh chat message on every partition is filed and assigned: the whole pipeline works again,
+        whichever process owns which partitions (one probe could land on the surviving process's)."""
+        sessions: dict[int, str] = {}
+        while len(sessions) < PARTITIONS:
+            n = uuid.uuid4().hex[:10]
+            sessions.setdefault(partition_of(f"chat:probe-{n}", PARTITIONS), n)  # ingest keys by conversation
         async with httpx.AsyncClient(timeout=5) as c:
-            r = await c.post(f"{self.urls['ingest']}/v1/inbound/chat", json={
-                "session_id": f"probe-{n}", "message_id": f"p-{n}", "text": "probe",
-                "customer": {"name": "Probe", "visitor_id": f"probe-{n}"}, "sent_at": "2026-11-24T10:00:00Z"})
-            if r.status_code != 202:
-                return False
-            message_id = r.json()["message_id"]
+            message_ids = []
+            for n in sessions.values():
+                r = await c.post(f"{self.urls['ingest']}/v1/inbound/chat", json={
+                    "session_id": f"probe-{n}", "message_id": f"p-{n}", "text": "probe",
+                    "customer": {"name": "Probe", "visitor_id": f"probe-{n}"}, "sent_at": "2026-11-24T10:00:00Z"})
+                if r.status_code != 202:
+                    return False
+                message_ids.append(r.json()["message_id"])
 
-            async def assigned() -> bool:
+            async def assigned(message_id: str) -> bool:
                 f = await c.get(f"{self.urls['tickets']}/v1/messages/{message_id}", headers=self.auth)
                 if f.status_code != 200:
                     return False
                 t = await c.get(f"{self.urls['tickets']}/v1/tickets/{f.json()['ticket_id']}", headers=self.auth)
                 return t.status_code == 200 and t.json().get("assignee") is not None
-            return await until(assigned, 60) is not None
+
+            async def all_assigned() -> bool:
+                return all(await asyncio.gather(*(assigned(m) for m in message_ids)))
+            return await until(all_assigned, 60) is not None
 
     async def fault(self, name: str) -> None:
         if name == "all services":
@@ -247,11 +262,16 @@ class Chaos:
             say(f"fault: SIGKILL {fault}")
             await self.fault(fault)
             await asyncio.sleep(3)  # the load keeps coming while it is down
+            # like a supervisor, restart what is missing; meanwhile probe as a customer would: recovered is
+            # when the pipeline files and assigns a new message again, by whichever processes are up
             t0 = time.monotonic()
-            await asyncio.to_thread(self.restart_missing)
+            restart = asyncio.create_task(asyncio.to_thread(self.restart_missing))
             healthy = await until(self.probe, 120, interval=0.1)
             phase.recover_s = None if healthy is None else round(time.monotonic() - t0, 1)
-            say(f"  restarted; a new message filed and assigned after {phase.recover_s} s")
+            await restart
+            phase.restarted_s = round(self.restarted_at - t0, 1)
+            say(f"  a new message filed and assigned after {phase.recover_s} s; "
+                f"every killed process healthy after {phase.restarted_s} s")
             await asyncio.sleep(self.steady_s)
         load.running = False
         await sender
@@ -371,10 +391,12 @@ async def read_all(bootstrap: str, topic: str, partitions: int = 6) -> list[dict
 
 
 def table(report: dict[str, Any]) -> str:
-    rows = [("fault", "sent", "accepted", "refused", "lost", "duplicated", "recovered in s")]
+    rows = [("fault", "sent", "accepted", "refused", "lost", "duplicated", "recovered in s", "restarted in s")]
     for p in report["phases"]:
+        steady = p["fault"].startswith("none")
         rows.append((p["fault"], p["sent"], p["accepted"], p["refused"], p["lost"], p["duplicated"],
-                     "-" if p["fault"].startswith("none") else (p["recover_s"] if p["recover_s"] is not None else "NO")))
+                     "-" if steady else (p["recover_s"] if p["recover_s"] is not None else "NO"),
+                     "-" if steady else p.get("restarted_s")))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
