@@ -5,8 +5,8 @@ doubled or broken.
 Runs its own stack (Kafka, FerretDB, the five services) in `.state/chaos` on ports of its
 own, so it can run beside `make run` and the test stack. Prints a table — fault, messages
 sent, accepted, lost, duplicated, seconds until a new message is filed and assigned again (probed
-while the restart runs, as a customer would) and until every killed process is healthy — and writes it with every invariant
-checked to `reports/chaos.json`. Exits 1 when any invariant fails.
+while the restart runs, as a customer would) and until every killed process is healthy — and
+writes it with every invariant checked to `reports/chaos.json`. Exits 1 when any invariant fails.
 
 Invariants, checked after the load has stopped and the system has caught up:
 - every message accepted with 202 is in exactly one ticket, exactly once;
