@@ -309,13 +309,20 @@ class Chaos:
                 phase.duplicated += 1
 
         await asyncio.sleep(FIRST_RESPONSE_S + 4)  # the last tickets' breaches come due
-        ticket_events = dedupe(await read_all(self.kafka, "tickets.events"))
-        sla_events = dedupe(await read_all(self.kafka, "sla.events"))
-        created = {e["subject"] for e in ticket_events if e["type"] == "deskstream.ticket.created"}
         assignments: dict[str, list[str]] = defaultdict(list)
-        for e in ticket_events:
-            if e["type"] == "deskstream.ticket.assigned":
-                assignments[e["subject"]].append(e["data"]["agent_id"])
+        created: set[str] = set()
+
+        async def all_assigned() -> bool:  # routing may still be working off a backlog the last fault left
+            ticket_events = dedupe(await read_all(self.kafka, "tickets.events"))
+            created.clear()
+            created.update(e["subject"] for e in ticket_events if e["type"] == "deskstream.ticket.created")
+            assignments.clear()
+            for e in ticket_events:
+                if e["type"] == "deskstream.ticket.assigned":
+                    assignments[e["subject"]].append(e["data"]["agent_id"])
+            return created <= set(assignments)
+        await until(all_assigned, 60, interval=3)
+        sla_events = dedupe(await read_all(self.kafka, "sla.events"))
         double_assigned = sorted(t for t, agents in assignments.items() if len(agents) > 1)
         load_per_agent = Counter(agents[-1] for agents in assignments.values())
         over_capacity = {a: n for a, n in load_per_agent.items() if n > AGENTS.get(a, 10**9)}
