@@ -116,6 +116,10 @@ class ChangelogStore(Generic[V]):
         if (value := self.data.get(p, {}).get(key)) is not None and type(value) is not Encoded:
             self._dirty.setdefault(p, {})[key] = value
 
+    def pending(self, p: int, key: str) -> bool:
+        """Was the value under `key` changed since the last flush?"""
+        return key in self._dirty.get(p, ())
+
     def decoded(self) -> int:
         return len(self._recent)
 
@@ -220,10 +224,12 @@ class ChangelogStore(Generic[V]):
             applied.update(orjson.loads(raw or b"{}"))
         elif raw is None:
             values.pop(key, None)
-        elif self.hot is not None and self._coldable(key):
-            values[key] = Encoded(raw)
         else:
-            values[key] = self._decode(key, orjson.loads(raw))
+            values.pop(key, None)  # re-inserted: the values keep the order they last changed in
+            if self.hot is not None and self._coldable(key):
+                values[key] = Encoded(raw)
+            else:
+                values[key] = self._decode(key, orjson.loads(raw))
 
     def install(self, loaded: dict[int, tuple[dict[str, V | Encoded], dict[str, int]]]) -> None:
         for p, (values, applied) in loaded.items():

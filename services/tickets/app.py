@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import Gauge
 
 from services.tickets import api
 from services.tickets.commands import CommandBus
@@ -153,8 +154,16 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
             keep_closed=timedelta(seconds=settings.keep_closed_s),
         ),
         hot=settings.hot_tickets,
+        hold=settings.hold_tickets,
     )
     processor.auto_close_s = settings.auto_close_s
+    registry = rt.telemetry.registry
+    Gauge("deskstream_tickets_held", "Tickets this process holds in memory", registry=registry).set_function(
+        lambda: len(processor.recency)
+    )
+    Gauge(
+        "deskstream_tickets_read_back", "Tickets read back from their list documents since start", registry=registry
+    ).set_function(lambda: processor.recalled)
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
     surveys = Surveys(csat_key(settings), settings.public_url or f"http://{host}:{settings.http_port}")
     processor.surveys = surveys

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -189,6 +190,7 @@ class TicketsProcessor:
         threading: ThreadingPolicy | None = None,
         docs: DocPolicy | None = None,
         hot: int = 5000,
+        hold: int = 10_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         shredder: Shredder | None = None,
     ) -> None:
@@ -209,6 +211,9 @@ class TicketsProcessor:
             hot=hot,
             coldable=lambda key: key.startswith(TICKET),
         )
+        self.hold = hold  # tickets held at most (the least recently changed beyond it are let go of)
+        # every held ticket, least recently changed first: the order tickets are let go of in
+        self.recency: dict[tuple[int, str], None] = {}
         self.customers = CustomerBook()
         self.stale: dict[int, set[str]] = {}  # partition → tickets whose list document is behind
         self.timed: dict[int, dict[str, datetime]] = {}  # partition → ticket → when a clock next changes it
@@ -277,6 +282,7 @@ class TicketsProcessor:
                 if key.startswith(TICKET):
                     value = self.state.raw(p, key)  # a glance, without holding it decoded
                     t = value["t"]
+                    self.recency[(p, t["id"])] = None  # the changelog's order: the last changed last
                     self._track_values(
                         p,
                         t["id"],
@@ -303,9 +309,13 @@ class TicketsProcessor:
         for p in partitions:
             self.stale.pop(p, None)
             self.timed.pop(p, None)
+        if partitions:
+            self.recency = {where: None for where in self.recency if where[0] not in partitions}
 
     def _track(self, p: int, held: Held) -> None:
         t = held.ticket
+        self.recency.pop((p, t.id), None)
+        self.recency[(p, t.id)] = None
         self._track_values(
             p,
             t.id,
@@ -366,27 +376,82 @@ class TicketsProcessor:
         await self.state.flush()
 
     async def _recall(self, batch: Batch) -> None:
-        """Tickets let go of from memory (finished a while ago) that commands or SLA events of the batch
-        name are read back from their list documents: the only reads of this path, and rare."""
+        """Tickets let go of from memory (finished a while ago, or quiet beyond what a process holds) that
+        the batch's messages, commands or SLA events reach are read back from their list documents, one
+        read each, together: the only reads of this path, and rare."""
         wanted: set[tuple[int, str]] = set()
         for record in batch.records:
-            if self.handlers.get(record.type) in (self._command, self._sla_event):
-                ticket_id = (record.data or {}).get("ticket_id")
+            p, data = record.partition, record.data
+            if p not in self.state.data or not isinstance(data, dict):
+                continue
+            handler = self.handlers.get(record.type)
+            named: list[Any] = []
+            if handler in (self._command, self._sla_event, self._file_forwarded):
+                named.append(data.get("ticket_id"))
+            elif handler == self._message_received:
+                named.append(data.get("ticket_ref"))
+                if isinstance(thread := data.get("thread_key"), str):
+                    named.append(self.state.get(p, THREAD + thread))
+            for ticket_id in named:
                 if (
                     isinstance(ticket_id, str)
-                    and record.partition in self.state.data
-                    and not self._local(record.partition, ticket_id)
-                    and partition_of(ticket_id, self.partitions) == record.partition
+                    and not self._local(p, ticket_id)
+                    and partition_of(ticket_id, self.partitions) == p
                 ):
-                    wanted.add((record.partition, ticket_id))
-        for p, ticket_id in wanted:
-            doc = await self.store.ticket_doc(ticket_id)
+                    wanted.add((p, ticket_id))
+        if not wanted:
+            return
+        reads = asyncio.Semaphore(16)
+
+        async def read(ticket_id: str) -> dict[str, Any] | None:
+            async with reads:
+                return await self.store.ticket_doc(ticket_id)
+
+        docs = await asyncio.gather(*(read(ticket_id) for _, ticket_id in wanted))
+        for (p, ticket_id), doc in zip(wanted, docs, strict=True):
             if doc is None or doc.get("purged"):
                 continue
             held = Held(ticket_of_document(doc))
             held.doc_version = held.ticket.version
             self.state.put(p, TICKET + ticket_id, held)
             self._track(p, held)
+        self.recalled += len(wanted)
+
+    recalled = 0  # tickets read back from their list documents (a counter for the metrics)
+
+    def release(self) -> int:
+        """Beyond `hold` tickets, let go of the least recently changed ones whose list document is current
+        and that no clock is running for (a finished one goes as it would after TICKETS_KEEP_CLOSED_S); a
+        quiet open ticket keeps its conversation's thread key, so its next message reads it back."""
+        excess = len(self.recency) - self.hold
+        released = 0
+        if excess <= 0:
+            return 0
+        for where in list(itertools.islice(self.recency, 2 * excess + 16)):  # those skipped go to the back
+            if released >= excess:
+                break
+            p, ticket_id = where
+            key = TICKET + ticket_id
+            if (p, key) not in self.state:
+                del self.recency[where]
+                continue
+            clocked = self.state.raw(p, key)["t"] if ticket_id in self.timed.get(p, {}) else None
+            finished = clocked is not None and (clocked["status"] in LET_GO or bool(clocked.get("merged_into")))
+            if (
+                ticket_id in self.stale.get(p, ())
+                or self.state.pending(p, key)
+                or (clocked is not None and not finished)
+            ):
+                del self.recency[where]  # not now: to the back of the line
+                self.recency[where] = None
+                continue
+            self.state.delete(p, key)
+            del self.recency[where]
+            self.timed.get(p, {}).pop(ticket_id, None)
+            if clocked is not None and finished and self.state.get(p, THREAD + clocked["thread_key"]) == ticket_id:
+                self.state.delete(p, THREAD + clocked["thread_key"])
+            released += 1
+        return released
 
     # ------------------------------------------------------------ messages
     async def _message_received(self, record: Record, unit: Unit) -> None:
@@ -905,10 +970,12 @@ class TicketsProcessor:
                 elif (t.status in LET_GO or t.merged_into) and now - t.updated_at >= self.docs.keep_closed:
                     self.state.delete(p, key)
                     timed.pop(t.id, None)
+                    self.recency.pop((p, t.id), None)
                     if self.state.get(p, THREAD + t.thread_key) == t.id:
                         self.state.delete(p, THREAD + t.thread_key)
                 else:
                     self._track(p, held)
+        self.release()
         if changed or self.state.dirty():
             await self.commit(unit)
         return changed

@@ -26,6 +26,11 @@ class TicketsSettings(ServiceSettings):
     # tickets held decoded (~6.5 KB each) per process; the others it owns are held as their changelog
     # record (~0.9 KB), decoded when a message or command reaches them
     hot_tickets: int = Field(5000, validation_alias="TICKETS_HOT_TICKETS", ge=100)
+    # tickets a process holds at most; beyond it the least recently changed ones whose list document is
+    # current are let go of (their conversation's thread key stays, ~0.15 KB) and read back from their list
+    # document, one read, when a message, command or SLA event reaches them. Tickets with a clock running
+    # (postponed, resolved awaiting its close) and ones whose list document is behind stay meanwhile.
+    hold_tickets: int = Field(10_000, validation_alias="TICKETS_HOLD_TICKETS", ge=100)
     # outbound mail for email replies (CONTRACT.md): unset means replies are not mailed
     smtp_url: str | None = Field(None, validation_alias="SMTP_URL")
     support_email: str = Field("support@deskstream.local", validation_alias="SUPPORT_EMAIL")

@@ -304,8 +304,10 @@ class TicketStore:
 
 
 def list_document(ticket: Ticket, words: list[str]) -> dict[str, Any]:
-    """A ticket as the lists read it: its state (no history) and the fields lists filter and sort on."""
-    doc = ticket.model_dump(mode="python", exclude={*Ticket.HISTORY, "seen", "deliveries"})
+    """A ticket as the lists read it: its state (no history) and the fields lists filter and sort on. It
+    also keeps what the owning process remembers of the ticket (the latest inputs applied, its replies'
+    deliveries; lists leave them out), so a ticket let go of from memory is read back whole."""
+    doc = ticket.model_dump(mode="python", exclude=set(Ticket.HISTORY))
     doc["_id"] = doc.pop("id")
     doc["search"] = words
     doc["priority_rank"] = PRIORITY_RANK.get(ticket.priority, 2)
@@ -314,8 +316,8 @@ def list_document(ticket: Ticket, words: list[str]) -> dict[str, Any]:
 
 
 def ticket_of_document(doc: dict[str, Any]) -> Ticket:
-    """A ticket read back from its list document (a ticket let go of from memory: no history, and no
-    memory of the inputs it applied, which were all committed long ago)."""
+    """A ticket read back from its list document (a ticket let go of from memory: its state without the
+    history; a document written before it kept `seen` and `deliveries` reads back without them)."""
     fields = {k: v for k, v in doc.items() if k not in LIST_ONLY}
     fields["id"] = fields.pop("_id")
     return Ticket.model_validate(fields)

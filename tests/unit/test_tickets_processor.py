@@ -36,7 +36,7 @@ def chat(message_id: str, session: str = "s1", text: str = "Where is my order?",
 class Stack:
     """One tickets process owning every partition, over in-memory stores."""
 
-    def __init__(self, hot: int = 5000) -> None:
+    def __init__(self, hot: int = 5000, hold: int = 20_000) -> None:
         self.store = TicketStore(memory_storage())
         self.sent = SentRecords()
         self.now = T0
@@ -44,7 +44,7 @@ class Stack:
                                           source="deskstream/tickets", threading=ThreadingPolicy(),
                                           docs=DocPolicy(new_delay=timedelta(seconds=1), changed_delay=timedelta(seconds=10),
                                                          keep_closed=timedelta(days=7)),
-                                          hot=hot, clock=lambda: self.now)
+                                          hot=hot, hold=hold, clock=lambda: self.now)
         self.processor.partitions = PARTITIONS
         self.processor.install(set(range(PARTITIONS)), {p: ({}, {}) for p in range(PARTITIONS)})
         self.records = Records()
@@ -239,7 +239,7 @@ async def test_a_payload_that_cannot_be_a_message_is_rejected_and_the_rest_of_th
 
 def restarted(stack: Stack) -> Stack:
     """A new process taking over every partition from what the changelog holds."""
-    fresh = Stack(hot=stack.processor.state.hot or 5000)
+    fresh = Stack(hot=stack.processor.state.hot or 5000, hold=stack.processor.hold)
     fresh.store, fresh.now, fresh.records = stack.store, stack.now, stack.records
     fresh.processor.store = stack.store
     state = fresh.processor.state
@@ -307,3 +307,76 @@ async def test_a_command_for_a_ticket_let_go_of_reads_it_back_and_applies():
     assert outcome["data"]["status"] == 201
     ticket = await load_ticket(stack.store, ticket_id)
     assert [n.text for n in ticket.notes] == ["Refund sent"] and ticket.status == Status.spam
+
+
+async def test_beyond_what_a_process_holds_quiet_tickets_are_let_go_of_and_read_back_when_their_customer_writes():
+    stack = Stack(hot=2, hold=4)
+    first = {s: await stack.file(chat(f"m1-{s}", session=f"s{s}", visitor=f"v{s}")) for s in range(10)}
+    held = lambda: sum(1 for p in range(PARTITIONS) for k in stack.processor.state.keys(p) if k.startswith("T:"))  # noqa: E731
+    await stack.processor.sweep()
+    assert held() == 10  # none has its list document yet: nothing to read them back from
+    stack.now = T0 + timedelta(seconds=5)
+    await stack.processor.flush_docs()
+    await stack.processor.sweep()
+    assert held() == 4  # the six changed longest ago are let go of
+    gone = [s for s in range(10) if not stack.processor._local(partition_of(first[s], PARTITIONS), first[s])]  # noqa: SLF001
+    assert gone == [0, 1, 2, 3, 4, 5]
+    # their customers write again: the same tickets, read back whole, the conversation goes on
+    again = {s: await stack.file(chat(f"m2-{s}", session=f"s{s}", visitor=f"v{s}", text="Any news?", at=stack.now))
+             for s in (0, 5)}
+    assert again == {0: first[0], 5: first[5]}
+    ticket = await load_ticket(stack.store, first[0])
+    assert [m.text for m in ticket.messages] == ["Where is my order?", "Any news?"] and ticket.status == Status.new
+    assert stack.processor.recalled == 2
+    # a redelivered first message of a ticket let go of and read back changes nothing (`seen` came back too)
+    await stack.processor.flush_docs(everything=True)
+    stack.now += timedelta(seconds=5)
+    stack.processor.hold = 100
+    stack.sent.clear()
+    await run(stack.processor, stack.message(chat("m2-0", session="s0", visitor="v0", text="Any news?")))
+    assert stack.sent.events(topics.TICKETS_EVENTS) == []
+    # an agent's reply to one let go of reads it back and applies, once
+    reply = ReplyToTicket(command_id="out_9", ticket_id=first[6], message_id="out_9", agent_id="a1", text="On its way",
+                          request_id="r9")
+    stack.processor.hold = 4
+    await stack.processor.sweep()
+    assert not stack.processor._local(partition_of(first[6], PARTITIONS), first[6])  # noqa: SLF001
+    await run(stack.processor, stack.command(EventType.REPLY_TO_TICKET, reply, at=stack.now))
+    assert stack.sent.events(topics.TICKETS_OUTCOMES)[-1]["data"]["status"] == 201
+    assert (await load_ticket(stack.store, first[6])).status == Status.answered
+
+
+async def test_tickets_let_go_of_stay_out_of_memory_after_a_restart_and_their_threads_stay():
+    stack = Stack(hot=2, hold=3)
+    first = {s: await stack.file(chat(f"m1-{s}", session=f"s{s}", visitor=f"v{s}")) for s in range(6)}
+    stack.now = T0 + timedelta(seconds=5)
+    await stack.processor.flush_docs()
+    await stack.processor.sweep()
+    again = restarted(stack)
+    state = again.processor.state
+    assert sorted(k for p in range(PARTITIONS) for k in state.keys(p) if k.startswith("T:")) == sorted(
+        f"T:{first[s]}" for s in (3, 4, 5))
+    assert sum(1 for p in range(PARTITIONS) for k in state.keys(p) if k.startswith("thread:")) == 6
+    assert await again.file(chat("m2-1", session="s1", visitor="v1", text="Hello?", at=again.now)) == first[1]
+
+
+async def test_a_postponed_ticket_is_held_while_its_clock_runs_and_a_finished_one_goes_with_its_thread():
+    stack = Stack(hot=2, hold=1)
+    postponed = await stack.file(chat("m1", session="s1", visitor="v1"))
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, ChangeTicketStatus(
+        command_id="c1", ticket_id=postponed, status="postponed", until=T0 + timedelta(hours=1), actor="a1")))
+    spam = await stack.file(chat("m2", session="s2", visitor="v2"))
+    await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, ChangeTicketStatus(
+        command_id="c2", ticket_id=spam, status="spam", actor="a1")))
+    for s in range(3, 5):
+        await stack.file(chat(f"m{s}", session=f"s{s}", visitor=f"v{s}"))
+    stack.now = T0 + timedelta(seconds=15)
+    await stack.processor.flush_docs()
+    await stack.processor.sweep()
+    assert stack.processor._local(partition_of(postponed, PARTITIONS), postponed)  # noqa: SLF001
+    # a finished one goes with its conversation's key, as it would a day later
+    assert not stack.processor._local(partition_of(spam, PARTITIONS), spam)  # noqa: SLF001
+    assert (partition_of("chat:s2", PARTITIONS), "thread:chat:s2") not in stack.processor.state
+    stack.now = T0 + timedelta(hours=1, seconds=1)
+    assert await stack.processor.sweep() == 1
+    assert (await load_ticket(stack.store, postponed)).status == Status.open
