@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast, overload
 
 from pydantic import BaseModel, ValidationError
@@ -79,11 +80,13 @@ from shared.events import (
 )
 from shared.kafka import Outgoing, Producer, event, partition_of
 from shared.state import ChangelogStore
-from shared.stream import Batch, Record, Rejected
+from shared.stream import Batch, Record, Rejected, as_record, dead_letter
 
 log = logging.getLogger(__name__)
 TICKET = "T:"
 THREAD = "thread:"
+PARKED = "parked:"  # commands waiting for their ticket (see `_park`)
+PARK_FOR = timedelta(minutes=10)  # how long a command waits for its ticket before it is dead-lettered
 # statuses in which a ticket is let go of from memory once it is old enough
 LET_GO = frozenset({*FINISHED, Status.spam, Status.deleted})
 SLA_STATES = {EventType.SLA_WARNING: "warning", EventType.SLA_BREACHED: "breached", EventType.SLA_MET: "met"}
@@ -217,6 +220,8 @@ class TicketsProcessor:
         self.customers = CustomerBook()
         self.stale: dict[int, set[str]] = {}  # partition → tickets whose list document is behind
         self.timed: dict[int, dict[str, datetime]] = {}  # partition → ticket → when a clock next changes it
+        self.parked: dict[int, dict[str, datetime]] = {}  # partition → ticket → since when commands wait for it
+        self.purged_now: set[str] = set()  # tickets of the batch read back as purged
         # held while list documents are written, so a purged ticket's tombstone is never overwritten by a
         # write of it chosen before it was purged
         self.writing = asyncio.Lock()
@@ -277,8 +282,11 @@ class TicketsProcessor:
     def install(self, partitions: set[int], loaded: Any) -> None:
         self.state.install(loaded)
         for p in partitions:
-            self.stale[p], self.timed[p] = set(), {}
+            self.stale[p], self.timed[p], self.parked[p] = set(), {}, {}
             for key in self.state.keys(p):
+                if key.startswith(PARKED):
+                    waiting = self.state.raw(p, key)
+                    self.parked[p][key[len(PARKED) :]] = min(datetime.fromisoformat(w["at"]) for w in waiting)
                 if key.startswith(TICKET):
                     value = self.state.raw(p, key)  # a glance, without holding it decoded
                     t = value["t"]
@@ -309,6 +317,7 @@ class TicketsProcessor:
         for p in partitions:
             self.stale.pop(p, None)
             self.timed.pop(p, None)
+            self.parked.pop(p, None)
         if partitions:
             self.recency = {where: None for where in self.recency if where[0] not in partitions}
 
@@ -380,6 +389,7 @@ class TicketsProcessor:
         the batch's messages, commands or SLA events reach are read back from their list documents, one
         read each, together: the only reads of this path, and rare."""
         wanted: set[tuple[int, str]] = set()
+        self.purged_now = set()
         for record in batch.records:
             p, data = record.partition, record.data
             if p not in self.state.data or not isinstance(data, dict):
@@ -409,6 +419,8 @@ class TicketsProcessor:
 
         docs = await asyncio.gather(*(read(ticket_id) for _, ticket_id in wanted))
         for (p, ticket_id), doc in zip(wanted, docs, strict=True):
+            if doc is not None and doc.get("purged"):
+                self.purged_now.add(ticket_id)
             if doc is None or doc.get("purged"):
                 continue
             held = Held(ticket_of_document(doc))
@@ -539,6 +551,7 @@ class TicketsProcessor:
             thread_key=msg.thread_key,
             created=True,
         )
+        await self._unpark(p, new_id, unit)
 
     async def _find(self, p: int, msg: MessageReceived, customer: CustomerInfo) -> str | None:
         """The ticket a message joins: one it quotes (the customer's own), its conversation's, or one
@@ -608,6 +621,8 @@ class TicketsProcessor:
                 return
             if isinstance(cmd, RecordDelivery):
                 return  # the ticket is gone (purged)
+            if partition_of(cmd.ticket_id, self.partitions) == p and cmd.ticket_id not in self.purged_now:
+                return self._park(record, cmd.ticket_id)
             raise Rejected(f"ticket {cmd.ticket_id} does not exist")
         held = self._held(p, cmd.ticket_id)
         ticket = held.ticket
@@ -976,6 +991,7 @@ class TicketsProcessor:
                 else:
                     self._track(p, held)
         self.release()
+        self._expire_parked(now, unit)
         if changed or self.state.dirty():
             await self.commit(unit)
         return changed
@@ -1001,6 +1017,73 @@ class TicketsProcessor:
         )
 
     # ------------------------------------------------------------ internals
+    # ------------------------------------------------------------ commands that came before their ticket
+    def _park(self, record: Record, ticket_id: str) -> None:
+        """A command (of another service: no one waits on an outcome) for a ticket of this partition that is
+        not here. After a crash it can be the ticket's first message that is still to be replayed: a ticket's
+        events go out before the changelog holds it, so routing may have assigned a ticket this process does
+        not have yet. The command waits in the changelog and is applied once the ticket is opened; one still
+        waiting after PARK_FOR goes to the dead letters."""
+        p, key = record.partition, PARKED + ticket_id
+        waiting: list[dict[str, Any]] = list(self.state.get(p, key) or [])
+        if any(w["topic"] == record.topic and w["offset"] == record.offset for w in waiting):
+            return
+        value = record.raw.value if record.raw is not None else None
+        waiting.append(
+            {
+                "topic": record.topic,
+                "offset": record.offset,
+                "key": record.key,
+                "at": record.timestamp.isoformat(),
+                "value": value.decode(errors="replace") if isinstance(value, bytes) else None,
+            }
+        )
+        self.state.put(p, key, waiting)
+        self.parked.setdefault(p, {}).setdefault(ticket_id, record.timestamp)
+        log.info("%s for %s waits: the ticket is not here (yet)", record.type, ticket_id)
+
+    @staticmethod
+    def _parked_raw(p: int, kept: dict[str, Any]) -> Any:
+        """The consumer record a parked command came as (what `as_record` and `dead_letter` read)."""
+        return SimpleNamespace(
+            topic=kept["topic"],
+            partition=p,
+            offset=kept["offset"],
+            key=kept["key"].encode() if kept["key"] else None,
+            value=(kept["value"] or "").encode(),
+            timestamp=int(datetime.fromisoformat(kept["at"]).timestamp() * 1000),
+            headers=None,
+        )
+
+    async def _unpark(self, p: int, ticket_id: str, unit: Unit) -> None:
+        waiting = self.state.get(p, PARKED + ticket_id)
+        if not waiting:
+            return
+        self.state.delete(p, PARKED + ticket_id)
+        self.parked.get(p, {}).pop(ticket_id, None)
+        for kept in waiting:
+            raw = self._parked_raw(p, kept)
+            record = as_record(raw)
+            try:
+                if isinstance(record, str):
+                    raise Rejected(record)
+                await self.handlers[record.type](record, unit)
+            except (ValidationError, ValueError, Rejected, KeyError) as exc:
+                unit.records.append(dead_letter(self._service, raw, f"{type(exc).__name__}: {exc}"[:2000]))
+
+    def _expire_parked(self, now: datetime, unit: Unit) -> None:
+        for p, tickets in self.parked.items():
+            for ticket_id in [t for t, since in tickets.items() if now - since >= PARK_FOR]:
+                del tickets[ticket_id]
+                for kept in self.state.get(p, PARKED + ticket_id) or []:
+                    reason = f"ticket {ticket_id} does not exist (waited for it {PARK_FOR.total_seconds():.0f} s)"
+                    unit.records.append(dead_letter(self._service, self._parked_raw(p, kept), reason))
+                self.state.delete(p, PARKED + ticket_id)
+
+    @property
+    def _service(self) -> str:
+        return self.source.rsplit("/", 1)[-1]
+
     def _local(self, p: int, ticket_id: str) -> bool:
         return (p, TICKET + ticket_id) in self.state
 

@@ -13,7 +13,8 @@ Invariants, checked after the load has stopped and the system has caught up:
 - no ticket was assigned twice, and no agent carries more tickets than its capacity;
 - every ticket's first-response breach (no agent answers during the run) was announced
   exactly once, and no SLA event was doubled;
-- analytics counts exactly the tickets `tickets.events` announced."""
+- analytics counts exactly the tickets `tickets.events` announced;
+- nothing went to `deadletter` (the load is all good input)."""
 from __future__ import annotations
 
 import argparse
@@ -323,6 +324,11 @@ class Chaos:
             return created <= set(assignments)
         await until(all_assigned, 60, interval=3)
         sla_events = dedupe(await read_all(self.kafka, "sla.events"))
+        # the load is all good input: a fault must not make any of it, or what it causes, undeliverable
+        dead_letters = [
+            f"{e['data'].get('service')}: {e['data'].get('source_topic')}: {e['data'].get('reason')}"
+            for e in dedupe(await read_all(self.kafka, "deadletter"))
+        ]
         double_assigned = sorted(t for t, agents in assignments.items() if len(agents) > 1)
         load_per_agent = Counter(agents[-1] for agents in assignments.values())
         over_capacity = {a: n for a, n in load_per_agent.items() if n > AGENTS.get(a, 10**9)}
@@ -350,11 +356,12 @@ class Chaos:
             "over_capacity": over_capacity, "load_per_agent": dict(load_per_agent),
             "sla_breaches_missing": sla_missing, "sla_events_doubled": sla_doubled,
             "analytics_tickets_total": analytics_total, "tickets_events_created": len(created),
+            "dead_letters": dead_letters,
             "every_fault_recovered": all(p.recover_s is not None for p in phases[1:]),
         }
         checks["passed"] = (checks["all_accepted_filed"] and not checks["lost"] and not checks["duplicated"]
                             and not double_assigned and not unassigned and not over_capacity and not sla_missing
-                            and not sla_doubled and analytics_total == len(created)
+                            and not sla_doubled and analytics_total == len(created) and not dead_letters
                             and checks["every_fault_recovered"])
         return {"rate_msgs_per_s": self.rate, "steady_s": self.steady_s,
                 "phases": [{k: v for k, v in asdict(p).items() if k != "message_ids"} for p in phases],
@@ -413,6 +420,8 @@ def table(report: dict[str, Any]) -> str:
                   f"agents over capacity {len(c['over_capacity'])}; SLA breaches missing {len(c['sla_breaches_missing'])}, "
                   f"SLA events doubled {len(c['sla_events_doubled'])}",
               f"load per agent: {c['load_per_agent']}",
+              f"dead letters {len(c['dead_letters'])}" + "".join(f"\n  {d[:300]}" for d in c["dead_letters"][:10]),
+              *([f"unassigned: {c['unassigned'][:10]}"] if c["unassigned"] else []),
               "PASSED: nothing lost, nothing doubled" if c["passed"] else "FAILED: see reports/chaos.json"]
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.tickets.domain import Status, ThreadingPolicy
-from services.tickets.processor import DocPolicy, TicketsProcessor
+from services.tickets.processor import PARK_FOR, DocPolicy, TicketsProcessor
 from services.tickets.store import TicketStore
 from services.tickets.views import load_ticket
 from shared import topics
@@ -121,9 +121,52 @@ async def test_a_command_for_a_ticket_that_does_not_exist_gets_404_or_a_dead_let
     asked = ChangeTicketStatus(command_id="c1", ticket_id=unknown, status="resolved", actor="a1", request_id="r1")
     await run(stack.processor, stack.command(EventType.CHANGE_TICKET_STATUS, asked))
     assert stack.sent.events(topics.TICKETS_OUTCOMES)[-1]["data"]["status"] == 404
+    # a command of another service waits for its ticket (it may be opened by a message still to be replayed)
     batch = await run(stack.processor, stack.command(EventType.ASSIGN_TICKET, AssignTicket(
         command_id="c2", ticket_id=unknown, agent_id="a1")))
-    assert len(batch.rejected) == 1 and "does not exist" in batch.rejected[0][1]
+    assert batch.rejected == [] and stack.sent.events(topics.DEADLETTER) == []
+    stack.now = T0 + PARK_FOR - timedelta(seconds=1)
+    await stack.processor.sweep()
+    assert stack.sent.events(topics.DEADLETTER) == []
+    stack.now = T0 + PARK_FOR
+    await stack.processor.sweep()
+    letters = stack.sent.events(topics.DEADLETTER)
+    assert len(letters) == 1 and "ticket TK-000000000000 does not exist" in letters[0]["data"]["reason"]
+    assert letters[0]["data"]["source_topic"] == topics.TICKETS_COMMANDS
+    await stack.processor.sweep()
+    assert len(stack.sent.events(topics.DEADLETTER)) == 1
+
+
+async def test_an_assignment_that_comes_before_its_tickets_replayed_message_is_applied_when_the_ticket_opens(stack):
+    # after a crash between sending ticket.created and the changelog write, the message is replayed, and
+    # routing's assignment (caused by the first ticket.created) may be read before it
+    msg = chat("m1")
+    first = Stack()
+    ticket_id = await first.file(msg)
+    assign = AssignTicket(command_id="c1", ticket_id=ticket_id, agent_id="a1", actor="routing")
+    batch = await run(stack.processor, stack.command(EventType.ASSIGN_TICKET, assign))
+    assert batch.rejected == [] and stack.sent.events(topics.TICKETS_EVENTS) == []
+    assert await stack.file(msg) == ticket_id
+    types = [e["type"] for e in stack.sent.events(topics.TICKETS_EVENTS)]
+    assert types == [EventType.TICKET_CREATED, EventType.TICKET_ASSIGNED]
+    assert (await load_ticket(stack.store, ticket_id)).assignee == "a1"
+    stack.now = T0 + PARK_FOR
+    await stack.processor.sweep()
+    assert stack.sent.events(topics.DEADLETTER) == []
+
+
+async def test_a_waiting_command_outlives_a_restart(stack):
+    msg = chat("m1")
+    ticket_id = await Stack().file(msg)
+    await run(stack.processor, stack.command(EventType.ASSIGN_TICKET, AssignTicket(
+        command_id="c1", ticket_id=ticket_id, agent_id="a1", actor="routing")))
+    again = restarted(stack)
+    assert await again.file(msg) == ticket_id
+    assert (await load_ticket(again.store, ticket_id)).assignee == "a1"
+    other = restarted(stack)  # and one that waits in vain goes to the dead letters in time
+    other.now = T0 + PARK_FOR
+    await other.processor.sweep()
+    assert len(other.sent.events(topics.DEADLETTER)) == 1
 
 
 async def test_a_change_the_lifecycle_forbids_is_refused_with_409(stack):
