@@ -63,7 +63,22 @@ async def measure(args: argparse.Namespace, ctl: Any, stack: Any) -> dict[str, A
                                    "-p", str(pids[name])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name in args.spy]
         before = await batches(ctl)
+        memory: list[dict[str, Any]] = []
+
+        async def sample_memory() -> None:  # every process's resident MB over the step (--rss)
+            t = 0.0
+            while True:
+                memory.append({"s": t, **B.rss(pids)})
+                await asyncio.sleep(args.rss)
+                t += args.rss
+
+        sampler = asyncio.create_task(sample_memory()) if args.rss else None
         result = await B.step(ctl, urls, lag, args.rate, args.seconds)
+        if sampler is not None:
+            sampler.cancel()
+            await lag.drain(60)
+            memory.append({"s": "drained", **B.rss(pids)})
+            result["rss_mb"] = memory
         after = await batches(ctl)
         for spy in spies:
             spy.wait()
@@ -83,6 +98,7 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--spy", nargs="*", default=[], help="process names to profile with py-spy (tickets, routing-2…)")
     parser.add_argument("--spy-dir", default=".")
+    parser.add_argument("--rss", type=float, default=0, help="sample every process's resident memory this often (s)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--dead-webhook", action="store_true",
                         help="a webhook subscription to every event whose receiver is down (issue 18's check)")

@@ -98,7 +98,7 @@ class Dispatcher:
         bootstrap_servers: str,
         source: str,
         offline_grace_s: float = 300.0,
-        hot: int | None = 20_000,
+        hot: int | None = 2_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
@@ -145,16 +145,20 @@ class Dispatcher:
     def install(self, partitions: set[int], loaded: Any) -> None:
         values, docs = loaded
         self.state.install(values)
-        tickets = self._tickets()
-        self.waiting = {t: (h.rank, h.queued_at) for t, h in tickets.items() if h.agent is None and h.queued_at}
-        self.unsent = {t for t, h in tickets.items() if h.pending}
-        self._rebuild_agents(docs)
+        tickets = self._glance()
+        self.waiting = {
+            t: (PRIORITY_RANK.get(v["snap"].get("priority", "normal"), 2), v["queued_at"])
+            for t, v in tickets.items()
+            if v["agent"] is None and v["queued_at"]
+        }
+        self.unsent = {t for t, v in tickets.items() if v["pending"]}
+        self._rebuild_agents(docs, tickets)
         self.view_dirty = True
         self.taken_over = True
         log.info(
             "dispatching: %d agent(s), %d ticket(s) carried, %d waiting",
             len(self.agents),
-            sum(1 for h in tickets.values() if h.agent),
+            sum(1 for v in tickets.values() if v["agent"]),
             len(self.waiting),
         )
 
@@ -167,11 +171,11 @@ class Dispatcher:
     def agents(self) -> dict[str, Agent]:
         return self.roster.agents
 
-    def _rebuild_agents(self, docs: list[dict[str, Any]]) -> None:
+    def _rebuild_agents(self, docs: list[dict[str, Any]], tickets: dict[str, dict[str, Any]]) -> None:
         held: dict[str, list[str]] = {}
-        for ticket_id, h in self._tickets().items():
-            if h.agent:
-                held.setdefault(h.agent, []).append(ticket_id)
+        for ticket_id, v in tickets.items():
+            if v["agent"]:
+                held.setdefault(v["agent"], []).append(ticket_id)
         self.roster.clear()
         for doc in docs:
             agent = to_agent(doc, held.get(doc["_id"], []))
@@ -179,15 +183,17 @@ class Dispatcher:
             if last:
                 agent.last_assigned_at = datetime.fromisoformat(last)
             self.roster.put(agent)
-        for agent_id, tickets in held.items():  # tickets of an agent deleted meanwhile still count
+        for agent_id, carried in held.items():  # tickets of an agent deleted meanwhile still count
             if agent_id not in self.agents:
-                self.roster.put(Agent(id=agent_id, name=agent_id, capacity=0, tickets=sorted(tickets)))
+                self.roster.put(Agent(id=agent_id, name=agent_id, capacity=0, tickets=sorted(carried)))
 
-    def _tickets(self) -> dict[str, Held]:
+    def _glance(self) -> dict[str, dict[str, Any]]:
+        """Every ticket's facts as the changelog has them, without holding any decoded (a takeover of tens
+        of thousands of carried tickets would otherwise decode them all at once)."""
         return {
             k[len(TICKET) :]: v
             for k in self.state.keys(PARTITION)
-            if k.startswith(TICKET) and (v := self.state.get(PARTITION, k)) is not None
+            if k.startswith(TICKET) and (v := self.state.raw(PARTITION, k)) is not None
         }
 
     def _queue(self) -> Iterator[tuple[str, Held]]:

@@ -12,7 +12,7 @@ class RoutingSettings(ServiceSettings):
     offline_grace_s: float = Field(300.0, validation_alias="ROUTING_OFFLINE_GRACE_S")
     # tickets the dispatcher holds decoded (~1.3 KB each); the others it carries or queues are held as
     # their changelog record (~0.5 KB)
-    hot_tickets: int = Field(20_000, validation_alias="ROUTING_HOT_TICKETS", ge=100)
+    hot_tickets: int = Field(2_000, validation_alias="ROUTING_HOT_TICKETS", ge=100)
     # how often the queue is offered to agents whose shift has begun (other changes offer it at once)
     queue_sweep_s: float = Field(15.0, validation_alias="ROUTING_QUEUE_SWEEP_S")
     # how often capacity slots and agents' loads are checked against each other (crash leftovers)
