@@ -854,6 +854,8 @@ class TicketsProcessor:
         sla = SlaTargetEvent.model_validate(record.data)
         p = record.partition
         if not self._local(p, sla.ticket_id):
+            if partition_of(sla.ticket_id, self.partitions) == p and sla.ticket_id not in self.purged_now:
+                self._park(record, sla.ticket_id)  # its ticket's first message may still be replayed
             return  # purged meanwhile, or not ours
         held = self._held(p, sla.ticket_id)
         if record.event["id"] in held.ticket.seen:
@@ -1016,14 +1018,13 @@ class TicketsProcessor:
             )
         )
 
-    # ------------------------------------------------------------ internals
     # ------------------------------------------------------------ commands that came before their ticket
     def _park(self, record: Record, ticket_id: str) -> None:
-        """A command (of another service: no one waits on an outcome) for a ticket of this partition that is
-        not here. After a crash it can be the ticket's first message that is still to be replayed: a ticket's
-        events go out before the changelog holds it, so routing may have assigned a ticket this process does
-        not have yet. The command waits in the changelog and is applied once the ticket is opened; one still
-        waiting after PARK_FOR goes to the dead letters."""
+        """A command (of another service: no one waits on an outcome) or an SLA event for a ticket of this
+        partition that is not here. After a crash it can be the ticket's first message that is still to be
+        replayed: a ticket's events go out before the changelog holds it, so routing may have assigned a
+        ticket this process does not have yet. It waits in the changelog and is applied once the ticket is
+        opened; one still waiting after PARK_FOR goes to the dead letters."""
         p, key = record.partition, PARKED + ticket_id
         waiting: list[dict[str, Any]] = list(self.state.get(p, key) or [])
         if any(w["topic"] == record.topic and w["offset"] == record.offset for w in waiting):
@@ -1084,6 +1085,7 @@ class TicketsProcessor:
     def _service(self) -> str:
         return self.source.rsplit("/", 1)[-1]
 
+    # ------------------------------------------------------------ internals
     def _local(self, p: int, ticket_id: str) -> bool:
         return (p, TICKET + ticket_id) in self.state
 

@@ -155,6 +155,17 @@ async def test_an_assignment_that_comes_before_its_tickets_replayed_message_is_a
     assert stack.sent.events(topics.DEADLETTER) == []
 
 
+async def test_an_sla_breach_that_comes_before_its_tickets_replayed_message_is_recorded_when_it_opens(stack):
+    msg = chat("m1")
+    ticket_id = await Stack().file(msg)
+    breach = SlaTargetEvent(ticket_id=ticket_id, target=SlaTarget.first_response, policy_id="default", at=T0,
+                            due_at=T0)
+    await run(stack.processor, stack.records.record(topics.SLA_EVENTS, EventType.SLA_BREACHED, breach, id_="sla-1",
+                                                    partition=partition_of(ticket_id, PARTITIONS), key=ticket_id))
+    assert await stack.file(msg) == ticket_id
+    assert (await load_ticket(stack.store, ticket_id)).sla == {"first_response": "breached"}
+
+
 async def test_a_waiting_command_outlives_a_restart(stack):
     msg = chat("m1")
     ticket_id = await Stack().file(msg)
