@@ -17,9 +17,37 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class Repeats(logging.Filter):
+    """One line per problem, not per retry: while the broker is away every client of a process retries its
+    connection every ~0.1 s and aiokafka logs each attempt (thousands of lines a second over a stack, written
+    while the broker needs the CPU to start again). A message of the same logger and wording passes once per
+    `every_s`; the next one that passes says how many were left out."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",), every_s: float = 5.0) -> None:
+        super().__init__()
+        self.prefixes, self.every_s = prefixes, every_s
+        self.last: dict[tuple[str, object], tuple[float, int]] = {}  # (logger, template) → (passed at, left out)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        passed_at, left_out = self.last.get(key, (-self.every_s, 0))
+        if record.created - passed_at < self.every_s:
+            self.last[key] = (passed_at, left_out + 1)
+            return False
+        if len(self.last) > 1000:
+            self.last.clear()
+        self.last[key] = (record.created, 0)
+        if left_out:
+            record.msg = f"{record.msg} (and {left_out} more like it in {record.created - passed_at:.0f} s)"
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s {service} %(name)s: %(message)s"))
+    handler.addFilter(Repeats())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

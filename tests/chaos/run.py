@@ -63,6 +63,7 @@ class Phase:
     duplicated: int = 0
     recover_s: float | None = None  # restart begun → a new message filed and assigned (probed meanwhile)
     restarted_s: float | None = None  # restart begun → every killed process answers /healthz again
+    accepting_s: float | None = None  # restart begun → ingest answered 202 to every probe message
     message_ids: list[str] = field(default_factory=list)
 
 
@@ -191,6 +192,7 @@ class Chaos:
         self.kafka = ""
         self.auth = {"Authorization": f"Bearer {TOKEN}"}
         self.restarted_at = 0.0  # when the last `restart_missing` saw every process healthy
+        self.accepting_at: float | None = None  # when ingest first answered 202 to a whole probe after a restart
 
     def start(self) -> None:
         os.environ.update({"DESKSTREAM_API_TOKEN": TOKEN, "DESKSTREAM_CHAT_SECRET": CHAT_SECRET,
@@ -226,6 +228,8 @@ class Chaos:
                 if r.status_code != 202:
                     return False
                 message_ids.append(r.json()["message_id"])
+            if self.accepting_at is None:
+                self.accepting_at = time.monotonic()
 
             async def assigned(message_id: str) -> bool:
                 f = await c.get(f"{self.urls['tickets']}/v1/messages/{message_id}", headers=self.auth)
@@ -266,13 +270,15 @@ class Chaos:
             # like a supervisor, restart what is missing; meanwhile probe as a customer would: recovered is
             # when the pipeline files and assigns a new message again, by whichever processes are up
             t0 = time.monotonic()
+            self.accepting_at = None
             restart = asyncio.create_task(asyncio.to_thread(self.restart_missing))
             healthy = await until(self.probe, 120, interval=0.1)
             phase.recover_s = None if healthy is None else round(time.monotonic() - t0, 1)
             await restart
             phase.restarted_s = round(self.restarted_at - t0, 1)
-            say(f"  a new message filed and assigned after {phase.recover_s} s; "
-                f"every killed process healthy after {phase.restarted_s} s")
+            phase.accepting_s = None if self.accepting_at is None else round(self.accepting_at - t0, 1)
+            say(f"  a new message filed and assigned after {phase.recover_s} s (ingest accepted again after "
+                f"{phase.accepting_s} s); every killed process healthy after {phase.restarted_s} s")
             await asyncio.sleep(self.steady_s)
         load.running = False
         await sender
