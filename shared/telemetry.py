@@ -9,10 +9,12 @@ import os
 import signal
 import sys
 import threading
+import time
 import tracemalloc
+import weakref
 from collections import Counter
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -137,6 +139,28 @@ class Telemetry:
         self.up = Gauge(
             "deskstream_service_ready", "1 when the service reaches Kafka and MongoDB", registry=self.registry
         )
+        self.gc_seconds = Histogram(
+            "deskstream_gc_seconds",
+            "Python's garbage collections and how long each held the process, by generation",
+            ["generation"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+        )
+        self._gc_children = [self.gc_seconds.labels(str(g)) for g in range(3)]
+        self._gc_started = 0.0
+        method = weakref.WeakMethod(self._on_gc)  # a test process makes many; the dead ones do nothing
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if (bound := method()) is not None:
+                bound(phase, info)
+
+        gc.callbacks.append(on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        self._gc_children[info["generation"]].observe(time.perf_counter() - self._gc_started)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
