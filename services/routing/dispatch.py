@@ -9,8 +9,8 @@ without a database write or read per ticket. Its state is a changelog (`routing.
 when another routing process takes the partition over, it reads that back first.
 
 An assignment is recorded (with the command that announces it) before the command is sent, and
-marked sent after: a dispatcher that dies in between leaves the command pending in its state, and
-its successor sends it again with the same id, which the tickets service drops if it had it."""
+marked sent with the next write: a dispatcher that dies in between leaves the command pending in its
+state, and its successor sends it again with the same id, which the tickets service drops if it had it."""
 
 from __future__ import annotations
 
@@ -222,7 +222,10 @@ class Dispatcher:
         await self.commit(out)
 
     async def commit(self, out: list[Outgoing]) -> None:
-        """The decisions (with their commands pending) first, then the commands, then 'sent'."""
+        """The decisions (with their commands pending) first, then the commands. That they were sent goes
+        to the changelog with the next batch's decisions (or the next tick, within a second), not in a write
+        of its own that the next batch would wait for: a successor taking over in between sends them again,
+        under the same command ids, and the tickets service drops what it had."""
         await self.state.flush()
         if out:
             await self.producer.send_many(out)
@@ -231,7 +234,6 @@ class Dispatcher:
                     held.pending = []
                     self._touch(held)
             self.unsent = set()
-            await self.state.flush()
         if self.view_token is not None:
             await self.publish_view()
 
