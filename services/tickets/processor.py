@@ -621,8 +621,8 @@ class TicketsProcessor:
                 return
             if isinstance(cmd, RecordDelivery):
                 return  # the ticket is gone (purged)
-            if partition_of(cmd.ticket_id, self.partitions) == p and cmd.ticket_id not in self.purged_now:
-                return self._park(record, cmd.ticket_id)
+            if self._park(record, cmd.ticket_id):
+                return
             raise Rejected(f"ticket {cmd.ticket_id} does not exist")
         held = self._held(p, cmd.ticket_id)
         ticket = held.ticket
@@ -854,8 +854,7 @@ class TicketsProcessor:
         sla = SlaTargetEvent.model_validate(record.data)
         p = record.partition
         if not self._local(p, sla.ticket_id):
-            if partition_of(sla.ticket_id, self.partitions) == p and sla.ticket_id not in self.purged_now:
-                self._park(record, sla.ticket_id)  # its ticket's first message may still be replayed
+            self._park(record, sla.ticket_id)  # its ticket's first message may still be replayed
             return  # purged meanwhile, or not ours
         held = self._held(p, sla.ticket_id)
         if record.event["id"] in held.ticket.seen:
@@ -1019,16 +1018,19 @@ class TicketsProcessor:
         )
 
     # ------------------------------------------------------------ commands that came before their ticket
-    def _park(self, record: Record, ticket_id: str) -> None:
+    def _park(self, record: Record, ticket_id: str) -> bool:
         """A command (of another service: no one waits on an outcome) or an SLA event for a ticket of this
         partition that is not here. After a crash it can be the ticket's first message that is still to be
         replayed: a ticket's events go out before the changelog holds it, so routing may have assigned a
         ticket this process does not have yet. It waits in the changelog and is applied once the ticket is
-        opened; one still waiting after PARK_FOR goes to the dead letters."""
+        opened; one still waiting after PARK_FOR goes to the dead letters. False: not one to wait for (another
+        partition's ticket, or one read back as purged)."""
         p, key = record.partition, PARKED + ticket_id
+        if partition_of(ticket_id, self.partitions) != p or ticket_id in self.purged_now:
+            return False
         waiting: list[dict[str, Any]] = list(self.state.get(p, key) or [])
         if any(w["topic"] == record.topic and w["offset"] == record.offset for w in waiting):
-            return
+            return True
         value = record.raw.value if record.raw is not None else None
         waiting.append(
             {
@@ -1042,6 +1044,7 @@ class TicketsProcessor:
         self.state.put(p, key, waiting)
         self.parked.setdefault(p, {}).setdefault(ticket_id, record.timestamp)
         log.info("%s for %s waits: the ticket is not here (yet)", record.type, ticket_id)
+        return True
 
     @staticmethod
     def _parked_raw(p: int, kept: dict[str, Any]) -> Any:
