@@ -8,7 +8,8 @@ so an English and an Arabic report of one fault meet. Two refinements:
   tickets give a code *and* name that product most, rather than starting a problem of its own (and the first
   report with a code takes in such messages that came before it);
 - a message naming a product but no fault the lexicon knows joins the problem of that product whose
-  wording is nearest (MinHash LSH over character shingles, `datasketch`), if one is near enough.
+  wording is nearest (MinHash LSH over character shingles, services/analytics/minhash.py), if one is near
+  enough.
 A problem is listed once `min_tickets` tickets of at least two customers are in the window, and detected
 (`deskstream.problem.detected`) once, when it reaches `detect_at`."""
 
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from datasketch import MinHash, MinHashLSH
-
+from services.analytics.minhash import Hasher, Index, similarity
 from services.analytics.similar import Features, shingles
 from shared.events import stable_id
 
@@ -40,13 +40,8 @@ FAULT_LABELS = {
 }
 
 
-_MODEL = MinHash(num_perm=NUM_PERM, seed=19)  # its permutations, drawn once: drawing them is most of the cost
-
-
-def minhash(grams: frozenset[str]) -> MinHash:
-    m = MinHash(num_perm=NUM_PERM, seed=19, permutations=_MODEL.permutations, scheme=_MODEL.scheme)
-    m.update_batch([g.encode() for g in grams])
-    return m
+BANDS, ROWS = 21, 3  # for NUM_PERM and a Jaccard of 0.35 (`near`): see services/analytics/minhash.py
+_HASHER = Hasher(NUM_PERM, seed=19)  # its permutations, drawn once: drawing them is most of the cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +119,7 @@ class ProblemBook:
     near: float = 0.35  # the wording similarity (estimated Jaccard) that places a ticket without a known fault
     problems: dict[tuple[str, str], Problem] = field(default_factory=dict)
     where: dict[str, tuple[str, str]] = field(default_factory=dict)  # ticket → its problem's key
-    lsh: MinHashLSH = field(default_factory=lambda: MinHashLSH(threshold=0.35, num_perm=NUM_PERM))
-    hashes: dict[str, MinHash] = field(default_factory=dict)
+    wording: Index = field(default_factory=lambda: Index(BANDS, ROWS))  # each ticket's MinHash signature
 
     def add(
         self, *, ticket_id: str, customer_id: str, at: datetime, channel: str, language: str | None, features: Features
@@ -150,8 +144,7 @@ class ProblemBook:
         self.where[ticket_id] = key
         grams = frozenset(shingles(features.text))  # not kept on the features: only the MinHash is
         if grams:
-            self.hashes[ticket_id] = minhash(grams)
-            self.lsh.insert(ticket_id, self.hashes[ticket_id])
+            self.wording.insert(ticket_id, _HASHER.signature(grams))
         if not problem.detected and len(problem.members) >= self.detect_at and problem.customers >= 2:
             problem.detected = True
             return problem
@@ -197,25 +190,23 @@ class ProblemBook:
 
     def _nearest_fault(self, f: Features, product: str) -> str | None:
         grams = frozenset(shingles(f.text))
-        if not grams or not self.hashes:
+        if not grams or not len(self.wording):
             return None
-        probe = minhash(grams)
+        probe = _HASHER.signature(grams)
         best: tuple[float, str] | None = None
-        for ticket_id in self.lsh.query(probe):
-            key = self.where.get(ticket_id)
-            if key is None or key[0] != product:
+        for ticket_id in self.wording.candidates(probe):
+            key, theirs = self.where.get(ticket_id), self.wording.get(ticket_id)
+            if key is None or key[0] != product or theirs is None:
                 continue
-            similarity = probe.jaccard(self.hashes[ticket_id])
-            if similarity >= self.near and (best is None or similarity > best[0]):
-                best = (similarity, key[1])
+            near = similarity(probe, theirs)
+            if near >= self.near and (best is None or near > best[0]):
+                best = (near, key[1])
         return best[1] if best else None
 
     def remove(self, ticket_id: str) -> None:
         """Spam, deleted, purged or erased: no longer a report of anything."""
         key = self.where.pop(ticket_id, None)
-        if ticket_id in self.hashes:
-            self.lsh.remove(ticket_id)
-            del self.hashes[ticket_id]
+        self.wording.remove(ticket_id)
         problem = self.problems.get(key) if key else None
         if problem is not None:
             problem.members.pop(ticket_id, None)
