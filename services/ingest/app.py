@@ -41,6 +41,7 @@ def create_app(settings: IngestSettings | None = None, *, service: IngestService
             TOPIC,
             client_id="deskstream-ingest-records",
             linger_ms=settings.kafka_linger_ms,
+            stall_s=settings.kafka_stall_s,
             registry=rt.telemetry.registry,
         )
         blobs = BlobStore(rt.mongo)

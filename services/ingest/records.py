@@ -9,9 +9,11 @@ encodes the record itself and hands the bytes to aiokafka directly. The guarante
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -22,6 +24,7 @@ from pydantic import TypeAdapter
 
 from shared.kafka import MAX_REQUEST_BYTES
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json")
 _TIME = TypeAdapter(datetime)  # the envelope's time exactly as pydantic writes it in `make_event`'s events
 
@@ -86,12 +89,18 @@ class KafkaRecords:
         *,
         client_id: str,
         linger_ms: int = 1,
+        stall_s: float = 3.0,
         registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bootstrap_servers, self.topic = bootstrap_servers, topic
         self.client_id, self.linger_ms = client_id, linger_ms
+        self.stall_s, self.clock = stall_s, clock
         self._producer: AIOKafkaProducer | None = None
         self.started = False
+        self.refusing = False
+        self._waiting: dict[int, float] = {}  # records awaiting their acknowledgement → when, oldest first
+        self._numbers = itertools.count()
         self._seconds = Histogram(
             "deskstream_ingest_publish_seconds",
             "from handing a record to the producer to Kafka's acknowledgement",
@@ -133,10 +142,31 @@ class KafkaRecords:
             producer, self._producer = self._producer, None
             await producer.stop()
 
+    def stalled_for(self) -> float:
+        """How long the oldest record still waiting for its acknowledgement has waited (0: none waits)."""
+        for since in self._waiting.values():
+            return self.clock() - since
+        return 0.0
+
     async def publish(self, value: bytes, key: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
         producer = self._producer
         if producer is None:
             raise ConnectionError("the Kafka producer is not started")
+        # The broker is away (or far behind): a new record would only join those held, and the
+        # request wait with them until the broker is back, then all be sent at once while the
+        # consumers catch up. Refused now, its sender retries after Retry-After; once the broker
+        # acknowledges the held records again, new ones are taken.
+        stalled = self.stalled_for()
+        if self.stall_s and stalled > self.stall_s:
+            if not self.refusing:
+                self.refusing = True
+                log.warning("refusing new messages (503): the broker has acknowledged no record for %.1f s", stalled)
+            raise ConnectionError(f"the broker has acknowledged no record for {stalled:.1f} s")
+        if self.refusing:
+            self.refusing = False
+            log.warning("taking new messages again: the broker acknowledges")
+        number = next(self._numbers)
+        self._waiting[number] = self.clock()
         start = time.perf_counter()
         try:
             # send() only queues the record; awaiting its future waits for the acknowledgement
@@ -145,4 +175,6 @@ class KafkaRecords:
         except BaseException:
             self._failed.observe(time.perf_counter() - start)
             raise
+        finally:
+            del self._waiting[number]
         self._acked.observe(time.perf_counter() - start)

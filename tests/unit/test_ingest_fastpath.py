@@ -236,3 +236,35 @@ async def test_a_publish_returns_only_once_kafka_acknowledged_and_raises_when_it
     producer.acks[1].set_exception(ConnectionError("broker gone"))
     with pytest.raises(ConnectionError):
         await failing
+
+
+async def test_while_the_broker_acknowledges_nothing_new_records_are_refused_not_held():
+    class Producer:
+        def __init__(self):
+            self.acks = []
+
+        async def send(self, topic, *, value, key, headers):
+            self.acks.append(asyncio.get_running_loop().create_future())
+            return self.acks[-1]
+
+    now = [100.0]
+    records = KafkaRecords("127.0.0.1:1", "ingest.messages", client_id="test", stall_s=3.0, clock=lambda: now[0])
+    records._producer = producer = Producer()
+    held = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))
+    await asyncio.sleep(0.01)
+    now[0] += 2.0  # waiting, but not for long: another record joins it
+    second = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))
+    await asyncio.sleep(0.01)
+    assert len(producer.acks) == 2 and records.stalled_for() == 2.0
+    now[0] += 1.5  # the oldest has waited 3.5 s: the broker is away
+    with pytest.raises(ConnectionError, match="acknowledged no record for 3.5 s"):
+        await records.publish(b"{}", b"k", [CONTENT_TYPE])
+    assert len(producer.acks) == 2  # refused before it reached the producer
+    producer.acks[0].set_result(None)  # the broker is back: the held ones are acknowledged
+    producer.acks[1].set_result(None)
+    await asyncio.gather(held, second)
+    assert records.stalled_for() == 0.0
+    taken = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))
+    await asyncio.sleep(0.01)
+    producer.acks[2].set_result(None)
+    await taken
