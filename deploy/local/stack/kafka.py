@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +18,7 @@ from .cache import Artefacts, replace_dir, require_tool, run_step
 from .common import StackError, tail
 from .config import HOST, INSTALL_HINTS, KAFKA_JVM_OPTS, KAFKA_LOG4J, KAFKA_POM, MIN_JAVA
 from .paths import StatePaths
+from .probes import kafka_probe
 
 
 def kafka_version() -> str:
@@ -151,8 +153,72 @@ broker.session.timeout.ms=2000
 """
 
 
-def kafka_java_cmd(art: Artefacts, paths: StatePaths, main: list[str], heap: bool = True) -> list[str]:
+def class_archive(art: Artefacts) -> Path:
+    """Where the broker's class-data archive for this Java lives (Java's CDS: the classes Kafka loads
+    at start, parsed and verified once and mapped from this file at every later start)."""
+    java = art.java or "java"
+    try:
+        stamp = f"{os.path.realpath(java)}:{os.stat(java).st_mtime}"
+    except OSError:
+        stamp = java
+    return art.kafka_home / f"classes-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}.jsa"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def train_class_archive(art: Artefacts, log_path: Path, timeout: float = 120.0) -> bool:
+    """Start a throwaway broker once with `-XX:ArchiveClassesAtExit`, stop it cleanly, keep the archive.
+    A broker restart then takes ~1 s less of its ~4.5 s on an idle machine (more on a busy one: class
+    loading is CPU). Without it (a failed training, another Java) brokers start as before."""
+    final = class_archive(art)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-kafka-cds-", dir=art.cache_dir))
+    paths = StatePaths.of(tmp)
+    dump = tmp / "classes.jsa"
+    kport, cport = _free_port(), _free_port()
+    try:
+        paths.ensure()
+        paths.server_properties.write_text(server_properties(paths, kport, cport))
+        format_kafka_storage(art, paths)
+        cmd = kafka_java_cmd(art, paths, ["kafka.Kafka", str(paths.server_properties)], archive=False)
+        cmd.insert(1, f"-XX:ArchiveClassesAtExit={dump}")
+        with open(log_path, "ab") as log:
+            log.write(f"\n===== stackctl {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, cwd=tmp, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and proc.poll() is None:
+                    try:
+                        kafka_probe(HOST, kport)
+                        break
+                    except Exception:  # not up yet
+                        time.sleep(0.5)
+                proc.terminate()  # a clean exit is what writes the archive
+                rc = proc.wait(timeout=timeout)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        if rc not in (0, 143) or not dump.is_file() or dump.stat().st_size == 0:  # 143: exited on SIGTERM
+            return False
+        os.replace(dump, final)
+        return True
+    except (OSError, subprocess.SubprocessError, StackError):
+        return False
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def kafka_java_cmd(
+    art: Artefacts, paths: StatePaths, main: list[str], heap: bool = True, archive: bool = True
+) -> list[str]:
     opts = KAFKA_JVM_OPTS if heap else ["-Djava.awt.headless=true"]
+    if heap and archive and class_archive(art).is_file():
+        opts = [*opts, f"-XX:SharedArchiveFile={class_archive(art)}"]  # a stale one is ignored (-Xshare:auto)
     return [
         art.java or "java",
         *opts,

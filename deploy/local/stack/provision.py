@@ -10,7 +10,15 @@ from .cache import Artefacts, require_tool, resolve_cache_dir
 from .common import StackError, flock, say
 from .config import FERRETDB_VERSION
 from .ferretdb import build_ferretdb, check_go, ferretdb_ready_in
-from .kafka import build_kafka, find_java, kafka_ready_in, kafka_version, pom_digest
+from .kafka import (
+    build_kafka,
+    class_archive,
+    find_java,
+    kafka_ready_in,
+    kafka_version,
+    pom_digest,
+    train_class_archive,
+)
 
 
 def provision(
@@ -36,6 +44,9 @@ def provision(
     need_k = kafka and not kafka_ready_in(khome, kversion, kdigest)
     need_f = ferretdb and not ferretdb_ready_in(fhome)
     if not (need_k or need_f):
+        if kafka and archive_wanted(art):
+            with flock(cache / ".lock", "cache", quiet):
+                make_class_archive(art, quiet)
         return art
     # tool checks before any waiting or downloading
     if need_k:
@@ -89,4 +100,27 @@ def provision(
                 if not isinstance(e, StackError):
                     raise e
             raise StackError("\n".join(str(e) for e in errors))
+        if kafka and archive_wanted(art):
+            make_class_archive(art, quiet)
     return art
+
+
+def archive_wanted(art: Artefacts) -> bool:
+    """No class archive for this Java yet, and no failed attempt at one."""
+    archive = class_archive(art)
+    return not archive.is_file() and not archive.with_suffix(".failed").exists()
+
+
+def make_class_archive(art: Artefacts, quiet: bool) -> None:
+    """Once per Java and Kafka version (under the cache lock): see kafka.train_class_archive."""
+    if not archive_wanted(art):
+        return
+    t0 = time.monotonic()
+    say(quiet, "provision: recording the Kafka broker's class archive (once, ~10 s) ...")
+    logs = art.cache_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    if train_class_archive(art, logs / f"kafka-{art.kafka_version}-cds.log"):
+        say(quiet, f"provision: Kafka class archive ready in {time.monotonic() - t0:.0f} s")
+    else:
+        class_archive(art).with_suffix(".failed").touch()
+        say(quiet, f"provision: no Kafka class archive (see {logs}); brokers start without one")
