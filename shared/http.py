@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import socket
@@ -206,6 +207,8 @@ def serve(app: Servable, *, host: str, port: int, log_level: str = "info", insta
     service's port, shared with its other instances, and on `instance_port`, its own, when given.
     A process whose API token would leave it open exits first, saying why (shared/credentials.py)."""
     check_start(app.state.runtime.settings)
+    gc.freeze()  # what start-up made stays (shared/boot.py turned the collector off for it)
+    gc.enable()
     config = uvicorn.Config(
         app,
         log_level=log_level.lower(),

@@ -1,3 +1,6 @@
+import shared.boot  # noqa: F401  (first of all: see shared/boot.py)
+
+# isort: split
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from shared.http import serve

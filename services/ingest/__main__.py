@@ -1,3 +1,6 @@
+import shared.boot  # noqa: F401  (first of all: see shared/boot.py)
+
+# isort: split
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.http import serve

@@ -1,3 +1,6 @@
+import shared.boot  # noqa: F401  (first of all: see shared/boot.py)
+
+# isort: split
 from services.routing.app import create_app
 from services.routing.settings import RoutingSettings
 from shared.http import serve

@@ -1,3 +1,6 @@
+import shared.boot  # noqa: F401  (first of all: see shared/boot.py)
+
+# isort: split
 from services.sla.app import create_app
 from services.sla.settings import SlaSettings
 from shared.http import serve

@@ -1,3 +1,6 @@
+import shared.boot  # noqa: F401  (first of all: see shared/boot.py)
+
+# isort: split
 from services.tickets.app import create_app
 from services.tickets.settings import TicketsSettings
 from shared.http import serve
