@@ -32,6 +32,9 @@ DUPLICATE_KEY = 11000
 PACKED = "_packed"
 
 
+UPDATE_BULK_FERRETDB = 10
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What the connected server does well, by name (FerretDB 1.24 or MongoDB)."""
@@ -51,8 +54,12 @@ class Capabilities:
 
     @property
     def update_bulk_limit(self) -> int:
-        """Matched statements per update command: above ~50 FerretDB's pool can deadlock."""
-        return 50 if self.ferretdb else 1000
+        """Matched statements per update command. FerretDB 1.24 holds a pooled connection per matched
+        statement until the command ends, and its pool (100 per database) is shared by every client:
+        two tickets and two SLA processes each sending a bulk of 50 at once after a broker outage
+        (every changed ticket's list document due together) took all 100 and hung the database
+        (chaos, ninth session). Four writers at 10 each leave most of the pool to reads and inserts."""
+        return UPDATE_BULK_FERRETDB if self.ferretdb else 1000
 
     @property
     def packs_documents(self) -> bool:
