@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import logging
@@ -13,6 +14,8 @@ import time
 import tracemalloc
 import weakref
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
@@ -59,6 +62,34 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     logging.getLogger(f"deskstream.{service}.broker").setLevel(logging.WARNING)
     if threading.current_thread() is threading.main_thread():  # signals are for the main thread only
         signal.signal(signal.SIGUSR2, lambda *_: log_memory())
+        signal.signal(signal.SIGUSR1, lambda *_: log_tasks())
+
+
+def log_tasks() -> None:
+    """What every asyncio task of the process awaits, logged on SIGUSR1 (`kill -USR1 <pid>`): for a
+    process that is alive and healthy but does nothing (a consumer that stopped taking records)."""
+    out = logging.getLogger("deskstream.tasks")
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no loop running in this thread
+        out.warning("no running event loop")
+        return
+    out.warning("%d asyncio tasks", len(tasks))
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        out.warning("  %s: %s", task.get_name(), " -> ".join(awaiting(task.get_coro())) or "(done)")
+
+
+def awaiting(coro: Any) -> list[str]:
+    """The chain of coroutines `coro` is suspended in, outermost first, down to what it waits for."""
+    chain: list[str] = []
+    while coro is not None and len(chain) < 40:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            chain.append(type(coro).__qualname__)  # a future, a task, or a finished coroutine
+            break
+        chain.append(f"{frame.f_code.co_name} ({Path(frame.f_code.co_filename).name}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return chain
 
 
 def log_memory(top: int = 25) -> None:
