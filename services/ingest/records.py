@@ -100,6 +100,7 @@ class KafkaRecords:
         self.started = False
         self.refusing = False
         self._waiting: dict[int, float] = {}  # records awaiting their acknowledgement → when, oldest first
+        self._acked_at = 0.0  # when the broker last acknowledged one
         self._numbers = itertools.count()
         self._seconds = Histogram(
             "deskstream_ingest_publish_seconds",
@@ -143,9 +144,11 @@ class KafkaRecords:
             await producer.stop()
 
     def stalled_for(self) -> float:
-        """How long the oldest record still waiting for its acknowledgement has waited (0: none waits)."""
+        """How long records have waited for an acknowledgement without the broker acknowledging any
+        (0: none waits). Progress counts, not the oldest record: one record held up on a partition
+        whose leader moved does not stop new messages while the broker acknowledges others."""
         for since in self._waiting.values():
-            return self.clock() - since
+            return self.clock() - max(since, self._acked_at)
         return 0.0
 
     async def publish(self, value: bytes, key: bytes, headers: Sequence[tuple[str, bytes]]) -> None:
@@ -177,4 +180,5 @@ class KafkaRecords:
             raise
         finally:
             del self._waiting[number]
+        self._acked_at = self.clock()
         self._acked.observe(time.perf_counter() - start)

@@ -268,3 +268,31 @@ async def test_while_the_broker_acknowledges_nothing_new_records_are_refused_not
     await asyncio.sleep(0.01)
     producer.acks[2].set_result(None)
     await taken
+
+
+async def test_one_record_held_up_does_not_stop_new_ones_while_the_broker_acknowledges_others():
+    class Producer:
+        def __init__(self):
+            self.acks = []
+
+        async def send(self, topic, *, value, key, headers):
+            self.acks.append(asyncio.get_running_loop().create_future())
+            return self.acks[-1]
+
+    now = [100.0]
+    records = KafkaRecords("127.0.0.1:1", "ingest.messages", client_id="test", stall_s=3.0, clock=lambda: now[0])
+    records._producer = producer = Producer()
+    straggler = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))  # its partition's leader moved
+    await asyncio.sleep(0.01)
+    for _ in range(5):  # others are acknowledged, one a second
+        now[0] += 1.0
+        other = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))
+        await asyncio.sleep(0.01)
+        producer.acks[-1].set_result(None)
+        await other
+    assert records.stalled_for() == 0.0  # the straggler has waited 5 s, but the broker acknowledged 0 s ago
+    now[0] += 3.5  # then nothing is acknowledged for 3.5 s: refused
+    with pytest.raises(ConnectionError):
+        await records.publish(b"{}", b"k", [CONTENT_TYPE])
+    producer.acks[0].set_result(None)
+    await straggler
