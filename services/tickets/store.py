@@ -6,7 +6,8 @@
   a replayed change inserts the same key again and is ignored. A ticket's conversation is read
   from here, and so is its freshest state.
 - `tickets`: one document per ticket for the lists (filters, sorts, text search), written by the
-  owning process in coalesced batches (services/tickets/docs.py), never on the message path.
+  owning process in coalesced batches (`flush_docs` in services/tickets/processor.py), never on the
+  message path.
 - `customer_links`: who is who beyond the rule "an identity is its own customer": identities
   attached to another customer, service tiers, merged profiles. Small; every process holds it.
 - `customers`: what an admin sets on a profile (tier, merges); profiles themselves are read from
