@@ -215,17 +215,20 @@ async def test_ingest_s_producer_waits_for_every_replica_and_is_idempotent():
         await producer.stop()
 
 
+class AckLater:
+    """A producer whose records are acknowledged (or failed) when the test says so."""
+
+    def __init__(self):
+        self.acks = []
+
+    async def send(self, topic, *, value, key, headers):
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
+
+
 async def test_a_publish_returns_only_once_kafka_acknowledged_and_raises_when_it_did_not():
-    class Producer:
-        def __init__(self):
-            self.acks = []
-
-        async def send(self, topic, *, value, key, headers):
-            self.acks.append(asyncio.get_running_loop().create_future())
-            return self.acks[-1]
-
     records = KafkaRecords("127.0.0.1:1", "ingest.messages", client_id="test")
-    records._producer = producer = Producer()
+    records._producer = producer = AckLater()
     publish = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))
     await asyncio.sleep(0.01)
     assert not publish.done()  # queued, not yet acknowledged
@@ -239,17 +242,9 @@ async def test_a_publish_returns_only_once_kafka_acknowledged_and_raises_when_it
 
 
 async def test_while_the_broker_acknowledges_nothing_new_records_are_refused_not_held():
-    class Producer:
-        def __init__(self):
-            self.acks = []
-
-        async def send(self, topic, *, value, key, headers):
-            self.acks.append(asyncio.get_running_loop().create_future())
-            return self.acks[-1]
-
     now = [100.0]
     records = KafkaRecords("127.0.0.1:1", "ingest.messages", client_id="test", stall_s=3.0, clock=lambda: now[0])
-    records._producer = producer = Producer()
+    records._producer = producer = AckLater()
     held = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))
     await asyncio.sleep(0.01)
     now[0] += 2.0  # waiting, but not for long: another record joins it
@@ -271,17 +266,9 @@ async def test_while_the_broker_acknowledges_nothing_new_records_are_refused_not
 
 
 async def test_one_record_held_up_does_not_stop_new_ones_while_the_broker_acknowledges_others():
-    class Producer:
-        def __init__(self):
-            self.acks = []
-
-        async def send(self, topic, *, value, key, headers):
-            self.acks.append(asyncio.get_running_loop().create_future())
-            return self.acks[-1]
-
     now = [100.0]
     records = KafkaRecords("127.0.0.1:1", "ingest.messages", client_id="test", stall_s=3.0, clock=lambda: now[0])
-    records._producer = producer = Producer()
+    records._producer = producer = AckLater()
     straggler = asyncio.create_task(records.publish(b"{}", b"k", [CONTENT_TYPE]))  # its partition's leader moved
     await asyncio.sleep(0.01)
     for _ in range(5):  # others are acknowledged, one a second
