@@ -55,10 +55,11 @@ class Capabilities:
     @property
     def update_bulk_limit(self) -> int:
         """Matched statements per update command. FerretDB 1.24 holds a pooled connection per matched
-        statement until the command ends, and its pool (100 per database) is shared by every client:
-        two tickets and two SLA processes each sending a bulk of 50 at once after a broker outage
-        (every changed ticket's list document due together) took all 100 and hung the database
-        (chaos, ninth session). Four writers at 10 each leave most of the pool to reads and inserts."""
+        statement until the command ends, and its pool (100 per database) is shared by every client;
+        four writers (two tickets processes' list documents, two SLA processes' clocks) sent up to 50
+        each, and after broker faults in a row (every changed ticket due at once) the database hung
+        with all 100 connections held and update commands among those waiting for one (chaos, ninth
+        session; docs/reliability.md). Four writers at 10 each leave most of the pool to the rest."""
         return UPDATE_BULK_FERRETDB if self.ferretdb else 1000
 
     @property

@@ -63,8 +63,8 @@ class IngestSettings(ServiceSettings):
     # the producer's wait for more records before a produce request; records queued while one
     # request is in flight share the next anyway, so this only matters when load is light
     kafka_linger_ms: int = _env("INGEST_KAFKA_LINGER_MS", 1)
-    # once a record has waited this long for the broker's acknowledgement, new messages are refused
-    # (503, Retry-After) until the broker acknowledges again, rather than held (0: always held)
+    # once records have waited this long without the broker acknowledging any, new messages are
+    # refused (503, Retry-After) until it acknowledges again, rather than held (0: always held)
     kafka_stall_s: float = Field(
         3.0, ge=0, validation_alias=AliasChoices("INGEST_KAFKA_STALL_S", "ingest_kafka_stall_s")
     )

@@ -217,8 +217,9 @@ def kafka_java_cmd(
     art: Artefacts, paths: StatePaths, main: list[str], heap: bool = True, archive: bool = True
 ) -> list[str]:
     opts = KAFKA_JVM_OPTS if heap else ["-Djava.awt.headless=true"]
-    if heap and archive and class_archive(art).is_file():
-        opts = [*opts, f"-XX:SharedArchiveFile={class_archive(art)}"]  # a stale one is ignored (-Xshare:auto)
+    recorded = class_archive(art)
+    if heap and archive and recorded.is_file():
+        opts = [*opts, f"-XX:SharedArchiveFile={recorded}"]  # a stale one is ignored (-Xshare:auto)
     return [
         art.java or "java",
         *opts,
